@@ -1,0 +1,525 @@
+"""AlexNet in Keras 3, in the two variants users bring (see ``specs/alexnet.md``).
+
+``"caffe"`` (Variant A)
+    Caffe BVLC AlexNet, 227 input: conv1 11x11/4 VALID, LRN, max-pool 3/2, conv2 5x5
+    2 groups, LRN, pool, conv3 3x3 (13x13x384), conv4/conv5 2 groups, pool5, fc6-fc8.
+    Weight file: ``bvlc_alexnet.npy``.
+``"tfutils"`` (Variant B)
+    The single-tower tfutils AlexNet of a published V4 study, 224 input: conv1 VALID,
+    LRN (depth_radius 5), SAME pools, no groups, conv3 14x14x384.
+
+Layer names are the same in both: ``conv1, norm1, pool1, conv2, norm2, pool2, conv3,
+conv4, conv5, pool5, fc6, fc7, fc8``. Conv and fc6/fc7 outputs are taken **after the
+ReLU**; fc8 is the logits (no softmax). :data:`LAYERS` lists each layer's output shape.
+
+Weights (``weights=``)
+    ``"random:SEED"``: seeded He-normal kernels (numpy ``default_rng([SEED, i])`` for the
+    i-th layer of the variant, so a layer's weights do not depend on how deep the model is
+    built), biases 0.1 (fc8: 0). Deterministic across runs and machines.
+    A path to a ``bvlc_alexnet.npy``-style file: a pickled dict ``layer -> [W, b]``.
+    **Loading a pickle can run arbitrary code**: it is done only for a path the user names
+    explicitly, never for a file found by searching. A mapping ``layer -> (W, b)`` in
+    memory is accepted too.
+
+TensorFlow/Keras are imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import ConfigError, DataFormatError
+
+__all__ = [
+    "LAYERS",
+    "VARIANTS",
+    "LayerSpec",
+    "Variant",
+    "build_alexnet",
+    "load_weights",
+    "random_weights",
+    "set_weights",
+    "weight_shapes",
+    "weights_sha256",
+]
+
+_RANDOM_RE = re.compile(r"random:(\d+)")
+_RANDOM_GENERATOR = "numpy.random.default_rng([seed, layer_index]).standard_normal*sqrt(2/fan_in)"
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer of a variant.
+
+    kind is "conv", "lrn", "pool" or "fc". For conv: ``size`` filters, ``kernel``,
+    ``stride``, ``padding`` ("valid" | "same"), ``groups``. For fc: ``size`` units and
+    ``relu``. For lrn: TensorFlow ``local_response_normalization`` parameters.
+    ``output_shape`` excludes the batch axis.
+    """
+
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    size: int = 0
+    kernel: int = 0
+    stride: int = 1
+    padding: str = "valid"
+    groups: int = 1
+    relu: bool = True
+    depth_radius: int = 0
+    alpha: float = 0.0
+    beta: float = 0.0
+    bias: float = 0.0
+
+    @property
+    def has_weights(self) -> bool:
+        return self.kind in ("conv", "fc")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An AlexNet variant: input size, the chain it expects, and its layers in order."""
+
+    name: str
+    input_size: int
+    default_preprocess: str
+    layers: tuple[LayerSpec, ...]
+    description: str
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.layers)
+
+    def layer(self, name: str) -> LayerSpec:
+        for spec in self.layers:
+            if spec.name == name:
+                return spec
+        raise ConfigError(
+            f"layer {name!r} is not in variant {self.name!r}; "
+            f"valid layers: {', '.join(self.layer_names)}."
+        )
+
+
+def _conv(name, size, kernel, out, stride=1, padding="same", groups=1) -> LayerSpec:
+    return LayerSpec(
+        name, "conv", out, size=size, kernel=kernel, stride=stride, padding=padding, groups=groups
+    )
+
+
+def _lrn(name, out, depth_radius, alpha) -> LayerSpec:
+    return LayerSpec(name, "lrn", out, depth_radius=depth_radius, alpha=alpha, beta=0.75, bias=1.0)
+
+
+def _pool(name, out, padding) -> LayerSpec:
+    return LayerSpec(name, "pool", out, kernel=3, stride=2, padding=padding)
+
+
+def _fc(name, size, relu=True) -> LayerSpec:
+    return LayerSpec(name, "fc", (size,), size=size, relu=relu)
+
+
+_CAFFE = Variant(
+    name="caffe",
+    input_size=227,
+    default_preprocess="caffe",
+    description="Caffe BVLC AlexNet (227 input, grouped conv2/4/5, conv3 13x13x384)",
+    layers=(
+        _conv("conv1", 96, 11, (55, 55, 96), stride=4, padding="valid"),
+        _lrn("norm1", (55, 55, 96), 2, 2e-5),
+        _pool("pool1", (27, 27, 96), "valid"),
+        _conv("conv2", 256, 5, (27, 27, 256), groups=2),
+        _lrn("norm2", (27, 27, 256), 2, 2e-5),
+        _pool("pool2", (13, 13, 256), "valid"),
+        _conv("conv3", 384, 3, (13, 13, 384)),
+        _conv("conv4", 384, 3, (13, 13, 384), groups=2),
+        _conv("conv5", 256, 3, (13, 13, 256), groups=2),
+        _pool("pool5", (6, 6, 256), "valid"),
+        _fc("fc6", 4096),
+        _fc("fc7", 4096),
+        _fc("fc8", 1000, relu=False),
+    ),
+)
+
+_TFUTILS = Variant(
+    name="tfutils",
+    input_size=224,
+    default_preprocess="tf2019",
+    description="single-tower tfutils AlexNet (224 input, SAME pools, conv3 14x14x384)",
+    layers=(
+        _conv("conv1", 96, 11, (54, 54, 96), stride=4, padding="valid"),
+        _lrn("norm1", (54, 54, 96), 5, 1e-4),
+        _pool("pool1", (27, 27, 96), "same"),
+        _conv("conv2", 256, 5, (27, 27, 256)),
+        _lrn("norm2", (27, 27, 256), 5, 1e-4),
+        _pool("pool2", (14, 14, 256), "same"),
+        _conv("conv3", 384, 3, (14, 14, 384)),
+        _conv("conv4", 384, 3, (14, 14, 384)),
+        _conv("conv5", 256, 3, (14, 14, 256)),
+        _pool("pool5", (7, 7, 256), "same"),
+        _fc("fc6", 4096),
+        _fc("fc7", 4096),
+        _fc("fc8", 1000, relu=False),
+    ),
+)
+
+#: Registry of variants by name (the CLI takes its choices from here).
+VARIANTS: dict[str, Variant] = {"caffe": _CAFFE, "tfutils": _TFUTILS}
+
+#: variant -> {layer name: output shape without the batch axis}, in network order.
+LAYERS: dict[str, dict[str, tuple[int, ...]]] = {
+    name: {spec.name: spec.output_shape for spec in variant.layers}
+    for name, variant in VARIANTS.items()
+}
+
+
+def get_variant(variant: str) -> Variant:
+    """The :class:`Variant` called ``variant``; ConfigError listing valid names otherwise."""
+    try:
+        return VARIANTS[variant]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"variant {variant!r} is unknown; valid variants: {', '.join(VARIANTS)}."
+        ) from None
+
+
+def weight_shapes(variant: str = "caffe") -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Expected ``layer -> (kernel shape, bias shape)`` for every weighted layer.
+
+    Conv kernels are (kh, kw, in_channels / groups, filters) (the ``bvlc_alexnet.npy``
+    layout); fc kernels are (inputs, units) with inputs flattened in C order over (H, W, C).
+    """
+    spec = get_variant(variant)
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    channels = 3
+    prev_shape: tuple[int, ...] = (spec.input_size, spec.input_size, 3)
+    for layer in spec.layers:
+        if layer.kind == "conv":
+            kernel = (layer.kernel, layer.kernel, channels // layer.groups, layer.size)
+            shapes[layer.name] = (kernel, (layer.size,))
+        elif layer.kind == "fc":
+            shapes[layer.name] = ((int(np.prod(prev_shape)), layer.size), (layer.size,))
+        prev_shape = layer.output_shape
+        channels = prev_shape[-1]
+    return shapes
+
+
+def _check_layers(variant: Variant, layers: str | Sequence[str]) -> tuple[str, ...]:
+    if isinstance(layers, str):
+        layers = (layers,)
+    layers = tuple(layers)
+    if not layers:
+        raise ConfigError("layers must name at least one layer.")
+    for name in layers:
+        variant.layer(name)  # raises ConfigError listing the valid names
+    if len(set(layers)) != len(layers):
+        raise ConfigError(f"layers must not repeat a name, got {list(layers)}.")
+    return layers
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _parse_random(spec: str) -> int | None:
+    match = _RANDOM_RE.fullmatch(spec.strip())
+    return int(match.group(1)) if match else None
+
+
+def random_weights(
+    seed: int, variant: str = "caffe", layers: Sequence[str] | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Seeded He-normal weights of the right shapes (the ``"random:SEED"`` source).
+
+    Parameters
+    ----------
+    seed : int >= 0
+    variant : str
+    layers : names of weighted layers to generate (default: all of the variant)
+
+    Returns
+    -------
+    dict layer -> (kernel float32, bias float32); biases are 0.1 (fc8: 0).
+    """
+    spec = get_variant(variant)
+    shapes = weight_shapes(variant)
+    wanted = set(shapes) if layers is None else set(layers) & set(shapes)
+    out = {}
+    for index, name in enumerate(spec.layer_names):
+        if name not in wanted:
+            continue
+        kshape, bshape = shapes[name]
+        rng = np.random.default_rng([seed, index])
+        fan_in = int(np.prod(kshape[:-1]))
+        kernel = rng.standard_normal(kshape, dtype=np.float32)
+        kernel *= np.float32(math.sqrt(2.0 / fan_in))
+        bias = np.full(bshape, 0.0 if name == "fc8" else 0.1, dtype=np.float32)
+        out[name] = (kernel, bias)
+    return out
+
+
+def _describe(arrays: Mapping) -> str:
+    parts = []
+    for name, value in arrays.items():
+        try:
+            shapes = "/".join(str(tuple(np.shape(a))) for a in _pair(value))
+        except (TypeError, ValueError, KeyError):
+            shapes = f"<{type(value).__name__}>"
+        parts.append(f"{name} {shapes}")
+    return ", ".join(parts) if parts else "nothing"
+
+
+def _pair(value) -> tuple:
+    """(W, b) from a [W, b] list/tuple or a {"weights": W, "biases": b} dict."""
+    if isinstance(value, Mapping):
+        return (value["weights"], value["biases"])
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return (value[0], value[1])
+    raise TypeError("expected [W, b]")
+
+
+def _validate_arrays(
+    arrays: Mapping, variant: str, needed: Sequence[str], source: str
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    shapes = weight_shapes(variant)
+    expected = ", ".join(f"{n} {shapes[n][0]}/{shapes[n][1]}" for n in needed)
+    out = {}
+    problems = []
+    for name in needed:
+        if name not in arrays:
+            problems.append(f"{name} missing")
+            continue
+        try:
+            kernel, bias = (np.asarray(a, dtype=np.float32) for a in _pair(arrays[name]))
+        except (TypeError, ValueError, KeyError):
+            problems.append(f"{name} is not a [W, b] pair")
+            continue
+        if kernel.shape != shapes[name][0] or bias.shape != shapes[name][1]:
+            problems.append(f"{name} has {kernel.shape}/{bias.shape}")
+            continue
+        out[name] = (kernel, bias)
+    if problems:
+        raise ConfigError(
+            f"weights {source} do not fit variant {variant!r} ({'; '.join(problems)}): "
+            f"they hold {_describe(arrays)}; expected {expected}."
+        )
+    return out
+
+
+def load_weights(
+    weights: str | Path | Mapping, variant: str = "caffe", layers: Sequence[str] | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Resolve a weight source to ``layer -> (kernel, bias)`` float32 arrays, validated.
+
+    Parameters
+    ----------
+    weights : "random:SEED", a path to a ``bvlc_alexnet.npy``-style pickled dict, or a
+        mapping layer -> [W, b]. A file is unpickled (**this can run code**: pass only
+        files you trust).
+    variant : str
+    layers : weighted layers required (default: all of the variant); extra layers in the
+        source are ignored.
+
+    Raises
+    ------
+    DataFormatError : the file is missing or not a pickled dict.
+    ConfigError : a required layer is missing or has the wrong shape (the message lists
+        what the source holds and what was expected).
+    """
+    shapes = weight_shapes(variant)
+    needed = list(shapes) if layers is None else [n for n in shapes if n in set(layers)]
+    if isinstance(weights, Mapping):
+        return _validate_arrays(weights, variant, needed, "mapping")
+    if not isinstance(weights, (str, Path)):
+        raise ConfigError(
+            f"weights must be 'random:SEED', a file path or a mapping, got {type(weights)}."
+        )
+    if isinstance(weights, str):
+        seed = _parse_random(weights)
+        if seed is not None:
+            return random_weights(seed, variant, needed)
+        if weights.startswith("random:"):
+            raise ConfigError(f"weights {weights!r} must look like 'random:SEED' (SEED >= 0).")
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise DataFormatError(f"weights file {path} does not exist or is not a file.")
+    try:
+        loaded = np.load(path, encoding="latin1", allow_pickle=True)
+        if isinstance(loaded, np.ndarray) and loaded.shape == () and loaded.dtype == object:
+            loaded = loaded.item()
+        arrays = loaded
+    except Exception as exc:  # any unpickling failure means a bad file
+        raise DataFormatError(
+            f"weights file {path} could not be read as a pickled layer -> [W, b] dict "
+            f"({type(exc).__name__}: {exc})."
+        ) from exc
+    if not isinstance(arrays, Mapping):
+        raise DataFormatError(
+            f"weights file {path} holds a {type(arrays).__name__}, not a layer -> [W, b] dict."
+        )
+    return _validate_arrays(arrays, variant, needed, f"file {path}")
+
+
+def weights_sha256(weights: str | Path | Mapping, variant: str = "caffe") -> str:
+    """Identity of a weight source (hex sha256).
+
+    A file: sha256 of its bytes. ``"random:SEED"``: sha256 of the canonical JSON of the
+    spec, the generator, the variant and all its weight shapes (no arrays are generated).
+    A mapping: sha256 over layer names, shapes and float32 bytes in network order.
+    """
+    if isinstance(weights, Mapping):
+        h = hashlib.sha256()
+        for name in weight_shapes(variant):
+            if name in weights:
+                for arr in _pair(weights[name]):
+                    a = np.ascontiguousarray(arr, dtype=np.float32)
+                    h.update(f"{name}{a.shape}".encode())
+                    h.update(memoryview(a).cast("B"))
+        return h.hexdigest()
+    if isinstance(weights, str):
+        seed = _parse_random(weights)
+        if seed is not None:
+            doc = {
+                "weights": f"random:{seed}",
+                "generator": _RANDOM_GENERATOR,
+                "bias": "0.1 (fc8: 0)",
+                "variant": variant,
+                "shapes": {n: [list(k), list(b)] for n, (k, b) in weight_shapes(variant).items()},
+            }
+            text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+            return hashlib.sha256(text.encode()).hexdigest()
+    from pipeline.features import sha256_file  # lazy: features imports this module
+
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise DataFormatError(f"weights file {path} does not exist or is not a file.")
+    return sha256_file(path)
+
+
+# --------------------------------------------------------------------------- model
+
+_LRN_CLASS = None
+
+
+def _lrn_layer_class():
+    """A Keras layer wrapping ``tf.nn.local_response_normalization`` (created lazily)."""
+    global _LRN_CLASS
+    if _LRN_CLASS is None:
+        import keras
+        import tensorflow as tf
+
+        class LocalResponseNormalization(keras.layers.Layer):
+            """TensorFlow LRN over the channel axis (channels-last)."""
+
+            def __init__(self, depth_radius=2, bias=1.0, alpha=2e-5, beta=0.75, **kwargs):
+                super().__init__(**kwargs)
+                self.depth_radius = int(depth_radius)
+                self.bias = float(bias)
+                self.alpha = float(alpha)
+                self.beta = float(beta)
+
+            def call(self, inputs):
+                return tf.nn.local_response_normalization(
+                    inputs,
+                    depth_radius=self.depth_radius,
+                    bias=self.bias,
+                    alpha=self.alpha,
+                    beta=self.beta,
+                )
+
+            def compute_output_shape(self, input_shape):
+                return input_shape
+
+            def get_config(self):
+                config = super().get_config()
+                config.update(
+                    depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta
+                )
+                return config
+
+        _LRN_CLASS = LocalResponseNormalization
+    return _LRN_CLASS
+
+
+def set_weights(model, arrays: Mapping) -> None:
+    """Copy ``layer -> (kernel, bias)`` arrays into the same-named layers of ``model``.
+
+    Layers of ``arrays`` the model does not have are ignored.
+    """
+    names = {layer.name for layer in model.layers}
+    for name, value in arrays.items():
+        if name in names:
+            kernel, bias = _pair(value)
+            model.get_layer(name).set_weights(
+                [np.asarray(kernel, np.float32), np.asarray(bias, np.float32)]
+            )
+
+
+def build_alexnet(
+    variant: str = "caffe",
+    layers: str | Sequence[str] = ("conv3",),
+    weights: str | Path | Mapping = "random:0",
+):
+    """Build an AlexNet up to the deepest requested layer, with its weights set.
+
+    Parameters
+    ----------
+    variant : "caffe" (227 input) or "tfutils" (224 input); see :data:`VARIANTS`.
+    layers : layer name(s) to output (see :data:`LAYERS`).
+    weights : "random:SEED", a path to a ``bvlc_alexnet.npy``-style file (unpickled: only
+        pass a file you trust), or a mapping layer -> [W, b].
+
+    Returns
+    -------
+    keras.Model
+        Input (B, S, S, 3) float32; output a dict ``{layer: (B, *LAYERS[variant][layer])}``
+        in the requested order.
+    """
+    spec = get_variant(variant)
+    layers = _check_layers(spec, layers)
+    deepest = max(spec.layer_names.index(name) for name in layers)
+    built = spec.layers[: deepest + 1]
+    arrays = load_weights(weights, variant, [s.name for s in built if s.has_weights])
+
+    import keras
+
+    lrn_class = _lrn_layer_class()
+    size = spec.input_size
+    inputs = keras.Input(shape=(size, size, 3), name="image", dtype="float32")
+    x = inputs
+    tensors = {}
+    for layer in built:
+        if layer.kind == "conv":
+            x = keras.layers.Conv2D(
+                layer.size,
+                layer.kernel,
+                strides=layer.stride,
+                padding=layer.padding,
+                groups=layer.groups,
+                activation="relu",
+                name=layer.name,
+            )(x)
+        elif layer.kind == "lrn":
+            x = lrn_class(layer.depth_radius, layer.bias, layer.alpha, layer.beta, name=layer.name)(
+                x
+            )
+        elif layer.kind == "pool":
+            x = keras.layers.MaxPooling2D(
+                layer.kernel, layer.stride, padding=layer.padding, name=layer.name
+            )(x)
+        else:  # fc
+            if len(x.shape) > 2:
+                x = keras.layers.Flatten(name=f"{layer.name}_flatten")(x)
+            x = keras.layers.Dense(
+                layer.size, activation="relu" if layer.relu else None, name=layer.name
+            )(x)
+        tensors[layer.name] = x
+    model = keras.Model(inputs, {name: tensors[name] for name in layers}, name=f"alexnet_{variant}")
+    set_weights(model, arrays)
+    return model

@@ -1,0 +1,557 @@
+"""Fit configurations, the estimator registry and the fit/score protocols.
+
+Protocols
+---------
+``"recommended"`` (default)
+    1. One seeded held-out *test* split of the training images
+       (:func:`pipeline.splits.holdout_split`, ``test_fraction`` = 1/7: 250 of 1750).
+       Hyper-parameters (ridge alpha / PLS components, per voxel) are chosen by CV
+       (LOO or k-fold) inside the remaining training images only; that model is scored
+       once on the test split -> split ``"test"``.
+    2. A model is refitted on ALL training images, its hyper-parameters chosen again by
+       CV inside all training images (never on validation images), and scored once on
+       the validation images -> split ``"validation"``. So the test and validation
+       scores come from two models (1500 vs 1750 training images) whose hyper-parameters
+       may differ per voxel; both are recorded.
+
+``"cs431"`` (the 2019 project, reproduced)
+    Five random splits from ``RandomState(seed)`` (:func:`pipeline.splits.cs431_splits`,
+    250 test images each); optionally the 2019 random feature subset drawn right after
+    (``feature_subset=5000``). Ridge: one alpha shared by all voxels from
+    (1e-4 ... 1) by LOO, features not standardised (``RidgeCV`` semantics). PLS: one
+    multi-output ``PLSRegression(n_components=25, scale=False)`` (:class:`~pipeline.pls.PLS2`).
+    For each split ``i`` the model fitted on its 1500 training images is scored on them
+    (``"train{i}"``, in-sample, as 2019 reported), on its test images (``"test{i}"``) and
+    on the validation images (``"validation{i}"``); finally a model fitted on all
+    training images is scored on the validation images (``"validation"``, the 2019
+    "V4 average" headline).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+
+import numpy as np
+
+from pipeline.errors import ConfigError
+from pipeline.pls import DEFAULT_N_COMPONENTS, PLS2, BatchedPLS
+from pipeline.ridge import DEFAULT_ALPHAS, KernelRidgeCV
+from pipeline.scores import pearson_r, r2_score
+from pipeline.splits import cs431_feature_subset, cs431_splits, holdout_split, index_hash
+
+__all__ = [
+    "CS431_ALPHAS",
+    "FitConfig",
+    "FitResult",
+    "METHODS",
+    "PROTOCOLS",
+    "SplitScores",
+    "TARGETS",
+    "run_fit",
+]
+
+PROTOCOLS = ("recommended", "cs431")
+TARGETS = ("voxels", "roi_mean")
+#: The 2019 RidgeCV grid (one alpha shared by all voxels, unstandardised features).
+CS431_ALPHAS: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+CS431_N_COMPONENTS: tuple[int, ...] = (25,)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything that determines a fit's numbers (hashes to the run key).
+
+    ``None`` fields are resolved to the method/protocol defaults at construction, so
+    ``to_dict()`` always records the values actually used.
+
+    Parameters
+    ----------
+    method : {"ridge", "pls"}
+    protocol : {"recommended", "cs431"}
+    alphas : tuple of float, optional
+        Ridge penalties. Default :data:`pipeline.ridge.DEFAULT_ALPHAS` (recommended) or
+        :data:`CS431_ALPHAS` (cs431). Ridge only.
+    n_components : tuple of int, optional
+        PLS component counts searched per voxel, default
+        :data:`pipeline.pls.DEFAULT_N_COMPONENTS`; cs431: exactly one count (default 25).
+        PLS only.
+    cv : "loo" or int, optional
+        Inner CV: ridge default "loo"; PLS default 5 folds (cs431 PLS: None, no search).
+    standardize : bool, optional
+        Standardise features: default True for recommended ridge, else False.
+    test_fraction : float
+        Share of training images held out as the test split (1/7: 250 of 1750).
+    seed : int
+        Seeds the held-out split, the inner k-fold and the cs431 RandomState.
+    target : {"voxels", "roi_mean"}
+        ``"roi_mean"`` averages the given voxels into one target before fitting.
+    n_splits : int
+        cs431 only: number of random splits (5).
+    feature_subset : int, optional
+        cs431 only: keep a random subset of this many features (5000 in 2019).
+    """
+
+    method: str = "ridge"
+    protocol: str = "recommended"
+    alphas: tuple[float, ...] | None = None
+    n_components: tuple[int, ...] | None = None
+    cv: str | int | None = None
+    standardize: bool | None = None
+    test_fraction: float = 1 / 7
+    seed: int = 0
+    target: str = "voxels"
+    n_splits: int = 5
+    feature_subset: int | None = None
+
+    def __post_init__(self) -> None:
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {sorted(METHODS)}, got {self.method!r}.")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol must be one of {list(PROTOCOLS)}, got {self.protocol!r}.")
+        if self.target not in TARGETS:
+            raise ConfigError(f"target must be one of {list(TARGETS)}, got {self.target!r}.")
+        cs431 = self.protocol == "cs431"
+        ridge = self.method == "ridge"
+
+        # grids
+        if ridge:
+            if self.n_components is not None:
+                raise ConfigError(
+                    "n_components applies to method 'pls' only; leave it unset for ridge."
+                )
+            alphas = self.alphas
+            if alphas is None:
+                alphas = CS431_ALPHAS if cs431 else tuple(float(a) for a in DEFAULT_ALPHAS)
+            try:
+                alphas = tuple(float(a) for a in np.asarray(alphas, dtype=np.float64).ravel())
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"alphas must be a list of positive numbers, got {self.alphas!r}."
+                ) from None
+            if not alphas or not all(math.isfinite(a) and a > 0 for a in alphas):
+                raise ConfigError(
+                    "alphas must be a non-empty list of positive finite numbers, "
+                    f"got {self.alphas!r}."
+                )
+            put("alphas", alphas)
+        else:
+            if self.alphas is not None:
+                raise ConfigError("alphas applies to method 'ridge' only; leave it unset for pls.")
+            comps = self.n_components
+            if comps is None:
+                comps = CS431_N_COMPONENTS if cs431 else DEFAULT_N_COMPONENTS
+            if _is_int(comps):
+                comps = (comps,)
+            try:
+                comps = tuple(comps)
+            except TypeError:
+                raise ConfigError(
+                    f"n_components must be a list of positive integers, got {comps!r}."
+                ) from None
+            if not comps or not all(_is_int(k) and k >= 1 for k in comps):
+                raise ConfigError(
+                    "n_components must be a non-empty list of positive integers, "
+                    f"got {self.n_components!r}."
+                )
+            comps = tuple(sorted(set(int(k) for k in comps)))
+            if cs431 and len(comps) != 1:
+                raise ConfigError(
+                    "n_components must be a single value for protocol 'cs431' (multi-output PLS)."
+                )
+            put("n_components", comps)
+
+        # inner CV
+        cv = self.cv
+        if cv is None:
+            cv = "loo" if ridge else (None if cs431 else 5)
+        elif cv == "loo":
+            if not ridge:
+                raise ConfigError(
+                    "cv='loo' is available for method 'ridge' only; give a number of folds for pls."
+                )
+        elif not (_is_int(cv) and cv >= 2):
+            raise ConfigError(f"cv must be 'loo' or an integer >= 2, got {cv!r}.")
+        else:
+            cv = int(cv)
+        if not ridge and cs431 and cv is not None:
+            raise ConfigError(
+                "cv must be unset for pls under protocol 'cs431' (fixed component count)."
+            )
+        if not ridge and not cs431 and cv is None:
+            raise ConfigError("cv must be a number of folds for pls under protocol 'recommended'.")
+        put("cv", cv)
+
+        standardize = self.standardize
+        if standardize is None:
+            standardize = ridge and not cs431
+        if not isinstance(standardize, (bool, np.bool_)):
+            raise ConfigError(f"standardize must be true or false, got {self.standardize!r}.")
+        put("standardize", bool(standardize))
+
+        if not isinstance(self.test_fraction, Real) or not 0.0 < float(self.test_fraction) < 1.0:
+            raise ConfigError(
+                f"test_fraction must be a number in (0, 1), got {self.test_fraction!r}."
+            )
+        put("test_fraction", float(self.test_fraction))
+        if not (_is_int(self.seed) and self.seed >= 0):
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}.")
+        put("seed", int(self.seed))
+        if not (_is_int(self.n_splits) and self.n_splits >= 1):
+            raise ConfigError(f"n_splits must be a positive integer, got {self.n_splits!r}.")
+        put("n_splits", int(self.n_splits))
+        if not cs431 and self.n_splits != 5:
+            raise ConfigError("n_splits applies to protocol 'cs431' only.")
+        if self.feature_subset is not None:
+            if not cs431:
+                raise ConfigError("feature_subset applies to protocol 'cs431' only.")
+            if not (_is_int(self.feature_subset) and self.feature_subset >= 1):
+                raise ConfigError(
+                    f"feature_subset must be a positive integer, got {self.feature_subset!r}."
+                )
+            put("feature_subset", int(self.feature_subset))
+
+    @property
+    def hyper_name(self) -> str:
+        """Name of the per-voxel hyper-parameter: "alpha" or "n_components"."""
+        return "alpha" if self.method == "ridge" else "n_components"
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict of the resolved configuration (tuples become lists)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FitConfig:
+        """Inverse of :meth:`to_dict` (unknown keys -> ConfigError)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown FitConfig field(s): {', '.join(unknown)}.")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+    def key(self) -> str:
+        """Stable sha256 (hex) of the canonical JSON of :meth:`to_dict`."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------
+def _make_ridge(config: FitConfig) -> KernelRidgeCV:
+    return KernelRidgeCV(
+        alphas=config.alphas,
+        cv=config.cv,
+        standardize=config.standardize,
+        alpha_per_target=config.protocol != "cs431",
+        random_state=config.seed,
+    )
+
+
+def _make_pls(config: FitConfig):
+    if config.protocol == "cs431":
+        return PLS2(n_components=config.n_components[0], scale=config.standardize)
+    comps = config.n_components
+    return BatchedPLS(
+        n_components=comps if len(comps) > 1 else comps[0],
+        cv=config.cv if len(comps) > 1 else None,
+        scale=config.standardize,
+        random_state=config.seed,
+    )
+
+
+#: method name -> factory(config) -> unfitted estimator (fit(X, Y) / predict(X)).
+METHODS: dict[str, Callable[[FitConfig], object]] = {
+    "ridge": _make_ridge,
+    "pls": _make_pls,
+}
+
+
+# --------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------
+@dataclass
+class SplitScores:
+    """Per-voxel scores of one model on one scored set.
+
+    Attributes
+    ----------
+    name : str
+        "test", "validation" (recommended); "train{i}", "test{i}", "validation{i}",
+        "validation" (cs431).
+    kind : str
+        "train" (in-sample), "test" (held out of the training images) or "validation".
+    test_indices : ndarray of int64 or None
+        Training-image indices scored (sorted), None for the validation images.
+    train_indices_hash : str
+        :func:`pipeline.splits.index_hash` of the training-image indices the model was
+        fitted on.
+    r, r2_corr, r2 : ndarray, shape (n_targets,)
+    hyper : ndarray, shape (n_targets,)
+        Chosen alpha (ridge) or component count (PLS) per target.
+    hyper_name : str
+    n_train, n_test : int
+    """
+
+    name: str
+    kind: str
+    test_indices: np.ndarray | None
+    r: np.ndarray
+    r2_corr: np.ndarray
+    r2: np.ndarray
+    hyper: np.ndarray
+    hyper_name: str
+    n_train: int
+    n_test: int
+    train_indices_hash: str = ""
+
+    @property
+    def test_hash(self) -> str | None:
+        """index_hash of ``test_indices`` (None for validation images)."""
+        return None if self.test_indices is None else index_hash(self.test_indices)
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`run_fit`.
+
+    Attributes
+    ----------
+    config : FitConfig
+    splits : list of SplitScores
+    predictions : dict
+        split name -> (y_true, y_pred) 1-D arrays, only when there is one target.
+    timings : dict
+        seconds per stage ("fit:<model>", "predict:<split>", "total").
+    n_alpha_at_edge : dict
+        model name -> number of targets whose ridge alpha sits at a grid edge
+        (empty for PLS).
+    feature_subset : ndarray of int64 or None
+        Feature columns used (cs431 with ``feature_subset``), in drawn order.
+    n_features : int
+        Features the models saw.
+    """
+
+    config: FitConfig
+    splits: list[SplitScores]
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    n_alpha_at_edge: dict[str, int] = field(default_factory=dict)
+    feature_subset: np.ndarray | None = None
+    n_features: int = 0
+
+    def split(self, name: str) -> SplitScores:
+        """The scores of the split called ``name`` (ConfigError if absent)."""
+        for s in self.splits:
+            if s.name == name:
+                return s
+        raise ConfigError(f"no split named {name!r}; have {[s.name for s in self.splits]}.")
+
+    def summary(self) -> list[dict]:
+        """Plain per-split summary: n, mean/median of r, r2_corr and r2 (NaN-aware)."""
+        rows = []
+        for s in self.splits:
+            row = {"name": s.name, "kind": s.kind, "n_train": s.n_train, "n_test": s.n_test,
+                   "n_targets": int(s.r.size)}
+            for metric in ("r", "r2_corr", "r2"):
+                values = getattr(s, metric)
+                finite = values[np.isfinite(values)]
+                row[f"mean_{metric}"] = float(finite.mean()) if finite.size else None
+                row[f"median_{metric}"] = float(np.median(finite)) if finite.size else None
+            rows.append(row)
+        return rows
+
+
+# --------------------------------------------------------------------------------------
+# Running a fit
+# --------------------------------------------------------------------------------------
+def _check_inputs(X_train, X_val, Y_train, Y_val):
+    X_train = np.asarray(X_train)
+    if X_train.ndim != 2:
+        raise ConfigError(f"X_train must be 2-D (n_images, n_features), got shape {X_train.shape}.")
+    Y_train = np.asarray(Y_train, dtype=np.float64)
+    if Y_train.ndim == 1:
+        Y_train = Y_train[:, None]
+    if Y_train.ndim != 2 or Y_train.shape[0] != X_train.shape[0]:
+        raise ConfigError(
+            f"Y_train must have shape ({X_train.shape[0]}, n_voxels) to match X_train, "
+            f"got {Y_train.shape}."
+        )
+    if not np.all(np.isfinite(Y_train)):
+        raise ConfigError("Y_train contains NaN or infinite values; drop those voxels first.")
+    if (X_val is None) != (Y_val is None):
+        raise ConfigError("X_val and Y_val must be given together (or both None).")
+    if X_val is not None:
+        X_val = np.asarray(X_val)
+        if X_val.ndim != 2 or X_val.shape[1] != X_train.shape[1]:
+            raise ConfigError(
+                f"X_val must have shape (n_val, {X_train.shape[1]}) to match X_train, "
+                f"got {X_val.shape}."
+            )
+        Y_val = np.asarray(Y_val, dtype=np.float64)
+        if Y_val.ndim == 1:
+            Y_val = Y_val[:, None]
+        if Y_val.shape != (X_val.shape[0], Y_train.shape[1]):
+            raise ConfigError(
+                f"Y_val must have shape ({X_val.shape[0]}, {Y_train.shape[1]}), got {Y_val.shape}."
+            )
+        if not np.all(np.isfinite(Y_val)):
+            raise ConfigError("Y_val contains NaN or infinite values; drop those voxels first.")
+    return X_train, X_val, Y_train, Y_val
+
+
+def _hyper(estimator) -> np.ndarray:
+    for attr in ("alpha_", "n_components_"):
+        if hasattr(estimator, attr):
+            return np.atleast_1d(np.asarray(getattr(estimator, attr))).copy()
+    raise ConfigError(
+        f"estimator {type(estimator).__name__} exposes neither alpha_ nor n_components_."
+    )
+
+
+def run_fit(
+    X_train,
+    X_val,
+    Y_train,
+    Y_val,
+    config: FitConfig,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> FitResult:
+    """Fit and score per the configured protocol (see the module docstring).
+
+    Parameters
+    ----------
+    X_train : ndarray, shape (n_train, p), float32 preferred
+    X_val : ndarray, shape (n_val, p) or None
+        None skips the validation scores.
+    Y_train : ndarray, shape (n_train, v) (or (n_train,)), NaN-free
+    Y_val : ndarray, shape (n_val, v) or None
+    config : FitConfig
+    progress : callable, optional
+        ``progress(stage, done, total)`` before every stage and once at the end
+        (``stage == "done"``).
+
+    Returns
+    -------
+    FitResult
+    """
+    if not isinstance(config, FitConfig):
+        raise ConfigError(f"config must be a FitConfig, got {type(config).__name__}.")
+    t_start = time.perf_counter()
+    X_train, X_val, Y_train, Y_val = _check_inputs(X_train, X_val, Y_train, Y_val)
+    if config.target == "roi_mean":
+        Y_train = Y_train.mean(axis=1, keepdims=True)
+        if Y_val is not None:
+            Y_val = Y_val.mean(axis=1, keepdims=True)
+    n = X_train.shape[0]
+    all_idx = np.arange(n, dtype=np.int64)
+    feature_subset = None
+
+    # plan: list of (model name, fit indices, [(split name, kind, indices or None)])
+    plan: list[tuple[str, np.ndarray, list[tuple[str, str, np.ndarray | None]]]] = []
+    if config.protocol == "recommended":
+        train, test = holdout_split(n, config.test_fraction, config.seed)
+        plan.append(("test", train, [("test", "test", test)]))
+    else:
+        n_test = min(max(int(round(n * config.test_fraction)), 1), n - 2)
+        splits, rng = cs431_splits(n, n_test, config.n_splits, config.seed)
+        if config.feature_subset is not None:
+            p = X_train.shape[1]
+            if config.feature_subset > p:
+                raise ConfigError(
+                    f"feature_subset ({config.feature_subset}) exceeds the {p} features."
+                )
+            feature_subset = cs431_feature_subset(rng, p, config.feature_subset)
+            X_train = X_train[:, feature_subset]
+            if X_val is not None:
+                X_val = X_val[:, feature_subset]
+        for i, (train, test) in enumerate(splits):
+            jobs = [(f"train{i}", "train", train), (f"test{i}", "test", test)]
+            if X_val is not None:
+                jobs.append((f"validation{i}", "validation", None))
+            plan.append((f"split{i}", train, jobs))
+    if X_val is not None:
+        plan.append(("all", all_idx, [("validation", "validation", None)]))
+
+    total = sum(1 + len(jobs) for _, _, jobs in plan)
+    done = 0
+    timings: dict[str, float] = {}
+    scores: list[SplitScores] = []
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    at_edge: dict[str, int] = {}
+
+    def report(stage: str) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
+    for model_name, fit_idx, jobs in plan:
+        report(f"fit:{model_name}")
+        t0 = time.perf_counter()
+        full = fit_idx.size == n
+        X_fit = X_train if full else X_train[fit_idx]
+        estimator = METHODS[config.method](config).fit(X_fit, Y_train[fit_idx])
+        del X_fit
+        timings[f"fit:{model_name}"] = time.perf_counter() - t0
+        done += 1
+        if hasattr(estimator, "n_alpha_at_edge_"):
+            at_edge[model_name] = int(estimator.n_alpha_at_edge_)
+        hyper = _hyper(estimator)
+        train_hash = index_hash(fit_idx)
+        for split_name, kind, idx in jobs:
+            report(f"predict:{split_name}")
+            t0 = time.perf_counter()
+            if idx is None:
+                X_eval, y_true = X_val, Y_val
+            else:
+                X_eval, y_true = X_train[idx], Y_train[idx]
+            y_pred = np.asarray(estimator.predict(X_eval), dtype=np.float64).reshape(y_true.shape)
+            r = np.atleast_1d(pearson_r(y_true, y_pred))
+            scores.append(
+                SplitScores(
+                    name=split_name,
+                    kind=kind,
+                    test_indices=None if idx is None else idx.copy(),
+                    r=r,
+                    r2_corr=r * r,
+                    r2=np.atleast_1d(r2_score(y_true, y_pred)),
+                    hyper=hyper,
+                    hyper_name=config.hyper_name,
+                    n_train=int(fit_idx.size),
+                    n_test=int(y_true.shape[0]),
+                    train_indices_hash=train_hash,
+                )
+            )
+            if y_true.shape[1] == 1:
+                predictions[split_name] = (y_true[:, 0].copy(), y_pred[:, 0].copy())
+            timings[f"predict:{split_name}"] = time.perf_counter() - t0
+            done += 1
+        del estimator
+    report("done")
+    timings["total"] = time.perf_counter() - t_start
+    return FitResult(
+        config=config,
+        splits=scores,
+        predictions=predictions,
+        timings=timings,
+        n_alpha_at_edge=at_edge,
+        feature_subset=feature_subset,
+        n_features=int(X_train.shape[1]),
+    )

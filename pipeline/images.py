@@ -1,0 +1,266 @@
+"""Image preprocessing chains for vim-1 stimuli (pure numpy, no TensorFlow).
+
+vim-1 full-resolution stimuli are grey images with float values of about -0.55 ... 0.45.
+A *chain* turns a batch of them into the input a network expects::
+
+    raw (B, H, W) float32  ->  chain(raw)  ->  (B, S, S, 3) float32
+
+Two chains ship, registered by name in :data:`CHAINS` (the single source of valid names):
+
+``"caffe"``
+    For the Caffe BVLC AlexNet (227 input): ``+0.5`` (to about [0, 1]), ``*255``,
+    grey -> 3 channels (colour RGB input is reordered to BGR), bilinear resize to 227
+    with half-pixel centres (the modern definition, no antialiasing), subtract the
+    ImageNet BGR mean (104.008, 116.669, 122.675).
+``"tf2019"``
+    Exactly the 2019 seed protocol (224 input): ``+0.5``, grey tiled to 3 channels,
+    bilinear resize to 224 with TensorFlow-1 semantics (``align_corners=False``,
+    ``half_pixel_centers=False``, no antialiasing: ``src = dst * in / out``), no mean
+    subtraction.
+
+Values are not clipped. Grey images are resized once and then copied to 3 channels;
+this equals "tile then resize" exactly, because bilinear resizing acts on each channel
+independently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.errors import ConfigError, DataFormatError
+
+__all__ = [
+    "CHAINS",
+    "IMAGENET_MEAN_BGR",
+    "Chain",
+    "image_sha256",
+    "resize_bilinear",
+]
+
+#: Per-channel mean of ImageNet in Caffe's BGR order, 0-255 scale.
+IMAGENET_MEAN_BGR: tuple[float, float, float] = (104.008, 116.669, 122.675)
+
+
+def _as_pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        pair = (int(size), int(size))
+    else:
+        try:
+            pair = tuple(int(s) for s in size)  # type: ignore[union-attr]
+        except TypeError:
+            raise ConfigError(
+                f"size must be an int or a (height, width) pair, got {size!r}."
+            ) from None
+        if len(pair) != 2:
+            raise ConfigError(f"size must be an int or a (height, width) pair, got {size!r}.")
+    if min(pair) < 1:
+        raise ConfigError(f"size must be positive, got {size!r}.")
+    return pair  # type: ignore[return-value]
+
+
+def _axis_plan(in_size: int, out_size: int, half_pixel_centers: bool):
+    """Source indices and weights along one axis, computed in float32 as TensorFlow does.
+
+    Returns
+    -------
+    lower, upper : (out_size,) intp
+        Neighbouring source indices (clamped to the image).
+    lerp : (out_size,) float32
+        Weight of ``upper``; the output is ``lower + (upper - lower) * lerp``.
+    """
+    scale = np.float32(in_size) / np.float32(out_size)
+    dst = np.arange(out_size, dtype=np.float32)
+    if half_pixel_centers:
+        src = (dst + np.float32(0.5)) * scale - np.float32(0.5)
+    else:
+        src = dst * scale
+    floor = np.floor(src)
+    lower = np.maximum(floor, 0).astype(np.intp)
+    upper = np.minimum(np.ceil(src), in_size - 1).astype(np.intp)
+    lerp = (src - floor).astype(np.float32)
+    return lower, upper, lerp
+
+
+def resize_bilinear(
+    images: np.ndarray, size: int | Sequence[int], half_pixel_centers: bool
+) -> np.ndarray:
+    """Bilinear resize of a batch, matching TensorFlow's ``ResizeBilinear`` kernel.
+
+    No antialiasing (a downscale samples, like TensorFlow with ``antialias=False``).
+    ``half_pixel_centers=False`` is TensorFlow 1's default
+    (``tf.compat.v1.image.resize_bilinear(align_corners=False)``: ``src = dst * in/out``);
+    ``half_pixel_centers=True`` is ``tf.image.resize(..., "bilinear", antialias=False)``
+    (``src = (dst + 0.5) * in/out - 0.5``). The arithmetic is float32 in the same order
+    as TensorFlow's kernel (columns within each of the two source rows, then rows).
+
+    Parameters
+    ----------
+    images : (B, H, W) or (B, H, W, C) array
+        Converted to float32.
+    size : int or (out_h, out_w)
+    half_pixel_centers : bool
+
+    Returns
+    -------
+    (B, out_h, out_w) or (B, out_h, out_w, C) float32 array
+    """
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.ndim not in (3, 4):
+        raise ConfigError(
+            f"images must have shape (B, H, W) or (B, H, W, C), got shape {arr.shape}."
+        )
+    if min(arr.shape[1:3]) < 1:
+        raise ConfigError(f"images must have non-empty height and width, got {arr.shape}.")
+    out_h, out_w = _as_pair(size)
+    in_h, in_w = arr.shape[1], arr.shape[2]
+    y_lo, y_hi, y_l = _axis_plan(in_h, out_h, half_pixel_centers)
+    x_lo, x_hi, x_l = _axis_plan(in_w, out_w, half_pixel_centers)
+    if arr.ndim == 4:
+        y_l = y_l[:, None, None]
+        x_l = x_l[:, None]
+    else:
+        y_l = y_l[:, None]
+    rows_lo = arr[:, y_lo]  # (B, out_h, W[, C])
+    rows_hi = arr[:, y_hi]
+    top = rows_lo[:, :, x_lo]
+    top += (rows_lo[:, :, x_hi] - top) * x_l
+    bottom = rows_hi[:, :, x_lo]
+    bottom += (rows_hi[:, :, x_hi] - bottom) * x_l
+    bottom -= top
+    bottom *= y_l
+    top += bottom
+    return top
+
+
+@dataclass(frozen=True)
+class Chain:
+    """One preprocessing chain: raw vim-1 values -> network input.
+
+    Attributes
+    ----------
+    name : str
+    input_size : int
+        Output side length S (images come out S x S x 3).
+    offset : float
+        Added to the raw values first (vim-1: 0.5 maps them to about [0, 1]).
+    scale : float
+        Multiplies the result (255 for the 0-255 Caffe range).
+    bgr : bool
+        Colour (B, H, W, 3) RGB input is reordered to BGR; grey input is unaffected.
+    half_pixel_centers : bool
+        Bilinear resize convention (see :func:`resize_bilinear`).
+    mean : tuple of 3 floats or None
+        Per-channel mean subtracted last, in the output channel order.
+    """
+
+    name: str
+    input_size: int
+    offset: float
+    scale: float
+    bgr: bool
+    half_pixel_centers: bool
+    mean: tuple[float, float, float] | None
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain-JSON description of every parameter (recorded with the features)."""
+        return {
+            "name": self.name,
+            "input_size": self.input_size,
+            "offset": self.offset,
+            "scale": self.scale,
+            "bgr": self.bgr,
+            "resize": "bilinear",
+            "half_pixel_centers": self.half_pixel_centers,
+            "antialias": False,
+            "mean": list(self.mean) if self.mean is not None else None,
+            "clip": False,
+        }
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        """Preprocess a batch.
+
+        Parameters
+        ----------
+        raw : (B, H, W) grey or (B, H, W, 3) RGB array of vim-1 values
+
+        Returns
+        -------
+        (B, S, S, 3) float32 C-contiguous array, S = ``input_size``
+        """
+        x = np.asarray(raw, dtype=np.float32)
+        if not (x.ndim == 3 or (x.ndim == 4 and x.shape[3] == 3)):
+            raise ConfigError(
+                f"images must have shape (B, H, W) or (B, H, W, 3), got shape {x.shape}."
+            )
+        if x.shape[0] == 0 or min(x.shape[1:3]) < 1:
+            raise ConfigError(f"images must be a non-empty batch, got shape {x.shape}.")
+        if not np.isfinite(x).all():
+            raise DataFormatError("images contain NaN or infinite values.")
+        # Value mapping first (affine, so it commutes with the resize anyway).
+        x = (x + np.float32(self.offset)) * np.float32(self.scale)
+        if x.ndim == 4 and self.bgr:
+            x = x[..., ::-1]  # RGB -> BGR (explicit; a no-op for tiled grey)
+        x = resize_bilinear(x, self.input_size, self.half_pixel_centers)
+        if x.ndim == 3:
+            x = np.repeat(x[..., None], 3, axis=3)  # grey -> 3 identical channels
+        if self.mean is not None:
+            x -= np.asarray(self.mean, dtype=np.float32)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+
+#: Registry of preprocessing chains by name (the CLI takes its choices from here).
+CHAINS: dict[str, Chain] = {
+    "caffe": Chain(
+        name="caffe",
+        input_size=227,
+        offset=0.5,
+        scale=255.0,
+        bgr=True,
+        half_pixel_centers=True,
+        mean=IMAGENET_MEAN_BGR,
+        description="Caffe BVLC AlexNet: 0-255 BGR, bilinear to 227, ImageNet mean removed",
+    ),
+    "tf2019": Chain(
+        name="tf2019",
+        input_size=224,
+        offset=0.5,
+        scale=1.0,
+        bgr=False,
+        half_pixel_centers=False,
+        mean=None,
+        description="2019 seed protocol: +0.5, grey to RGB, TF1 bilinear to 224, no mean",
+    ),
+}
+
+
+def image_sha256(batch: np.ndarray) -> list[str]:
+    """Content hash of each image of a batch (hex sha256, one per image, in order).
+
+    Each hash covers the image's shape and its float32 C-contiguous bytes:
+    ``sha256(f"float32{shape}".encode() + image.tobytes())`` with ``shape`` the
+    Python tuple of the single image, e.g. ``(227, 227, 3)``.
+
+    Parameters
+    ----------
+    batch : (B, ...) array
+        Converted to float32.
+
+    Returns
+    -------
+    list of B str (64 hex characters each)
+    """
+    arr = np.ascontiguousarray(batch, dtype=np.float32)
+    if arr.ndim < 2:
+        raise ConfigError(f"batch must have shape (B, ...) with images, got shape {arr.shape}.")
+    prefix = f"float32{tuple(arr.shape[1:])}".encode()
+    out = []
+    for img in arr:
+        h = hashlib.sha256(prefix)
+        h.update(memoryview(img).cast("B"))
+        out.append(h.hexdigest())
+    return out

@@ -1,0 +1,372 @@
+"""Partial least squares: a batched PLS1 per target (kernel/Krylov form) and a PLS2 wrapper.
+
+Batched PLS1
+------------
+PLS1 with ``k`` components (NIPALS, one target ``y``, centred ``X``) fits ``y`` by least
+squares within the Krylov space ``X^T span{y, K y, ..., K^(k-1) y}`` with ``K = X X^T``
+(Helland 1988): its training scores span ``{K y, ..., K^k y}``. We therefore build, for
+every target column at once, an orthonormal basis ``q_1..q_k`` of that sample-space
+Krylov space (Lanczos-style ``t = K q_j`` followed by two passes of classical
+Gram-Schmidt, i.e. full reorthogonalisation), together with "pre-images" ``r_j`` such
+that ``q_j = K r_j``. The fitted values after ``k`` components are
+``sum_j q_j (q_j^T y)`` and the dual coefficients ``sum_j r_j (q_j^T y)``, so a single
+pass yields the models for every component count ``1..k_max``. Predictions for new
+samples are ``K_new @ dual + mean(y)``. Every step is an ``(n x v)`` matrix product or
+a column-wise reduction, batched over targets.
+
+If a target's Krylov space stops growing (fewer informative directions than
+components, or a constant target) the extra components add nothing and the model stays
+at the last useful count (scikit-learn would warn and fit noise there).
+
+``scale=True`` standardises features (ddof=0; constant features -> 0). For PLS1 this
+gives the same predictions as scikit-learn's ``PLSRegression(scale=True)`` (which uses
+ddof=1 and also scales y: neither changes PLS1 predictions).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import NotFittedError
+from threadpoolctl import threadpool_limits
+
+from pipeline.errors import ConfigError
+from pipeline.ridge import (
+    FeatureScaler,
+    as_feature_matrix,
+    as_target_matrix,
+    fold_kernels,
+    linear_kernel,
+)
+from pipeline.splits import kfold_splits
+
+__all__ = ["DEFAULT_N_COMPONENTS", "BatchedPLS", "PLS2", "krylov_pls_duals"]
+
+#: Default component grid searched per target.
+DEFAULT_N_COMPONENTS: tuple[int, ...] = (1, 2, 3, 5, 8, 12, 17, 25)
+
+_MEMORY_BUDGET = 128 * 2**20  # bytes for the stored Krylov bases of one target chunk
+_BREAKDOWN_TOL = 1e-12  # relative to trace(K): a new direction smaller than this is noise
+
+
+def krylov_pls_duals(
+    K: np.ndarray,
+    Yc: np.ndarray,
+    n_components: Sequence[int],
+    on_components: Callable[[int, np.ndarray], None],
+) -> None:
+    """Run batched PLS1 and report the dual coefficients at each requested count.
+
+    Parameters
+    ----------
+    K : ndarray, shape (n, n)
+        Doubly-centred training kernel.
+    Yc : ndarray, shape (n, c)
+        Centred targets (each column its own PLS1).
+    n_components : sequence of int
+        Counts at which to report (sorted ascending, positive).
+    on_components : callable
+        ``on_components(k, dual)`` with ``dual`` (n, c) the dual coefficients of the
+        k-component models (a buffer reused afterwards: copy what you keep).
+    """
+    n, c = Yc.shape
+    wanted = sorted(set(int(k) for k in n_components))
+    k_max = wanted[-1]
+    tol = _BREAKDOWN_TOL * max(float(np.trace(K)), np.finfo(float).tiny)
+    # Target-major layout: row b of every (c, n) array belongs to target b, so the
+    # per-target Gram-Schmidt products are batched BLAS calls on contiguous rows.
+    Q = np.empty((c, k_max, n))
+    R = np.empty((c, k_max, n))
+    resid = np.ascontiguousarray(Yc.T)
+    dual = np.zeros((c, n))
+    r = resid.copy()
+    t = r @ K  # K is symmetric: row b is (K y_b)^T
+    for j in range(k_max):
+        if j:
+            for _ in range(2):  # classical Gram-Schmidt, twice (full reorthogonalisation)
+                h = np.matmul(Q[:, :j, :], t[:, :, None])  # (c, j, 1)
+                h = h.transpose(0, 2, 1)  # (c, 1, j)
+                t -= np.matmul(h, Q[:, :j, :])[:, 0, :]
+                r -= np.matmul(h, R[:, :j, :])[:, 0, :]
+        norm = np.sqrt(np.einsum("cn,cn->c", t, t))
+        ok = norm > tol
+        inv = np.where(ok, 1.0 / np.where(ok, norm, 1.0), 0.0)[:, None]
+        q = Q[:, j, :]
+        np.multiply(t, inv, out=q)
+        np.multiply(r, inv, out=R[:, j, :])
+        coef = np.einsum("cn,cn->c", q, resid)[:, None]
+        resid -= q * coef
+        dual += R[:, j, :] * coef
+        if j + 1 in wanted:
+            on_components(j + 1, dual.T)
+        if j + 1 < k_max:
+            r = q.copy()
+            t = r @ K
+
+
+def _check_grid(n_components) -> np.ndarray:
+    if isinstance(n_components, Integral) and not isinstance(n_components, bool):
+        grid = np.array([n_components])
+    else:
+        try:
+            grid = np.asarray(list(n_components))
+        except TypeError:
+            grid = np.array([n_components], dtype=object)
+    if (
+        grid.size == 0
+        or grid.dtype.kind not in "iu"
+        or np.any(grid < 1)
+    ):
+        raise ConfigError(
+            f"n_components must be a positive integer or a list of them, got {n_components!r}."
+        )
+    return np.unique(grid.astype(np.int64))
+
+
+class BatchedPLS(RegressorMixin, BaseEstimator):
+    """One PLS1 per target column, all fitted together; component count chosen by CV.
+
+    Parameters
+    ----------
+    n_components : int or sequence of int, default (1, 2, 3, 5, 8, 12, 17, 25)
+        Component counts searched per target (an int: that count for every target,
+        no CV needed).
+    cv : int or None, default 5
+        Shuffled k-fold (:func:`pipeline.splits.kfold_splits` with ``random_state``)
+        inside the training data; features re-centred per fold (the scale, if any, is
+        kept from all training data). None is allowed only with a single count.
+    scale : bool, default False
+        Standardise features (as ``PLSRegression(scale=True)``).
+    random_state : int, default 0
+        Seed of the k-fold split.
+    chunk_size : int or None, default None
+        Targets per batch; None picks it so the stored bases stay near 128 MiB.
+    n_threads : int or None, default 1
+        BLAS threads during the CV and final Krylov passes (one is fastest on a shared
+        2-core machine); None leaves the BLAS setting alone. Kernel builds and
+        predictions use the BLAS default.
+
+    Attributes
+    ----------
+    n_components_ : ndarray of int, shape (n_targets,)
+        Chosen count per target (an int when ``y`` was 1-D).
+    components_grid_ : ndarray of int
+    cv_errors_ : ndarray, shape (n_grid, n_targets) or None
+        Mean squared k-fold error per count and target.
+    n_components_at_max_ : int
+        Targets whose chosen count is the largest of the grid.
+    dual_coef_ : ndarray, shape (n_samples, n_targets)
+    y_mean_, X_mean_, X_scale_, X_fit_, timings_ : see :class:`pipeline.ridge.KernelRidgeCV`.
+    """
+
+    def __init__(
+        self,
+        n_components=DEFAULT_N_COMPONENTS,
+        cv: int | None = 5,
+        scale: bool = False,
+        random_state: int = 0,
+        chunk_size: int | None = None,
+        n_threads: int | None = 1,
+    ):
+        self.n_components = n_components
+        self.cv = cv
+        self.scale = scale
+        self.random_state = random_state
+        self.chunk_size = chunk_size
+        self.n_threads = n_threads
+
+    def _chunk(self, n: int, k_max: int) -> int:
+        if self.chunk_size is not None:
+            if not isinstance(self.chunk_size, Integral) or self.chunk_size < 1:
+                raise ConfigError(
+                    f"chunk_size must be a positive integer, got {self.chunk_size!r}."
+                )
+            return int(self.chunk_size)
+        return max(16, int(_MEMORY_BUDGET // (2 * k_max * n * 8)))
+
+    def _search(self, K, Y, grid, chunk, timings):
+        """k-fold CV errors per component count and target; the chosen count per target."""
+        t0 = time.perf_counter()
+        n, v = Y.shape
+        errors = None
+        if grid.size > 1:
+            errors = np.zeros((grid.size, v))
+            position = {int(k): i for i, k in enumerate(grid)}
+            for train, test in kfold_splits(n, int(self.cv), int(self.random_state)):
+                K_tr, K_te = fold_kernels(K, train, test)
+                for start in range(0, v, chunk):
+                    sl = slice(start, min(start + chunk, v))
+                    Y_tr = Y[train, sl]
+                    m_tr = Y_tr.mean(axis=0)
+                    Y_te = Y[test, sl] - m_tr
+
+                    def score(k, dual, sl=sl, K_te=K_te, Y_te=Y_te):
+                        errors[position[k], sl] += np.sum((Y_te - K_te @ dual) ** 2, axis=0)
+
+                    krylov_pls_duals(K_tr, Y_tr - m_tr, grid, score)
+            errors /= n
+            best = grid[np.argmin(errors, axis=0)]  # ties -> fewer components
+        else:
+            best = np.full(v, int(grid[-1]))
+        timings["cv"] = time.perf_counter() - t0
+        return errors, best
+
+    def _final(self, K, Y, best, chunk, timings):
+        """Dual coefficients on all training data at each target's chosen count."""
+        t0 = time.perf_counter()
+        n, v = Y.shape
+        y_mean = Y.mean(axis=0)
+        mean_col = K.mean(axis=0)
+        Kc = K - mean_col[:, None] - mean_col[None, :] + mean_col.mean()
+        dual_all = np.zeros((n, v))
+        for start in range(0, v, chunk):
+            sl = slice(start, min(start + chunk, v))
+            chosen = best[sl]
+            block = np.zeros((n, sl.stop - sl.start))
+
+            def keep(k, dual, chosen=chosen, block=block):
+                cols = chosen == k
+                block[:, cols] = dual[:, cols]
+
+            krylov_pls_duals(Kc, Y[:, sl] - y_mean[sl], np.unique(chosen), keep)
+            dual_all[:, sl] = block
+        timings["final"] = time.perf_counter() - t0
+        return dual_all, y_mean
+
+    def fit(self, X, y):
+        """Fit on features ``X`` (n, p) and targets ``y`` (n,) or (n, v); returns self."""
+        grid = _check_grid(self.n_components)
+        cv = self.cv
+        if cv is not None and (not isinstance(cv, Integral) or isinstance(cv, bool) or cv < 2):
+            raise ConfigError(f"cv must be an integer >= 2 or None, got {cv!r}.")
+        if cv is None and grid.size > 1:
+            raise ConfigError(
+                "cv=None needs a single n_components value; give cv folds to search a grid."
+            )
+        X = as_feature_matrix(X, "X")
+        n = X.shape[0]
+        Y, one_d = as_target_matrix(y, n, "y")
+        v = Y.shape[1]
+        k_max = int(grid[-1])
+        min_train = n - (-(-n // cv)) if cv is not None and grid.size > 1 else n
+        if cv is not None and cv > n:
+            raise ConfigError(f"cv={cv} folds need at least {cv} samples, got {n}.")
+        if k_max > min_train - 1:
+            raise ConfigError(
+                f"n_components up to {k_max} needs more than {k_max + 1} training samples "
+                f"per fold, got {min_train}."
+            )
+        if self.n_threads is not None and (
+            not isinstance(self.n_threads, Integral) or self.n_threads < 1
+        ):
+            raise ConfigError(
+                f"n_threads must be a positive integer or None, got {self.n_threads!r}."
+            )
+        chunk = self._chunk(n, k_max)
+        timings = {}
+
+        t0 = time.perf_counter()
+        scaler = FeatureScaler(X, bool(self.scale))
+        K = linear_kernel(X, scaler)
+        timings["kernel"] = time.perf_counter() - t0
+
+        with threadpool_limits(limits=self.n_threads):
+            errors, best = self._search(K, Y, grid, chunk, timings)
+            dual_all, y_mean = self._final(K, Y, best, chunk, timings)
+
+        self.components_grid_ = grid
+        self.n_components_ = best.astype(np.int64)
+        self.cv_errors_ = errors
+        self.n_components_at_max_ = int(np.sum(best == k_max)) if grid.size > 1 else 0
+        self.dual_coef_ = dual_all
+        self.y_mean_ = y_mean
+        self.X_mean_ = scaler.mean
+        self.X_scale_ = scaler.std()
+        self.X_fit_ = X
+        self.n_features_in_ = X.shape[1]
+        self.timings_ = timings
+        self._scaler = scaler
+        self._y_1d = one_d
+        if one_d:
+            self.n_components_ = int(self.n_components_[0])
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Predict targets for ``X`` (m, p): returns (m, v), or (m,) if fitted on 1-D y."""
+        if not hasattr(self, "dual_coef_"):
+            raise NotFittedError("This BatchedPLS instance is not fitted yet; call fit first.")
+        X = np.asarray(X)
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ConfigError(
+                f"X must have shape (m, {self.n_features_in_}) for this model, got {X.shape}."
+            )
+        Y = linear_kernel(self.X_fit_, self._scaler, Z=X) @ self.dual_coef_ + self.y_mean_
+        return Y[:, 0] if self._y_1d else Y
+
+
+class PLS2(RegressorMixin, BaseEstimator):
+    """Multi-output PLS (scikit-learn ``PLSRegression`` semantics), for the cs431 protocol.
+
+    A thin wrapper around :class:`sklearn.cross_decomposition.PLSRegression` (NIPALS,
+    one set of components shared by all targets). Note that it converts ``X`` to float64
+    (a copy of ``n x p`` doubles).
+
+    Parameters
+    ----------
+    n_components : int, default 25
+    scale : bool, default False
+    max_iter : int, default 500
+    tol : float, default 1e-6
+
+    Attributes
+    ----------
+    model_ : PLSRegression
+    n_components_ : ndarray of int, shape (n_targets,)
+        The (shared) count, repeated per target for uniform records.
+    """
+
+    def __init__(self, n_components: int = 25, scale: bool = False, max_iter: int = 500,
+                 tol: float = 1e-6):
+        self.n_components = n_components
+        self.scale = scale
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def fit(self, X, y):
+        """Fit on ``X`` (n, p) and ``y`` (n,) or (n, v); returns self."""
+        from sklearn.cross_decomposition import PLSRegression
+
+        grid = _check_grid(self.n_components)
+        if grid.size != 1:
+            raise ConfigError("PLS2 takes a single n_components value.")
+        X = as_feature_matrix(X, "X")
+        Y, one_d = as_target_matrix(y, X.shape[0], "y")
+        k = int(grid[0])
+        if k > min(X.shape[0] - 1, X.shape[1]):
+            raise ConfigError(
+                f"n_components={k} exceeds what {X.shape[0]} samples x {X.shape[1]} features allow."
+            )
+        self.model_ = PLSRegression(
+            n_components=k, scale=bool(self.scale), max_iter=self.max_iter, tol=self.tol
+        ).fit(X, Y)
+        self.n_components_ = np.full(Y.shape[1], k, dtype=np.int64)
+        self.n_features_in_ = X.shape[1]
+        self._y_1d = one_d
+        if one_d:
+            self.n_components_ = k
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Predict (m, v), or (m,) if fitted on 1-D y."""
+        if not hasattr(self, "model_"):
+            raise NotFittedError("This PLS2 instance is not fitted yet; call fit first.")
+        Y = np.asarray(self.model_.predict(np.asarray(X)), dtype=np.float64)
+        if Y.ndim == 1:
+            Y = Y[:, None]
+        return Y[:, 0] if self._y_1d else Y

@@ -1,0 +1,534 @@
+"""Kernel ridge regression with a per-target penalty chosen by exact leave-one-out or k-fold.
+
+Built for encoding models where the number of images ``n`` (about 1750) is far smaller
+than the number of features ``p`` (about 65k) and there are many targets (voxels):
+
+* the linear kernel ``K = Xs Xs^T`` (``n x n``) is built block-wise over features in the
+  input precision (float32 for float32 features) and accumulated in float64;
+* ONE eigendecomposition of the centred kernel serves every target and every penalty;
+* the exact leave-one-out (LOO) error of every target for every penalty comes out in
+  closed form from that eigendecomposition (hat-matrix diagonal), or a k-fold error is
+  computed from the same kernel (one eigendecomposition per fold);
+* the model is kept in dual form (``dual_coef_``, ``n x v``); the ``p x v`` primal
+  coefficient matrix is only formed when ``coef_`` is read.
+
+Intercept: features and targets are centred with their training means, so the intercept
+is not penalised. The LOO of that problem is exact: it equals refitting (means included)
+on every ``n - 1`` subset, which is what scikit-learn's ``RidgeCV`` computes too. The
+centred kernel always has the constant vector in its null space; we deflate it exactly
+with a Householder reflection and decompose the remaining ``(n - 1) x (n - 1)`` block, so
+no "intercept eigenvector" has to be guessed (scikit-learn instead adds ``11^T`` to the
+kernel and picks the eigenvector closest to the constant; both give the same LOO errors).
+
+Standardisation (``standardize=True``) divides features by their training standard
+deviation (ddof=0, as ``StandardScaler``); constant features become 0. The scale is
+computed once on all the data given to ``fit`` and is not re-estimated inside each LOO
+or k-fold fold (it uses no target values; the same holds when one standardises first
+and then calls scikit-learn's ``RidgeCV``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from numbers import Integral
+
+import numpy as np
+import scipy.linalg
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import NotFittedError
+from threadpoolctl import threadpool_limits
+
+from pipeline.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_ALPHAS",
+    "KernelRidgeCV",
+    "FeatureScaler",
+    "centred_eigh",
+    "fold_kernels",
+    "linear_kernel",
+    "plain_eigh",
+]
+
+#: Default penalty grid: 25 values, half a decade apart, 1e-2 ... 1e10. The useful range
+#: scales with the kernel's eigenvalues (about ``n * p * mean feature correlation`` at
+#: the top for standardised features): with ~65k standardised features the optimum for
+#: noisy voxels lies in 1e4 ... 1e9, while small test problems need the low end.
+DEFAULT_ALPHAS: np.ndarray = np.logspace(-2, 10, 25)
+
+_FEATURE_BLOCK = 4096  # features per block when building kernels (n x block floats)
+
+
+# --------------------------------------------------------------------------------------
+# Helpers shared with pipeline.pls
+# --------------------------------------------------------------------------------------
+def _compute_dtype(X: np.ndarray) -> type:
+    return np.float32 if X.dtype == np.float32 else np.float64
+
+
+def as_feature_matrix(X, name: str = "X") -> np.ndarray:
+    """Return ``X`` as a 2-D float32/float64 array without copying when possible.
+
+    Parameters
+    ----------
+    X : array-like, shape (n, p)
+    name : str
+        Argument name used in error messages.
+    """
+    X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if X.ndim != 2:
+        raise ConfigError(
+            f"{name} must be a 2-D array (n_samples, n_features), got shape {X.shape}."
+        )
+    if X.shape[0] < 2 or X.shape[1] < 1:
+        raise ConfigError(f"{name} needs at least 2 samples and 1 feature, got shape {X.shape}.")
+    return X
+
+
+def as_target_matrix(Y, n: int, name: str = "Y") -> tuple[np.ndarray, bool]:
+    """Return targets as float64 ``(n, v)`` plus whether the input was 1-D."""
+    Y = np.asarray(Y, dtype=np.float64)
+    one_d = Y.ndim == 1
+    if one_d:
+        Y = Y[:, None]
+    if Y.ndim != 2 or Y.shape[0] != n:
+        raise ConfigError(f"{name} must have shape ({n},) or ({n}, n_targets), got {Y.shape}.")
+    if not np.all(np.isfinite(Y)):
+        raise ConfigError(f"{name} contains NaN or infinite values; drop those targets first.")
+    return Y, one_d
+
+
+class FeatureScaler:
+    """Training means (and optionally inverse standard deviations) of the feature columns.
+
+    Computed block-wise in float64 so a float32 ``(n, p)`` matrix is never copied whole.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, p)
+    standardize : bool
+        If True, ``inv_scale`` holds ``1 / std`` (ddof=0) and 0 for constant columns.
+    center : bool
+        If False, ``mean`` is all zeros (features are only scaled).
+    """
+
+    def __init__(
+        self, X: np.ndarray, standardize: bool, center: bool = True, block: int = _FEATURE_BLOCK
+    ):
+        p = X.shape[1]
+        self.mean = np.zeros(p)
+        self.inv_scale: np.ndarray | None = np.empty(p) if standardize else None
+        for start in range(0, p, block):
+            sl = slice(start, min(start + block, p))
+            Xb = X[:, sl].astype(np.float64)
+            if center:
+                self.mean[sl] = Xb.mean(axis=0)
+            if standardize:
+                std = Xb.std(axis=0)
+                constant = Xb.max(axis=0) == Xb.min(axis=0)
+                with np.errstate(divide="ignore"):
+                    self.inv_scale[sl] = np.where(constant | (std == 0), 0.0, 1.0 / std)
+
+    def block(self, X: np.ndarray, sl: slice) -> np.ndarray:
+        """Centred (and scaled) copy of ``X[:, sl]`` in the compute precision."""
+        dtype = _compute_dtype(X)
+        B = X[:, sl].astype(dtype, copy=True)
+        B -= self.mean[sl].astype(dtype)
+        if self.inv_scale is not None:
+            B *= self.inv_scale[sl].astype(dtype)
+        return B
+
+    def std(self) -> np.ndarray | None:
+        """Standard deviations used (inf for constant columns), or None."""
+        if self.inv_scale is None:
+            return None
+        with np.errstate(divide="ignore"):
+            return np.where(self.inv_scale > 0, 1.0 / self.inv_scale, np.inf)
+
+
+def linear_kernel(
+    X: np.ndarray,
+    scaler: FeatureScaler,
+    Z: np.ndarray | None = None,
+    block: int = _FEATURE_BLOCK,
+) -> np.ndarray:
+    """Kernel of transformed features, built block-wise.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, p)
+        Training features (float32 products when float32).
+    scaler : FeatureScaler
+        Fitted on ``X``; applied to both ``X`` and ``Z``.
+    Z : ndarray, shape (m, p), optional
+        New samples; if given the cross kernel ``Zs Xs^T`` is returned.
+
+    Returns
+    -------
+    ndarray, shape (n, n) or (m, n), float64
+    """
+    n, p = X.shape
+    m = n if Z is None else Z.shape[0]
+    K = np.zeros((m, n))
+    for start in range(0, p, block):
+        sl = slice(start, min(start + block, p))
+        B = scaler.block(X, sl)
+        if Z is None:
+            K += B @ B.T
+        else:
+            K += scaler.block(Z, sl) @ B.T
+    if Z is None:
+        K = 0.5 * (K + K.T)
+    return K
+
+
+def centred_eigh(K: np.ndarray, n_threads: int | None = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Eigendecomposition of the doubly-centred kernel restricted to ``1^perp``.
+
+    A Householder reflection ``H`` maps the unit constant vector to ``e_1``; the trailing
+    ``(n-1) x (n-1)`` block of ``H K H`` is ``Q^T K Q`` with ``Q = H[:, 1:]`` an orthonormal
+    basis of the vectors summing to zero, which equals ``Q^T P K P Q`` for the centring
+    matrix ``P``: ``K`` itself need not be centred.
+
+    Parameters
+    ----------
+    K : ndarray, shape (n, n)
+        Symmetric kernel matrix.
+    n_threads : int or None
+        BLAS threads during the decomposition (None: leave the BLAS setting alone).
+
+    Returns
+    -------
+    s : ndarray, shape (n - 1,)
+        Eigenvalues (ascending, clipped at 0).
+    U : ndarray, shape (n, n - 1)
+        Orthonormal eigenvectors, each orthogonal to the constant vector.
+    """
+    n = K.shape[0]
+    v = np.full(n, 1.0 / np.sqrt(n))
+    v[0] -= 1.0
+    beta = 2.0 / (v @ v)
+    w = K @ v
+    gamma = v @ w
+    M = K - beta * np.outer(v, w)
+    M -= beta * np.outer(w, v)
+    M += (beta * beta * gamma) * np.outer(v, v)
+    M = M[1:, 1:]
+    M = 0.5 * (M + M.T)
+    with threadpool_limits(limits=n_threads):
+        s, V = scipy.linalg.eigh(M, driver="evd", overwrite_a=True, check_finite=False)
+    U = np.empty((n, n - 1))
+    U[0] = 0.0
+    U[1:] = V
+    U -= beta * np.outer(v, v[1:] @ V)
+    return np.clip(s, 0.0, None), U
+
+
+def plain_eigh(K: np.ndarray, n_threads: int | None = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Eigendecomposition of a symmetric kernel (no intercept): ``s`` (n,), ``U`` (n, n)."""
+    M = 0.5 * (K + K.T)
+    with threadpool_limits(limits=n_threads):
+        s, U = scipy.linalg.eigh(M, driver="evd", overwrite_a=True, check_finite=False)
+    return np.clip(s, 0.0, None), U
+
+
+def fold_kernels(
+    K: np.ndarray, train: np.ndarray, test: np.ndarray, center: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kernels of one CV fold with features re-centred on the fold's training mean.
+
+    Parameters
+    ----------
+    K : ndarray, shape (n, n)
+        Kernel of all samples (any common centring).
+    train, test : ndarray of int
+        Sample indices of the fold.
+    center : bool
+        False returns the plain sub-blocks (model without intercept).
+
+    Returns
+    -------
+    K_tr : ndarray, shape (n_train, n_train)
+        Doubly-centred training kernel.
+    K_te : ndarray, shape (n_test, n_train)
+        Cross kernel centred consistently (feature mean of the fold's training samples).
+    """
+    K_tr = K[np.ix_(train, train)]
+    K_te = K[np.ix_(test, train)]
+    if not center:
+        return K_tr, K_te
+    col = K_tr.mean(axis=0)
+    grand = col.mean()
+    K_te = K_te - K_te.mean(axis=1, keepdims=True) - col[None, :] + grand
+    K_tr = K_tr - col[:, None] - col[None, :] + grand
+    return 0.5 * (K_tr + K_tr.T), K_te
+
+
+def kfold_indices(n: int, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled k-fold split (see :func:`pipeline.splits.kfold_splits`)."""
+    from pipeline.splits import kfold_splits
+
+    return kfold_splits(n, n_splits, seed)
+
+
+def _chunks(v: int, size: int) -> Iterator[slice]:
+    for start in range(0, v, size):
+        yield slice(start, min(start + size, v))
+
+
+# --------------------------------------------------------------------------------------
+# The estimator
+# --------------------------------------------------------------------------------------
+class KernelRidgeCV(RegressorMixin, BaseEstimator):
+    """Ridge regression in kernel form with a penalty per target chosen by LOO or k-fold.
+
+    Minimises, for each target column ``y``,
+    ``||y - b - Xs w||^2 + alpha * ||w||^2`` with ``Xs`` the centred (and, with
+    ``standardize=True``, scaled) features and an unpenalised intercept ``b``. This is
+    scikit-learn ``Ridge(alpha)`` on the transformed features.
+
+    Parameters
+    ----------
+    alphas : sequence of float, optional
+        Penalty grid (positive). Sorted ascending and de-duplicated; default
+        :data:`DEFAULT_ALPHAS`. Ties in CV error go to the smaller alpha.
+    cv : "loo" or int, default "loo"
+        ``"loo"``: exact leave-one-out from one eigendecomposition. An int ``k >= 2``:
+        shuffled k-fold (:func:`pipeline.splits.kfold_splits` with ``random_state``),
+        features re-centred per fold, scale kept from all training data.
+    standardize : bool, default True
+        Divide features by their training standard deviation (constant features -> 0).
+    fit_intercept : bool, default True
+        Centre features and targets on their training means (unpenalised intercept).
+    alpha_per_target : bool, default True
+        If False, one alpha for all targets (minimising the CV error averaged over
+        targets, as scikit-learn ``RidgeCV`` does by default).
+    n_threads : int or None, default 1
+        BLAS threads around the eigendecompositions and the per-alpha solves (one thread
+        is fastest on a shared 2-core machine). None leaves the BLAS setting alone.
+        Kernel builds and predictions always use the BLAS default.
+    chunk_size : int, default 1000
+        Targets processed together (memory about ``n * chunk_size`` floats a few times).
+    random_state : int, default 0
+        Seed for the k-fold split (unused for LOO).
+
+    Attributes
+    ----------
+    alphas_ : ndarray, shape (n_alphas,)
+        The grid actually searched (sorted).
+    alpha_ : ndarray, shape (n_targets,)
+        Chosen penalty per target (a float when ``y`` was 1-D).
+    cv_errors_ : ndarray, shape (n_alphas, n_targets)
+        Mean squared CV (LOO or k-fold) error per alpha and target.
+    n_alpha_at_edge_ : int
+        Targets whose alpha is the smallest or the largest of the grid (0 for a grid of
+        one value). Many at the top edge usually means "no signal"; at the bottom edge
+        the grid is too small.
+    dual_coef_ : ndarray, shape (n_samples, n_targets)
+        Dual coefficients (sum to zero over samples).
+    y_mean_ : ndarray, shape (n_targets,)
+    X_mean_ : ndarray, shape (n_features,)
+    X_scale_ : ndarray or None, shape (n_features,)
+        Standard deviations used (inf for constant features), None without standardising.
+    X_fit_ : ndarray, shape (n_samples, n_features)
+        The training features (a reference, not a copy: do not modify them in place).
+    eigenvalues_ : ndarray, shape (n_samples - 1,)
+        Eigenvalues of the centred training kernel (n_samples of them without intercept).
+    timings_ : dict
+        Seconds spent in "kernel", "eigh", "cv" and "dual".
+    coef_ : ndarray, shape (n_targets, n_features)
+        Primal coefficients in the units of the original features, computed on access.
+    intercept_ : ndarray, shape (n_targets,)
+        Computed on access.
+    """
+
+    def __init__(
+        self,
+        alphas=None,
+        cv="loo",
+        standardize: bool = True,
+        fit_intercept: bool = True,
+        alpha_per_target: bool = True,
+        n_threads: int | None = 1,
+        chunk_size: int = 1000,
+        random_state: int = 0,
+    ):
+        self.alphas = alphas
+        self.cv = cv
+        self.standardize = standardize
+        self.fit_intercept = fit_intercept
+        self.alpha_per_target = alpha_per_target
+        self.n_threads = n_threads
+        self.chunk_size = chunk_size
+        self.random_state = random_state
+
+    # ---------------------------------------------------------------- validation
+    def _check_params(self) -> np.ndarray:
+        alphas = DEFAULT_ALPHAS if self.alphas is None else self.alphas
+        alphas = np.unique(np.asarray(alphas, dtype=np.float64).ravel())
+        if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
+            raise ConfigError("alphas must be a non-empty list of positive finite numbers.")
+        cv = self.cv
+        if not (cv == "loo" or (isinstance(cv, Integral) and not isinstance(cv, bool) and cv >= 2)):
+            raise ConfigError(f"cv must be 'loo' or an integer >= 2, got {cv!r}.")
+        if not isinstance(self.chunk_size, Integral) or self.chunk_size < 1:
+            raise ConfigError(f"chunk_size must be a positive integer, got {self.chunk_size!r}.")
+        if self.n_threads is not None and (
+            not isinstance(self.n_threads, Integral) or self.n_threads < 1
+        ):
+            raise ConfigError(
+                f"n_threads must be a positive integer or None, got {self.n_threads!r}."
+            )
+        return alphas
+
+    # ---------------------------------------------------------------- fitting
+    def fit(self, X, y):
+        """Fit on features ``X`` (n, p) and targets ``y`` (n,) or (n, v); returns self."""
+        import time
+
+        alphas = self._check_params()
+        X = as_feature_matrix(X, "X")
+        n = X.shape[0]
+        Y, one_d = as_target_matrix(y, n, "y")
+        if isinstance(self.cv, Integral) and self.cv > n:
+            raise ConfigError(f"cv={self.cv} folds need at least {self.cv} samples, got {n}.")
+        timings = {}
+
+        t0 = time.perf_counter()
+        center = bool(self.fit_intercept)
+        decompose = centred_eigh if center else plain_eigh
+        scaler = FeatureScaler(X, bool(self.standardize), center=center)
+        K = linear_kernel(X, scaler)
+        timings["kernel"] = time.perf_counter() - t0
+
+        y_mean = Y.mean(axis=0) if center else np.zeros(Y.shape[1])
+        v = Y.shape[1]
+        n_alphas = alphas.size
+        errors = np.empty((n_alphas, v))
+        dual = np.zeros((n, v))
+        timings["eigh"] = 0.0
+
+        t0 = time.perf_counter()
+        s, U = decompose(K, self.n_threads)
+        timings["eigh"] += time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        if self.cv == "loo":
+            with threadpool_limits(limits=self.n_threads):
+                U2 = U * U
+                diag = np.stack([U2 @ (1.0 / (s + a)) for a in alphas])  # (n_alphas, n)
+                del U2
+                keep_best = bool(self.alpha_per_target)
+                for sl in _chunks(v, self.chunk_size):
+                    UTy = U.T @ (Y[:, sl] - y_mean[sl])
+                    best = np.full(sl.stop - sl.start, np.inf)
+                    for i, a in enumerate(alphas):
+                        D = U @ (UTy / (s + a)[:, None])
+                        errors[i, sl] = np.mean((D / diag[i][:, None]) ** 2, axis=0)
+                        if keep_best:
+                            better = errors[i, sl] < best
+                            best[better] = errors[i, sl][better]
+                            dual[:, sl][:, better] = D[:, better]
+        else:
+            errors[:] = 0.0
+            folds = kfold_indices(n, int(self.cv), int(self.random_state))
+            for train, test in folds:
+                K_tr, K_te = fold_kernels(K, train, test, center)
+                t1 = time.perf_counter()
+                s_f, U_f = decompose(K_tr, self.n_threads)
+                timings["eigh"] += time.perf_counter() - t1
+                with threadpool_limits(limits=self.n_threads):
+                    Z = K_te @ U_f
+                    for sl in _chunks(v, self.chunk_size):
+                        Y_tr = Y[train, sl]
+                        m_tr = Y_tr.mean(axis=0) if center else np.zeros(Y_tr.shape[1])
+                        UTy = U_f.T @ (Y_tr - m_tr)
+                        Y_te = Y[test, sl] - m_tr
+                        for i, a in enumerate(alphas):
+                            pred = Z @ (UTy / (s_f + a)[:, None])
+                            errors[i, sl] += np.sum((Y_te - pred) ** 2, axis=0)
+            errors /= n
+        timings["cv"] = time.perf_counter() - t0
+
+        if self.alpha_per_target:
+            best_idx = np.argmin(errors, axis=0)  # first minimum: the smaller alpha
+        else:
+            best_idx = np.full(v, int(np.argmin(errors.mean(axis=1))))
+
+        t0 = time.perf_counter()
+        if self.cv != "loo" or not self.alpha_per_target:
+            with threadpool_limits(limits=self.n_threads):
+                for sl in _chunks(v, self.chunk_size):
+                    UTy = U.T @ (Y[:, sl] - y_mean[sl])
+                    idx = best_idx[sl]
+                    block = np.empty((n, sl.stop - sl.start))
+                    for i in np.unique(idx):
+                        cols = np.flatnonzero(idx == i)
+                        block[:, cols] = U @ (UTy[:, cols] / (s + alphas[i])[:, None])
+                    dual[:, sl] = block
+        timings["dual"] = time.perf_counter() - t0
+
+        self.alphas_ = alphas
+        self.alpha_ = alphas[best_idx]
+        self.cv_errors_ = errors
+        self.n_alpha_at_edge_ = (
+            0
+            if n_alphas == 1
+            else int(np.sum((best_idx == 0) | (best_idx == n_alphas - 1)))
+        )
+        self.dual_coef_ = dual
+        self.y_mean_ = y_mean
+        self.X_mean_ = scaler.mean
+        self.X_scale_ = scaler.std()
+        self.X_fit_ = X
+        self.eigenvalues_ = s
+        self.n_features_in_ = X.shape[1]
+        self.timings_ = timings
+        self._scaler = scaler
+        self._y_1d = one_d
+        if one_d:
+            self.alpha_ = float(self.alpha_[0])
+        return self
+
+    # ---------------------------------------------------------------- prediction
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "dual_coef_"):
+            raise NotFittedError("This KernelRidgeCV instance is not fitted yet; call fit first.")
+
+    def predict(self, X) -> np.ndarray:
+        """Predict targets for ``X`` (m, p): returns (m, v), or (m,) if fitted on 1-D y."""
+        self._check_fitted()
+        X = np.asarray(X)
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ConfigError(
+                f"X must have shape (m, {self.n_features_in_}) for this model, got {X.shape}."
+            )
+        K_new = linear_kernel(self.X_fit_, self._scaler, Z=X)
+        Y = K_new @ self.dual_coef_ + self.y_mean_
+        return Y[:, 0] if self._y_1d else Y
+
+    @property
+    def coef_(self) -> np.ndarray:
+        """Primal coefficients (n_targets, n_features) in original feature units (formed now)."""
+        self._check_fitted()
+        X, scaler = self.X_fit_, self._scaler
+        p = X.shape[1]
+        W = np.empty((self.dual_coef_.shape[1], p))
+        for start in range(0, p, _FEATURE_BLOCK):
+            sl = slice(start, min(start + _FEATURE_BLOCK, p))
+            Wb = (scaler.block(X, sl).astype(np.float64).T @ self.dual_coef_).T
+            if scaler.inv_scale is not None:
+                Wb *= scaler.inv_scale[sl]
+            W[:, sl] = Wb
+        return W[0] if self._y_1d else W
+
+    @property
+    def intercept_(self) -> np.ndarray | float:
+        """Intercepts (n_targets,) such that ``predict(X) = X @ coef_.T + intercept_``."""
+        coef = np.atleast_2d(self.coef_)
+        b = self.y_mean_ - coef @ self.X_mean_
+        return float(b[0]) if self._y_1d else b

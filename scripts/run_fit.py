@@ -1,0 +1,83 @@
+"""Fit encoding models from a feature run to vim-1 voxels and record them in MongoDB.
+
+With no arguments: the standard comparison (subjects S1 and S2, V4, ridge and PLS, per
+voxel and the V4 average) on $TRACKER_DATA_DIR, or on the synthetic demo dataset
+(generated into ./demo_data if missing), extracting features first if no finished
+feature run matches.
+
+Examples
+--------
+python scripts/run_fit.py
+python scripts/run_fit.py --features fe-1a2b3c --subject S1 --roi V4 --method ridge
+python scripts/run_fit.py --features fe-1a2b3c --subject S2 --roi V1 --method pls --target roi_mean
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from _common import run_main
+
+from pipeline.features import FeatureConfig
+from pipeline.fit import METHODS, FitConfig
+from pipeline.vim1 import SUBJECTS
+from tracker import queries
+from tracker.progress import ProgressBars, err_console
+from tracker.settings import load_settings
+from tracker.store import Store
+from tracker.workflows import ensure_data, fit_and_log, standard_comparison
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--features", metavar="RUN_ID", help="feature run id (or unique prefix)")
+    p.add_argument("--subject", choices=SUBJECTS, help="subject (default: both)")
+    p.add_argument("--roi", default="V4", help="ROI: V1 V2 V3 V3A V3B V4 LO other all (default V4)")
+    p.add_argument("--method", choices=sorted(METHODS), help="fitting method (default: ridge and pls)")
+    p.add_argument("--target", choices=["voxels", "roi_mean"],
+                   help="per-voxel models or one model of the ROI average (default: both)")
+    p.add_argument("--protocol", default="recommended",
+                   help="recommended (CV inside training) or cs431 (the 2019 protocol)")
+    p.add_argument("--seed", type=int, default=0, help="split seed")
+    p.add_argument("--data-dir", help="vim-1 directory (default: the feature run's, or $TRACKER_DATA_DIR)")
+    p.add_argument("--force", action="store_true", help="refit even if an identical fit completed")
+    p.add_argument("--json", action="store_true", help="print the run documents as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    settings = load_settings(data_dir=args.data_dir)
+    methods = [args.method] if args.method else ["ridge", "pls"]
+    targets = [args.target] if args.target else ["voxels", "roi_mean"]
+    configs = [FitConfig(method=m, protocol=args.protocol, target=t, seed=args.seed)
+               for m in methods for t in targets]
+    subjects = [args.subject] if args.subject else list(SUBJECTS)
+    with Store.open(settings) as store, ProgressBars(enabled=not args.quiet) as bars:
+        if args.features is None:
+            data_dir = ensure_data(settings, progress=bars.update)
+            outcomes = standard_comparison(store, settings, data_dir, FeatureConfig(), configs,
+                                           subjects, args.roi, args.force, bars.update,
+                                           log=lambda m: err_console.print(m))[1:]
+        else:
+            outcomes = [fit_and_log(store, settings, args.features, s, args.roi, c,
+                                    data_dir=args.data_dir, force=args.force, progress=bars.update)
+                        for s in subjects for c in configs]
+        if args.json:
+            print(json.dumps([o.run for o in outcomes], default=str, indent=2))
+            return 0
+        for o in outcomes:
+            print(o.run_id, "(reused)" if o.reused else "")
+        rows = queries.compare(store, ["subject", "method", "preprocessing"], roi=args.roi,
+                               split="validation", metric="r")
+    from tracker.cli import print_table
+
+    print_table(rows, ["subject", "method", "preprocessing", "n_runs", "n", "mean", "sem", "median"],
+                title=f"Pearson r on validation images, {args.roi} voxels")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

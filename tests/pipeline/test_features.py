@@ -1,0 +1,350 @@
+"""Tests for pipeline.features: config, extractor, atomic feature file with integrity checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from pipeline.errors import ConfigError, DataFormatError, IntegrityError
+from pipeline.features import (
+    CHAINS,
+    LAYERS,
+    MODELS,
+    VARIANTS,
+    FeatureConfig,
+    build_extractor,
+    hashes_digest,
+    read_feature_file,
+    sha256_file,
+    write_feature_file,
+)
+from pipeline.images import image_sha256
+
+# ----------------------------------------------------------------- helpers
+
+
+class FakeExtractor:
+    """numpy-only stand-in: 'preprocess' adds 0.5, features = first 12 pixels as (2, 2, 3)."""
+
+    output_shape = (2, 2, 3)
+    weights_sha256 = "0" * 64
+    config = None
+    chain = None
+
+    def __init__(self, dead: bool = False, nan: bool = False):
+        self.dead, self.nan = dead, nan
+
+    def preprocess(self, raw):
+        return np.asarray(raw, np.float32) + np.float32(0.5)
+
+    def forward(self, x):
+        out = x.reshape(len(x), -1)[:, :12].reshape(len(x), 2, 2, 3).copy()
+        if self.dead:
+            out[:] = 0
+        if self.nan:
+            out[-1, 0, 0, 0] = np.nan
+        return out
+
+    def __call__(self, raw):
+        return self.forward(self.preprocess(raw))
+
+    def device_info(self):
+        return {"device": "CPU", "name": "fake"}
+
+
+def images(n, seed=0, size=8):
+    return np.random.default_rng(seed).uniform(-0.55, 0.45, (n, size, size)).astype(np.float32)
+
+
+def batches(arr, size):
+    for i in range(0, len(arr), size):
+        yield arr[i : i + size]
+
+
+def leftovers(directory):
+    return [p.name for p in directory.iterdir() if ".tmp-" in p.name]
+
+
+CFG = FeatureConfig()
+
+
+# ----------------------------------------------------------------- config
+
+
+def test_config_defaults_dict_and_key():
+    d = CFG.to_dict()
+    assert d == {
+        "model": "alexnet",
+        "variant": "caffe",
+        "layer": "conv3",
+        "weights": "random:0",
+        "preprocess": "caffe",
+        "batch_size": 64,
+    }
+    assert json.loads(json.dumps(d)) == d
+    text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    assert CFG.key() == hashlib.sha256(text.encode()).hexdigest()
+    assert FeatureConfig().key() == CFG.key()
+    assert FeatureConfig(batch_size=32).key() != CFG.key()
+    assert FeatureConfig.from_dict(d) == CFG
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        CFG.layer = "conv4"  # type: ignore[misc]
+
+
+def test_config_for_variant_picks_its_chain():
+    cfg = FeatureConfig.for_variant("tfutils")
+    assert cfg.preprocess == "tf2019" and cfg.variant == "tfutils"
+
+
+@pytest.mark.parametrize(
+    "kwargs,field,listed",
+    [
+        ({"model": "vgg16"}, "model", "alexnet"),
+        ({"variant": "vgg"}, "variant", "caffe, tfutils"),
+        ({"layer": "conv9"}, "layer", "conv1, norm1, pool1"),
+        ({"preprocess": "imagenet"}, "preprocess", "caffe, tf2019"),
+        ({"preprocess": "tf2019"}, "preprocess", "227x227"),
+        ({"batch_size": 0}, "batch_size", "positive"),
+        ({"batch_size": True}, "batch_size", "positive"),
+        ({"weights": ""}, "weights", "random:SEED"),
+        ({"weights": "random:x"}, "weights", "random:SEED"),
+    ],
+)
+def test_config_validation_names_the_field(kwargs, field, listed):
+    with pytest.raises(ConfigError) as err:
+        FeatureConfig(**kwargs)
+    assert field in str(err.value) and listed in str(err.value)
+
+
+def test_registries_are_consistent():
+    assert MODELS == {"alexnet": tuple(VARIANTS)}
+    for name, variant in VARIANTS.items():
+        assert variant.default_preprocess in CHAINS
+        assert CHAINS[variant.default_preprocess].input_size == variant.input_size
+        assert "conv3" in LAYERS[name]
+
+
+# ----------------------------------------------------------------- writer (fake extractor)
+
+
+def test_round_trip(tmp_path):
+    train, val = images(10, 1), images(3, 2)
+    calls = []
+    out = tmp_path / "sub" / "feat.h5"
+    info = write_feature_file(
+        out,
+        FakeExtractor(),
+        {"train": (10, batches(train, 4)), "val": (3, [val])},
+        CFG,
+        progress=lambda *a: calls.append(a),
+    )
+    assert calls == [("train", 4, 10), ("train", 8, 10), ("train", 10, 10), ("val", 3, 3)]
+    assert info.shapes == {"train": [10, 2, 2, 3], "val": [3, 2, 2, 3]}
+    assert info.sha256 == sha256_file(out) == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert info.size_bytes == out.stat().st_size
+    assert info.n_duplicate_rows == 0 and info.images_per_s > 0
+    assert info.config_key == CFG.key() and info.device["name"] == "fake"
+    json.dumps(info.to_dict())
+    assert leftovers(out.parent) == []
+
+    ff = read_feature_file(out, expected_sha256=info.sha256)
+    fake = FakeExtractor()
+    np.testing.assert_array_equal(ff.train, fake(train))
+    np.testing.assert_array_equal(ff.val, fake(val))
+    assert ff.train_image_sha256 == image_sha256(fake.preprocess(train))
+    assert ff.val_image_sha256 == image_sha256(fake.preprocess(val))
+    assert ff.config == CFG.to_dict()
+    assert (
+        ff.metadata["image_hashes_digest"]
+        == info.image_hashes_digest
+        == hashes_digest({"train": ff.train_image_sha256, "val": ff.val_image_sha256})
+    )
+    assert ff.sha256 == info.sha256
+    flat = read_feature_file(out, flatten=True)
+    np.testing.assert_array_equal(flat.train, ff.train.reshape(10, 12))
+
+    with h5py.File(out, "r") as fh:
+        ds = fh["train"]
+        assert ds.dtype == np.float32 and ds.compression is None and ds.chunks is None
+        assert fh["val_image_sha256"].dtype == np.dtype("S64")
+
+
+def test_tampered_file_is_detected(tmp_path):
+    out = tmp_path / "feat.h5"
+    info = write_feature_file(
+        out, FakeExtractor(), {"train": (4, [images(4)]), "val": (2, [images(2, 9)])}, CFG
+    )
+    with h5py.File(out, "r") as fh:
+        offset = fh["train"].id.get_offset()
+    data = bytearray(out.read_bytes())
+    data[offset + 5] ^= 0xFF
+    out.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError) as err:
+        read_feature_file(out, expected_sha256=info.sha256)
+    msg = str(err.value)
+    assert str(out) in msg and info.sha256 in msg and sha256_file(out) in msg
+
+
+def test_missing_or_corrupt_file(tmp_path):
+    with pytest.raises(DataFormatError, match="does not exist"):
+        read_feature_file(tmp_path / "nope.h5")
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(DataFormatError, match="not a readable feature file"):
+        read_feature_file(junk)
+
+
+def test_same_images_fed_twice_is_refused(tmp_path):
+    first = images(4, 1)
+    out = tmp_path / "feat.h5"
+    with pytest.raises(IntegrityError, match=r"split 'train' image 4 .* split 'train' image 0"):
+        write_feature_file(
+            out, FakeExtractor(), {"train": (8, [first, first]), "val": (2, [images(2, 2)])}, CFG
+        )
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_2019_bug_validation_reuses_training_images(tmp_path):
+    train = images(6, 1)
+    splits = {"train": (6, [train]), "val": (3, [train[:3]])}
+    out = tmp_path / "feat.h5"
+    with pytest.raises(IntegrityError, match=r"split 'val' image 0 .* split 'train' image 0"):
+        write_feature_file(out, FakeExtractor(), splits, CFG)
+    assert not out.exists()
+    splits = {"train": (6, [train]), "val": (3, [train[:3]])}
+    info = write_feature_file(out, FakeExtractor(), splits, CFG, allow_duplicates=True)
+    assert info.n_duplicate_rows == 3
+    assert read_feature_file(out).metadata["n_duplicate_rows"] == 3
+
+
+def test_identical_features_for_distinct_images_are_refused(tmp_path):
+    with pytest.raises(IntegrityError, match="image 1 gave the same feature row .* image 0"):
+        write_feature_file(
+            tmp_path / "f.h5",
+            FakeExtractor(dead=True),
+            {"train": (3, [images(3)]), "val": (1, [images(1, 5)])},
+            CFG,
+        )
+    with pytest.raises(IntegrityError, match="non-finite"):
+        write_feature_file(
+            tmp_path / "f.h5",
+            FakeExtractor(nan=True),
+            {"train": (3, [images(3)]), "val": (1, [images(1, 5)])},
+            CFG,
+        )
+    assert leftovers(tmp_path) == [] and not (tmp_path / "f.h5").exists()
+
+
+def test_crash_midway_leaves_nothing_and_keeps_old_file(tmp_path):
+    out = tmp_path / "feat.h5"
+    old = write_feature_file(
+        out, FakeExtractor(), {"train": (2, [images(2, 3)]), "val": (1, [images(1, 4)])}, CFG
+    )
+
+    def exploding():
+        yield images(4, 1)
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_feature_file(
+            out, FakeExtractor(), {"train": (8, exploding()), "val": (1, [images(1)])}, CFG
+        )
+    assert leftovers(tmp_path) == []
+    assert sha256_file(out) == old.sha256
+
+    with pytest.raises(RuntimeError):
+        write_feature_file(
+            tmp_path / "new.h5",
+            FakeExtractor(),
+            {"train": (8, exploding()), "val": (1, [images(1)])},
+            CFG,
+        )
+    assert not (tmp_path / "new.h5").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("n_given,word", [(5, "more than"), (3, "fewer than")])
+def test_count_mismatch(tmp_path, n_given, word):
+    with pytest.raises(IntegrityError, match=f"split 'train'.*{word}"):
+        write_feature_file(
+            tmp_path / "f.h5",
+            FakeExtractor(),
+            {"train": (4, batches(images(n_given), 2)), "val": (1, [images(1, 7)])},
+            CFG,
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_argument_checks(tmp_path):
+    with pytest.raises(ConfigError, match="splits"):
+        write_feature_file(tmp_path / "f.h5", FakeExtractor(), {}, CFG)
+    with pytest.raises(ConfigError, match="count"):
+        write_feature_file(tmp_path / "f.h5", FakeExtractor(), {"train": (0, [])}, CFG)
+    with pytest.raises(ConfigError, match="config"):
+        write_feature_file(tmp_path / "f.h5", FakeExtractor(), {"train": (1, [])}, {"a": 1})
+
+
+# ----------------------------------------------------------------- real extractor (TF)
+
+
+@pytest.fixture(scope="module")
+def caffe_extractor():
+    pytest.importorskip("tensorflow")
+    return build_extractor(FeatureConfig(batch_size=4))
+
+
+def test_extractor_output_and_determinism(caffe_extractor):
+    from pipeline.alexnet import weights_sha256
+
+    ex = caffe_extractor
+    assert ex.output_shape == LAYERS["caffe"]["conv3"] == (13, 13, 384)
+    assert ex.weights_sha256 == weights_sha256("random:0", "caffe")
+    raw = images(6, 3, size=40)
+    out = ex(raw)
+    assert out.shape == (6, 13, 13, 384) and out.dtype == np.float32
+    assert 0.2 < (out > 0).mean() < 0.8
+    np.testing.assert_array_equal(ex(raw), out)
+    # chunking (batch_size 4 -> 4 + 2) agrees with one image at a time
+    single = np.concatenate([ex(raw[i : i + 1]) for i in range(6)])
+    np.testing.assert_allclose(single, out, rtol=1e-5, atol=1e-4)
+    # a second build from the same config gives the same features
+    again = build_extractor(FeatureConfig(batch_size=4))
+    np.testing.assert_array_equal(again(raw), out)
+
+
+def test_extractor_device_info(caffe_extractor):
+    info = caffe_extractor.device_info()
+    assert info["device"] in ("CPU", "GPU")
+    assert info["tensorflow"] and info["name"]
+    json.dumps(info)
+
+
+def test_tfutils_extractor_shape():
+    pytest.importorskip("tensorflow")
+    ex = build_extractor(FeatureConfig.for_variant("tfutils", batch_size=2))
+    assert ex.output_shape == (14, 14, 384)
+    assert ex(images(1, size=16)).shape == (1, 14, 14, 384)
+
+
+def test_real_extractor_file(tmp_path, caffe_extractor):
+    cfg = caffe_extractor.config
+    train, val = images(5, 11, size=24), images(2, 12, size=24)
+    info = write_feature_file(
+        tmp_path / "f.h5",
+        caffe_extractor,
+        {"train": (5, batches(train, 4)), "val": (2, [val])},
+        cfg,
+    )
+    ff = read_feature_file(info.path, expected_sha256=info.sha256)
+    np.testing.assert_allclose(ff.train, caffe_extractor(train), rtol=1e-5, atol=1e-4)
+    assert ff.val.shape == (2, 13, 13, 384)
+    assert ff.config == cfg.to_dict()
+    assert json.loads(ff.metadata["preprocess_json"])["name"] == "caffe"
+    with pytest.raises(ConfigError, match="not the config"):
+        write_feature_file(
+            tmp_path / "g.h5", caffe_extractor, {"train": (1, [train[:1]])}, FeatureConfig()
+        )

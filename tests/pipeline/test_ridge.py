@@ -1,0 +1,196 @@
+"""KernelRidgeCV against scikit-learn on small problems, plus planted-signal recovery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import Ridge, RidgeCV
+from sklearn.preprocessing import StandardScaler
+
+from pipeline.errors import ConfigError
+from pipeline.ridge import DEFAULT_ALPHAS, KernelRidgeCV, centred_eigh
+from pipeline.splits import kfold_splits
+
+ALPHAS = np.logspace(-2, 4, 13)
+
+
+def _problem(n, p, v, seed=0, noise=2.0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, p) * rng.uniform(0.5, 3.0, p) + rng.uniform(-2, 2, p)
+    W = rng.randn(p, v) * rng.uniform(0.0, 0.5, v)
+    Y = X @ W + noise * rng.randn(n, v) + rng.uniform(-5, 5, v)
+    X_new = rng.randn(20, p) * 2 + 1
+    return X, Y, X_new
+
+
+def _per_voxel_ridge(Xs, Y, Xs_new, alphas, fit_intercept=True):
+    return np.column_stack(
+        [
+            Ridge(alpha=a, fit_intercept=fit_intercept).fit(Xs, Y[:, j]).predict(Xs_new)
+            for j, a in enumerate(alphas)
+        ]
+    )
+
+
+@pytest.mark.parametrize("n,p", [(60, 150), (90, 30)])
+def test_loo_matches_sklearn_ridgecv(n, p):
+    X, Y, X_new = _problem(n, p, 8)
+    model = KernelRidgeCV(alphas=ALPHAS).fit(X, Y)
+    Xs = StandardScaler().fit_transform(X)
+    ref = RidgeCV(alphas=ALPHAS, alpha_per_target=True, store_cv_results=True).fit(Xs, Y)
+    # identical LOO error curves (same centred problem, exact LOO both ways)
+    ref_err = ref.cv_results_.mean(axis=0).T  # (n_alphas, v)
+    np.testing.assert_allclose(model.cv_errors_, ref_err, rtol=1e-8)
+    np.testing.assert_array_equal(model.alpha_, ref.alpha_)
+    assert model.cv_errors_.shape == (ALPHAS.size, 8)
+
+
+def test_predictions_match_ridge_per_voxel_float64():
+    X, Y, X_new = _problem(70, 120, 6, seed=1)
+    model = KernelRidgeCV(alphas=ALPHAS).fit(X, Y)
+    scaler = StandardScaler().fit(X)
+    expected = _per_voxel_ridge(
+        scaler.transform(X), Y, scaler.transform(X_new), np.atleast_1d(model.alpha_)
+    )
+    pred = model.predict(X_new)
+    scale = np.abs(expected - Y.mean(axis=0)).max(axis=0)
+    assert np.max(np.abs(pred - expected) / scale) < 1e-9
+
+
+def test_predictions_match_ridge_per_voxel_float32():
+    X, Y, X_new = _problem(80, 200, 5, seed=2)
+    X32, X_new32 = X.astype(np.float32), X_new.astype(np.float32)
+    model = KernelRidgeCV(alphas=ALPHAS).fit(X32, Y)
+    scaler = StandardScaler().fit(X32.astype(np.float64))
+    expected = _per_voxel_ridge(
+        scaler.transform(X32.astype(np.float64)),
+        Y,
+        scaler.transform(X_new32.astype(np.float64)),
+        model.alpha_,
+    )
+    pred = model.predict(X_new32)
+    scale = np.abs(expected - Y.mean(axis=0)).max(axis=0)
+    assert np.max(np.abs(pred - expected) / scale) < 1e-4
+
+
+def test_no_intercept_and_no_standardize_match_sklearn():
+    X, Y, X_new = _problem(50, 80, 4, seed=3)
+    model = KernelRidgeCV(alphas=ALPHAS, standardize=False, fit_intercept=False).fit(X, Y)
+    ref = RidgeCV(alphas=ALPHAS, alpha_per_target=True, fit_intercept=False).fit(X, Y)
+    np.testing.assert_array_equal(model.alpha_, ref.alpha_)
+    np.testing.assert_allclose(model.predict(X_new), ref.predict(X_new), rtol=1e-8, atol=1e-8)
+
+
+def test_shared_alpha_matches_sklearn_default():
+    X, Y, X_new = _problem(60, 100, 6, seed=4)
+    alphas = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
+    model = KernelRidgeCV(alphas=alphas, standardize=False, alpha_per_target=False).fit(X, Y)
+    ref = RidgeCV(alphas=alphas).fit(X, Y)
+    assert np.all(model.alpha_ == ref.alpha_)
+    np.testing.assert_allclose(model.predict(X_new), ref.predict(X_new), rtol=1e-8, atol=1e-8)
+
+
+def test_kfold_matches_manual_loop():
+    X, Y, _ = _problem(64, 90, 5, seed=5)
+    model = KernelRidgeCV(alphas=ALPHAS, cv=4, random_state=3).fit(X, Y)
+    Xs = StandardScaler().fit_transform(X)  # scale from all training data, as documented
+    errors = np.zeros((ALPHAS.size, Y.shape[1]))
+    for train, test in kfold_splits(64, 4, 3):
+        for i, a in enumerate(ALPHAS):
+            pred = Ridge(alpha=a).fit(Xs[train], Y[train]).predict(Xs[test])
+            errors[i] += np.sum((Y[test] - pred) ** 2, axis=0)
+    errors /= 64
+    np.testing.assert_allclose(model.cv_errors_, errors, rtol=1e-8)
+    np.testing.assert_array_equal(model.alpha_, ALPHAS[np.argmin(errors, axis=0)])
+    # the final model is the full-data ridge at the chosen alphas
+    expected = _per_voxel_ridge(Xs, Y, Xs[:7], model.alpha_)
+    np.testing.assert_allclose(model.predict(X[:7]), expected, rtol=1e-8, atol=1e-8)
+
+
+def test_chunking_gives_identical_results():
+    X, Y, X_new = _problem(40, 60, 7, seed=6)
+    a = KernelRidgeCV(alphas=ALPHAS).fit(X, Y)
+    b = KernelRidgeCV(alphas=ALPHAS, chunk_size=3, n_threads=None).fit(X, Y)
+    np.testing.assert_array_equal(a.alpha_, b.alpha_)
+    np.testing.assert_allclose(a.predict(X_new), b.predict(X_new), rtol=1e-12)
+
+
+def test_planted_signal_recovery():
+    # correlated features (10 latent factors spread over 600 features), as deep features are
+    rng = np.random.RandomState(7)
+    n, n_new, p, v = 300, 300, 600, 12
+    latent = rng.randn(n + n_new, 10)
+    X = (latent @ rng.randn(10, p) + rng.randn(n + n_new, p)).astype(np.float32)
+    signal = latent @ rng.randn(10, v)
+    signal /= signal.std(axis=0)
+    Y = signal + 0.5 * rng.randn(n + n_new, v)  # ceiling r = 1 / sqrt(1 + 0.25) = 0.894
+    Y[:, -3:] = rng.randn(n + n_new, 3)  # three pure-noise targets
+    model = KernelRidgeCV().fit(X[:n], Y[:n])
+    pred = model.predict(X[n:])
+    r = np.array([np.corrcoef(pred[:, j], Y[n:, j])[0, 1] for j in range(v)])
+    ceiling = 1 / np.sqrt(1.25)
+    assert np.all(np.abs(r[:-3] - ceiling) < 0.06), r
+    assert np.all(np.abs(r[-3:]) < 0.2), r
+    # the noise targets get (much) more shrinkage than the signal targets
+    assert np.min(model.alpha_[-3:]) > np.max(model.alpha_[:-3])
+    assert model.n_alpha_at_edge_ >= 1  # a noise target sits at the top of the grid
+    np.testing.assert_array_equal(model.alphas_, DEFAULT_ALPHAS)
+
+
+def test_coef_intercept_and_constant_feature():
+    X, Y, X_new = _problem(40, 30, 3, seed=8)
+    X[:, 5] = 7.25  # zero variance
+    X_new[:, 5] = -3.0
+    model = KernelRidgeCV(alphas=ALPHAS).fit(X, Y)
+    assert model.coef_.shape == (3, 30)
+    assert np.all(model.coef_[:, 5] == 0.0)
+    assert np.isinf(model.X_scale_[5])
+    np.testing.assert_allclose(
+        X_new @ model.coef_.T + model.intercept_, model.predict(X_new), rtol=1e-9, atol=1e-9
+    )
+    assert np.all(np.isfinite(model.predict(X_new)))
+
+
+def test_one_dimensional_target():
+    X, Y, X_new = _problem(30, 20, 1, seed=9)
+    model = KernelRidgeCV(alphas=ALPHAS).fit(X, Y[:, 0])
+    assert isinstance(model.alpha_, float)
+    assert model.predict(X_new).shape == (20,)
+    assert model.coef_.shape == (20,)
+    assert np.isscalar(model.intercept_)
+
+
+def test_centred_eigh_is_orthogonal_to_constant():
+    rng = np.random.RandomState(10)
+    A = rng.randn(25, 8)
+    s, U = centred_eigh(A @ A.T)
+    assert U.shape == (25, 24)
+    np.testing.assert_allclose(U.T @ U, np.eye(24), atol=1e-12)
+    np.testing.assert_allclose(U.sum(axis=0), 0, atol=1e-12)
+    Ac = A - A.mean(axis=0)
+    expected = np.sort(np.linalg.eigvalsh(Ac @ Ac.T))[-8:]
+    np.testing.assert_allclose(np.sort(s)[-8:], expected, rtol=1e-10)
+
+
+def test_errors_and_sklearn_contract():
+    X, Y, _ = _problem(20, 10, 2)
+    with pytest.raises(ConfigError, match="alphas"):
+        KernelRidgeCV(alphas=[1.0, -1.0]).fit(X, Y)
+    with pytest.raises(ConfigError, match="cv"):
+        KernelRidgeCV(cv=1).fit(X, Y)
+    with pytest.raises(ConfigError, match="y"):
+        KernelRidgeCV().fit(X, Y[:5])
+    Y_nan = Y.copy()
+    Y_nan[0, 0] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        KernelRidgeCV().fit(X, Y_nan)
+    with pytest.raises(NotFittedError):
+        KernelRidgeCV().predict(X)
+    est = KernelRidgeCV(alphas=(1.0, 2.0), cv=3)
+    assert clone(est).get_params()["cv"] == 3
+    assert not hasattr(KernelRidgeCV(), "coef_")
+    fitted = est.fit(X, Y)
+    with pytest.raises(ConfigError, match="shape"):
+        fitted.predict(X[:, :4])

@@ -1,0 +1,2 @@
+"""Everything that touches MongoDB: the store, run lifecycle, provenance, queries,
+plots and the ``tracker`` command line."""

@@ -1,0 +1,181 @@
+"""Pure functions that build the documents the tracker stores (no database access).
+
+Documents (``schema_version`` on every one):
+
+- ``datasets``: a registered data directory: files with size and sha256, subjects,
+  voxel counts per ROI.
+- ``feature_runs``: a feature extraction: config, dataset, output file (host, path,
+  size, sha256, shapes, per-image hash digest), device, timings, provenance.
+- ``fit_runs``: a fit: config, feature run, subject, ROI, target, split indices, and a
+  summary per split (plain numbers the server can sort and group).
+- ``voxel_scores``: per-voxel arrays in buckets of at most ``BUCKET_SIZE`` voxels, one
+  document per (run, split, chunk).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+BUCKET_SIZE = 5000
+METRICS = ("r", "r2_corr", "r2")
+
+
+def new_run_id(prefix: str) -> str:
+    """A short random id: ``fe-`` for feature runs, ``fi-`` for fits."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def stable_key(*parts: Any) -> str:
+    """sha256 of the canonical JSON of ``parts`` (order of dict keys does not matter)."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def preprocessing_label(feature_config: Mapping[str, Any]) -> str:
+    """A short label for grouping: the chain name plus ``+retinawarp`` when warped."""
+    label = str(feature_config.get("preprocess", "?"))
+    warp = feature_config.get("retina_warp")
+    if warp:
+        label += "+retinawarp"
+    return label
+
+
+def feature_run_doc(
+    config: Mapping[str, Any], config_key: str, dataset: Mapping[str, Any], provenance: Mapping
+) -> dict[str, Any]:
+    """A new feature-run document (status is set by the run recorder)."""
+    return {
+        "_id": new_run_id("fe"),
+        "schema_version": SCHEMA_VERSION,
+        "kind": "features",
+        "status": "QUEUED",
+        "config": dict(config),
+        "config_key": config_key,
+        "dataset_id": dataset["_id"],
+        "data_dir": dataset["data_dir"],
+        "created": _now(),
+        "provenance": dict(provenance),
+    }
+
+
+def fit_run_doc(
+    config: Mapping[str, Any],
+    config_key: str,
+    feature_run: Mapping[str, Any],
+    subject: str,
+    roi: str,
+    provenance: Mapping,
+) -> dict[str, Any]:
+    """A new fit-run document; feature fields are copied in so queries need no join."""
+    fconf = feature_run["config"]
+    return {
+        "_id": new_run_id("fi"),
+        "schema_version": SCHEMA_VERSION,
+        "kind": "fit",
+        "status": "QUEUED",
+        "config": dict(config),
+        "config_key": config_key,
+        "feature_run_id": feature_run["_id"],
+        "dataset_id": feature_run.get("dataset_id"),
+        "features": {
+            "model": fconf.get("model"),
+            "variant": fconf.get("variant"),
+            "layer": fconf.get("layer"),
+            "weights": fconf.get("weights"),
+            "preprocess": fconf.get("preprocess"),
+            "preprocessing": preprocessing_label(fconf),
+            "config_key": feature_run["config_key"],
+        },
+        "subject": subject,
+        "roi": roi,
+        "target": config.get("target", "voxels"),
+        "created": _now(),
+        "provenance": dict(provenance),
+    }
+
+
+def summarize(values: np.ndarray) -> dict[str, float | int | None]:
+    """n, mean, SEM, std, median and quantiles of one metric over voxels (NaNs ignored)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    if n == 0:
+        return {"n": 0, "mean": None, "sem": None, "std": None, "median": None,
+                "q10": None, "q25": None, "q75": None, "q90": None, "max": None}
+    std = float(v.std(ddof=1)) if n > 1 else 0.0
+    q10, q25, med, q75, q90 = (float(x) for x in np.quantile(v, [0.1, 0.25, 0.5, 0.75, 0.9]))
+    return {"n": n, "mean": float(v.mean()), "sem": std / math.sqrt(n), "std": std,
+            "median": med, "q10": q10, "q25": q25, "q75": q75, "q90": q90, "max": float(v.max())}
+
+
+def split_summary(split: Any, r_threshold: float | None) -> dict[str, Any]:
+    """The per-split summary stored on the fit run (one entry per split name)."""
+    out: dict[str, Any] = {
+        "kind": split.kind,
+        "n_train": int(split.n_train),
+        "n_test": int(split.n_test),
+        "chance_r2_corr": 1.0 / (split.n_test - 1) if split.n_test > 1 else None,
+        "r_threshold_p05": r_threshold,
+    }
+    for metric in METRICS:
+        out[metric] = summarize(getattr(split, metric))
+    r = np.asarray(split.r, dtype=np.float64)
+    out["n_above_p05"] = int(np.sum(r > r_threshold)) if r_threshold is not None else None
+    hyper = np.asarray(split.hyper, dtype=np.float64)
+    out["hyper"] = summarize(hyper) if hyper.size else None
+    return out
+
+
+def split_record(split: Any) -> dict[str, Any]:
+    """Audit record of a split: exact indices (small) and their hash."""
+    indices = None if split.test_indices is None else np.asarray(split.test_indices, dtype=np.int64)
+    return {
+        "name": split.name,
+        "kind": split.kind,
+        "n_train": int(split.n_train),
+        "n_test": int(split.n_test),
+        "test_indices": None if indices is None else indices.tolist(),
+        "test_indices_sha256": None if indices is None else hashlib.sha256(indices.tobytes()).hexdigest(),
+    }
+
+
+def score_buckets(
+    run_id: str, subject: str, roi: str, split: Any, voxel_ids: Sequence[int],
+    bucket_size: int = BUCKET_SIZE,
+) -> list[dict[str, Any]]:
+    """Per-voxel arrays of one split cut into buckets of at most ``bucket_size`` voxels."""
+    ids = np.asarray(voxel_ids, dtype=np.int64)
+    arrays = {m: np.asarray(getattr(split, m), dtype=np.float64) for m in METRICS}
+    hyper = np.asarray(split.hyper, dtype=np.float64)
+    if any(a.shape != ids.shape for a in (*arrays.values(), hyper)):
+        raise ValueError(f"split {split.name}: score arrays and voxel ids differ in length")
+    docs = []
+    for chunk, start in enumerate(range(0, ids.size, bucket_size)):
+        sl = slice(start, start + bucket_size)
+        doc = {
+            "schema_version": SCHEMA_VERSION, "run_id": run_id, "subject": subject, "roi": roi,
+            "split": split.name, "chunk": chunk, "voxel_ids": ids[sl].tolist(),
+            "hyper": _clean(hyper[sl]),
+        }
+        doc.update({m: _clean(a[sl]) for m, a in arrays.items()})
+        docs.append(doc)
+    return docs
+
+
+def _clean(a: np.ndarray) -> list[float | None]:
+    """Floats for BSON, NaN -> None (so server-side averages skip them)."""
+    return [None if not math.isfinite(x) else x for x in a.tolist()]
+
+
+def _now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)

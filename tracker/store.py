@@ -1,0 +1,242 @@
+"""All database access goes through :class:`Store` (one small interface over pymongo).
+
+Pure functions in :mod:`tracker.documents` build the documents; this class only
+reads and writes them. Final results (run status, score buckets) are written with
+write concern ``j=True``: losing an acknowledged result is a bug.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pymongo
+from pymongo import WriteConcern
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+
+from pipeline.errors import ConfigError, DatabaseError
+from tracker.security import redact_uri
+from tracker.server import EmbeddedServer
+from tracker.settings import Settings
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "mongo" / "schema.json"
+RUN_COLLECTIONS = ("feature_runs", "fit_runs")
+DURABLE = WriteConcern(w=1, j=True)
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    """The index and validator definitions kept as data in ``mongo/schema.json``."""
+    try:
+        return json.loads(path.read_text())
+    except OSError as err:
+        raise DatabaseError(f"cannot read the schema definitions {path}: {err.strerror}") from None
+
+
+class Store:
+    """The tracker's database.
+
+    Parameters
+    ----------
+    uri
+        A MongoDB URI (embedded server, local mongod or Atlas).
+    db_name
+        Database name.
+    timeout_ms
+        Server selection timeout: how long to wait for an unreachable server.
+    """
+
+    def __init__(self, uri: str, db_name: str, timeout_ms: int = 5000) -> None:
+        self.uri = uri
+        self.db_name = db_name
+        try:
+            self.client: pymongo.MongoClient = pymongo.MongoClient(
+                uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True
+            )
+        except (PyMongoError, ValueError) as err:
+            raise DatabaseError(f"invalid MongoDB URI {redact_uri(uri)}: {err}") from None
+        self.db = self.client[db_name]
+
+    # ----------------------------------------------------------------- set-up
+    @classmethod
+    def open(cls, settings: Settings, init: bool = True) -> Store:
+        """Connect as ``settings`` says: the URI if given, else the embedded server.
+
+        The embedded server is started on ``settings.embedded_db_dir`` when none runs.
+        """
+        uri = settings.mongo_uri or EmbeddedServer(settings.embedded_db_dir).ensure().uri
+        store = cls(uri, settings.db_name)
+        store.ping()
+        if init:
+            store.init_schema()
+        return store
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        """Raise :class:`DatabaseError` (without credentials) if the server is unreachable."""
+        try:
+            self.client.admin.command("ping")
+        except PyMongoError as err:
+            raise DatabaseError(
+                f"cannot reach the database at {redact_uri(self.uri)}: {type(err).__name__}"
+            ) from None
+
+    def init_schema(self, schema: Mapping | None = None) -> dict[str, list[str]]:
+        """Create collections, validators and indexes from ``mongo/schema.json``.
+
+        Idempotent: existing collections get their validator updated with ``collMod``.
+        Returns the index names per collection.
+        """
+        schema = schema or load_schema()
+        existing = set(self.db.list_collection_names())
+        applied: dict[str, list[str]] = {}
+        for name, spec in schema["collections"].items():
+            validator = spec.get("validator")
+            try:
+                if name not in existing:
+                    self.db.create_collection(name, validator=validator) if validator else (
+                        self.db.create_collection(name)
+                    )
+                elif validator:
+                    self.db.command("collMod", name, validator=validator)
+                coll = self.db[name]
+                applied[name] = []
+                for index in spec.get("indexes", []):
+                    options = {k: v for k, v in index.items() if k != "keys"}
+                    keys = [(field, direction) for field, direction in index["keys"]]
+                    applied[name].append(coll.create_index(keys, **options))
+            except OperationFailure as err:
+                raise DatabaseError(f"could not apply the schema to '{name}': {err.details}") from None
+        return applied
+
+    # ------------------------------------------------------------------ runs
+    def insert_run(self, collection: str, doc: Mapping[str, Any]) -> str:
+        """Insert a new run document; returns its id."""
+        self._check_collection(collection)
+        self.db.get_collection(collection, write_concern=DURABLE).insert_one(dict(doc))
+        return str(doc["_id"])
+
+    def update_run(
+        self, collection: str, run_id: str, fields: Mapping[str, Any], durable: bool = False
+    ) -> None:
+        """``$set`` ``fields`` on one run (heartbeats use durable=False)."""
+        self._check_collection(collection)
+        coll = self.db.get_collection(collection, write_concern=DURABLE if durable else None)
+        coll.update_one({"_id": run_id}, {"$set": dict(fields)})
+
+    def complete_run(self, collection: str, run_id: str, fields: Mapping[str, Any]) -> None:
+        """Mark a run COMPLETED (durably). Raises DuplicateKeyError if an equal run completed."""
+        self.update_run(collection, run_id, {**fields, "status": "COMPLETED"}, durable=True)
+
+    def find_completed(self, collection: str, config_key: str) -> dict | None:
+        """The completed run with this config key, if any."""
+        self._check_collection(collection)
+        return self.db[collection].find_one({"config_key": config_key, "status": "COMPLETED"})
+
+    def supersede(self, collection: str, run_id: str, by: str) -> None:
+        """Retire a completed run replaced by a forced re-run (it stays, with its data)."""
+        self.update_run(collection, run_id, {"status": "SUPERSEDED", "superseded_by": by}, True)
+
+    def get_run(self, run_id: str) -> tuple[str, dict]:
+        """Find a run by id or unique id prefix in any run collection."""
+        matches: list[tuple[str, dict]] = []
+        for name in RUN_COLLECTIONS:
+            doc = self.db[name].find_one({"_id": run_id})
+            if doc is not None:
+                return name, doc
+            prefix = {"_id": {"$regex": "^" + _regex_escape(run_id)}}
+            matches += [(name, d) for d in self.db[name].find(prefix).limit(2)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise ConfigError(f"no run with id or id prefix {run_id!r}")
+        raise ConfigError(f"run id prefix {run_id!r} is ambiguous: give more characters")
+
+    def find_runs(
+        self,
+        collection: str,
+        query: Mapping[str, Any] | None = None,
+        projection: Mapping[str, Any] | None = None,
+        limit: int = 0,
+        sort: Iterable[tuple[str, int]] = (("created", -1),),
+    ) -> list[dict]:
+        """Runs matching a (validated) filter, newest first."""
+        self._check_collection(collection)
+        cursor = self.db[collection].find(dict(query or {}), projection, sort=list(sort))
+        return list(cursor.limit(limit) if limit else cursor)
+
+    # ------------------------------------------------------------- datasets
+    def find_dataset(self, fingerprint: str) -> dict | None:
+        return self.db.datasets.find_one({"fingerprint": fingerprint})
+
+    def save_dataset(self, doc: Mapping[str, Any]) -> str:
+        """Insert a dataset document (idempotent on its fingerprint); returns its id."""
+        coll = self.db.get_collection("datasets", write_concern=DURABLE)
+        try:
+            coll.insert_one(dict(doc))
+        except DuplicateKeyError:
+            existing = coll.find_one({"fingerprint": doc["fingerprint"]})
+            return str(existing["_id"])
+        return str(doc["_id"])
+
+    # --------------------------------------------------------------- scores
+    def insert_buckets(self, docs: list[dict]) -> int:
+        """Write score buckets durably; returns how many were written."""
+        if not docs:
+            return 0
+        self.db.get_collection("voxel_scores", write_concern=DURABLE).insert_many(docs)
+        return len(docs)
+
+    def buckets(
+        self, run_ids: Iterable[str], split: str | None = None, fields: Iterable[str] = ()
+    ) -> list[dict]:
+        """Score buckets of the given runs (optionally one split), in chunk order."""
+        query: dict[str, Any] = {"run_id": {"$in": list(run_ids)}}
+        if split is not None:
+            query["split"] = split
+        projection = None
+        if fields:
+            projection = {f: 1 for f in ("run_id", "split", "chunk", *fields)}
+        return list(self.db.voxel_scores.find(query, projection, sort=[("run_id", 1), ("chunk", 1)]))
+
+    def aggregate(self, collection: str, pipeline: list[dict]) -> list[dict]:
+        """Run an aggregation pipeline built by :mod:`tracker.queries`."""
+        return list(self.db[collection].aggregate(pipeline, allowDiskUse=True))
+
+    # --------------------------------------------------------------- status
+    def status(self) -> dict[str, Any]:
+        """Server version, database, collection counts and index names."""
+        info = self.client.server_info()
+        collections = {}
+        for name in sorted(self.db.list_collection_names()):
+            coll = self.db[name]
+            collections[name] = {
+                "documents": coll.estimated_document_count(),
+                "indexes": sorted(coll.index_information()),
+            }
+        return {
+            "uri": redact_uri(self.uri),
+            "server_version": info.get("version"),
+            "database": self.db_name,
+            "collections": collections,
+        }
+
+    @staticmethod
+    def _check_collection(name: str) -> None:
+        if name not in (*RUN_COLLECTIONS, "voxel_scores", "datasets"):
+            raise ConfigError(f"unknown collection {name!r}")
+
+
+def _regex_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)

@@ -1,0 +1,319 @@
+"""Library functions behind the scripts and CLI: register data, extract features, fit.
+
+Each function records what it does in the database and reuses finished work:
+the same config on the same inputs returns the completed run instead of recomputing
+(``force=True`` recomputes and retires the old run as SUPERSEDED).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from pipeline import vim1
+from pipeline.errors import ConfigError, DataFormatError, IntegrityError
+from tracker import documents, provenance
+from tracker.runs import RunRecorder
+from tracker.settings import Settings
+from tracker.store import Store
+
+ProgressFn = Callable[[str, int, int], None]
+VIM1_FILE_PREFIXES = ("EstimatedResponses", "Stimuli")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A run this call produced or found: ``reused`` says which."""
+
+    run: dict[str, Any]
+    reused: bool
+
+    @property
+    def run_id(self) -> str:
+        return str(self.run["_id"])
+
+
+# ------------------------------------------------------------------ datasets
+def dataset_fingerprint(data_dir: Path) -> str:
+    """Cheap identity of a data directory: absolute path, file names, sizes, mtimes."""
+    data_dir = Path(data_dir).resolve()
+    if not data_dir.is_dir():
+        raise DataFormatError(f"data directory {data_dir} does not exist")
+    entries = []
+    for p in sorted(data_dir.iterdir()):
+        if p.is_file() and p.name.startswith(VIM1_FILE_PREFIXES):
+            st = p.stat()
+            entries.append((p.name, st.st_size, st.st_mtime_ns))
+    if not entries:
+        raise DataFormatError(
+            f"{data_dir} holds no vim-1 files (expected EstimatedResponses.mat and Stimuli*.mat)"
+        )
+    return documents.stable_key(socket.gethostname(), str(data_dir), entries)
+
+
+def register_dataset(store: Store, data_dir: Path) -> dict[str, Any]:
+    """The dataset document for ``data_dir``, describing (and hashing) it the first time."""
+    fingerprint = dataset_fingerprint(data_dir)
+    found = store.find_dataset(fingerprint)
+    if found is not None:
+        return found
+    desc = vim1.describe_dataset(Path(data_dir))
+    files = desc.get("files", [])
+    content = documents.stable_key(sorted((f["name"], f["sha256"]) for f in files))
+    doc = {
+        "_id": "ds-" + fingerprint[:16],
+        "schema_version": documents.SCHEMA_VERSION,
+        "fingerprint": fingerprint,
+        "content_sha256": content,
+        "host": socket.gethostname(),
+        "data_dir": str(Path(data_dir).resolve()),
+        **desc,
+    }
+    doc["files"] = files
+    doc.setdefault("subjects", {})
+    store.save_dataset(doc)
+    return store.find_dataset(fingerprint) or doc
+
+
+# ------------------------------------------------------------------ features
+def resolve_feature_path(output: dict[str, Any], settings: Settings) -> Path:
+    """Find a recorded feature file here: its path, a mapped path, or the features dir."""
+    recorded = str(output["path"])
+    candidates = [Path(recorded)]
+    for old, new in settings.path_map:
+        if recorded.startswith(old):
+            candidates.append(Path(new + recorded[len(old):]))
+    candidates.append(settings.feature_root / Path(recorded).name)
+    for cand in candidates:
+        if cand.is_file():
+            return cand
+    tried = ", ".join(str(c) for c in candidates)
+    raise IntegrityError(
+        f"feature file recorded at {output.get('host')}:{recorded} is missing here (tried {tried}); "
+        "copy it into the features directory or set TRACKER_PATH_MAP=OLD_PREFIX=NEW_PREFIX"
+    )
+
+
+def verify_feature_file(output: dict[str, Any], settings: Settings) -> Path:
+    """Resolve the recorded file and check its sha256 (IntegrityError when it changed)."""
+    from pipeline.features import sha256_file
+
+    path = resolve_feature_path(output, settings)
+    found = sha256_file(path)
+    if found != output["sha256"]:
+        raise IntegrityError(
+            f"feature file {path} changed since it was recorded: sha256 {found[:16]}... "
+            f"!= recorded {output['sha256'][:16]}...; re-extract with --force"
+        )
+    return path
+
+
+def extract_and_log(
+    store: Store,
+    settings: Settings,
+    data_dir: Path,
+    config: Any,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+) -> Outcome:
+    """Extract features for every train and validation image and record the run.
+
+    Parameters
+    ----------
+    config
+        A :class:`pipeline.features.FeatureConfig`.
+    """
+    from pipeline.features import build_extractor, write_feature_file
+
+    dataset = register_dataset(store, data_dir)
+    key = documents.stable_key("features", config.to_dict(), dataset["content_sha256"])
+    existing = store.find_completed("feature_runs", key)
+    if existing is not None and not force:
+        verify_feature_file(existing["output"], settings)
+        return Outcome(existing, True)
+
+    doc = documents.feature_run_doc(config.to_dict(), key, dataset, provenance.collect())
+    out_dir = settings.feature_root
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_path = (out_dir / f"{key[:12]}_{doc['_id']}.h5").resolve()
+    with RunRecorder(store, "feature_runs", doc) as rec:
+        report = _chain(rec.progress, progress)
+        extractor = build_extractor(config)
+        splits = {
+            split: (vim1.stimulus_count(data_dir, split),
+                    vim1.iter_stimuli(data_dir, split, config.batch_size))
+            for split in ("train", "val")
+        }
+        info = write_feature_file(out_path, extractor, splits, config, progress=report)
+        info_dict = info.to_dict()
+        output = {"host": socket.gethostname(), **info_dict, "path": str(out_path)}
+        fields = {
+            "output": output,
+            "device": info_dict.get("device"),
+            "timings": {"seconds": info_dict.get("seconds"), "images_per_s": info_dict.get("images_per_s")},
+            "weights_sha256": getattr(extractor, "weights_sha256", None),
+        }
+        _complete(store, "feature_runs", rec, fields, existing)
+    return Outcome(store.get_run(doc["_id"])[1], False)
+
+
+# ------------------------------------------------------------------------ fits
+def _chain(*fns: ProgressFn | None) -> ProgressFn:
+    live = [f for f in fns if f is not None]
+
+    def report(stage: str, done: int, total: int) -> None:
+        for f in live:
+            f(stage, done, total)
+
+    return report
+
+
+def _complete(store: Store, collection: str, rec: RunRecorder, fields: dict, existing: dict | None) -> None:
+    """Complete a run; a forced re-run first retires the completed run it replaces."""
+    try:
+        rec.complete(fields)
+    except DuplicateKeyError:
+        if existing is None:
+            existing = store.find_completed(collection, rec.doc["config_key"])
+        if existing is None:
+            raise
+        store.supersede(collection, str(existing["_id"]), by=rec.run_id)
+        rec.complete(fields)
+
+
+def load_features(run: dict[str, Any], settings: Settings):
+    """Verified features of a completed feature run, flattened to (N, h*w*c) float32."""
+    from pipeline.features import read_feature_file
+
+    if run.get("kind") != "features":
+        raise ConfigError(f"run {run['_id']} is not a feature run")
+    if run.get("status") != "COMPLETED":
+        raise ConfigError(f"feature run {run['_id']} is {run.get('status')}, not COMPLETED")
+    path = resolve_feature_path(run["output"], settings)
+    return read_feature_file(path, expected_sha256=run["output"]["sha256"], flatten=True)
+
+
+def fit_and_log(
+    store: Store,
+    settings: Settings,
+    feature_run_id: str,
+    subject: str,
+    roi: str,
+    config: Any,
+    data_dir: Path | None = None,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+    features: Any = None,
+) -> Outcome:
+    """Fit one encoding model (``config``: :class:`pipeline.fit.FitConfig`) and record it.
+
+    ``features`` may pass an already loaded feature file (saves re-reading it when
+    several fits share one feature run).
+    """
+    from pipeline.fit import run_fit
+    from pipeline.scores import r_threshold
+
+    _, frun = store.get_run(feature_run_id)
+    data_dir = Path(data_dir) if data_dir is not None else Path(frun["data_dir"])
+    responses = vim1.load_responses(data_dir, subject)
+    clean = responses.select(roi)
+    # The feature key already covers the dataset's content (responses included).
+    key = documents.stable_key("fit", config.to_dict(), frun["config_key"], subject, roi)
+    existing = store.find_completed("fit_runs", key)
+    if existing is not None and not force:
+        return Outcome(existing, True)
+    ff = features if features is not None else load_features(frun, settings)
+
+    doc = documents.fit_run_doc(config.to_dict(), key, frun, subject, roi, provenance.collect(
+        seeds={"split_seed": getattr(config, "seed", None)}))
+    with RunRecorder(store, "fit_runs", doc) as rec:
+        result = run_fit(ff.train, ff.val, clean.train, clean.val, config,
+                         progress=_chain(rec.progress, progress))
+        voxel_ids = clean.voxel_ids if config.target == "voxels" else [0]
+        buckets = []
+        summary = {}
+        for split in result.splits:
+            buckets += documents.score_buckets(rec.run_id, subject, roi, split, voxel_ids)
+            thr = r_threshold(split.n_test, 0.05) if split.n_test > 2 else None
+            summary[split.name] = documents.split_summary(split, thr)
+        store.insert_buckets(buckets)
+        fields = {
+            "n_voxels": int(clean.train.shape[1]),
+            "n_voxels_total": int(clean.n_total),
+            "n_dropped_nan": int(clean.n_dropped),
+            "n_features": int(ff.train.shape[1]),
+            "splits": [documents.split_record(s) for s in result.splits],
+            "summary": summary,
+            "predictions": {
+                name: {"y_true": [float(x) for x in yt], "y_pred": [float(x) for x in yp]}
+                for name, (yt, yp) in (result.predictions or {}).items()
+            },
+            "timings": dict(result.timings),
+            "n_alpha_at_edge": getattr(result, "n_alpha_at_edge", None),
+        }
+        _complete(store, "fit_runs", rec, fields, existing)
+    return Outcome(store.get_run(doc["_id"])[1], False)
+
+
+def iter_fit_grid(subjects: Iterable[str], methods: Iterable[str], targets: Iterable[str]):
+    """The (subject, method, target) combinations of a comparison, in a stable order."""
+    for subject in subjects:
+        for method in methods:
+            for target in targets:
+                yield subject, method, target
+
+
+def default_data_dir(settings: Settings) -> Path:
+    """The configured data directory (``TRACKER_DATA_DIR``), absolute."""
+    return Path(os.path.abspath(settings.data_dir))
+
+
+def ensure_data(settings: Settings, preset: str = "demo", progress: ProgressFn | None = None) -> Path:
+    """The configured data directory; generate the synthetic demo set there if none is
+    configured (``TRACKER_DATA_DIR`` unset) and it does not exist yet."""
+    data_dir = default_data_dir(settings)
+    if (data_dir / "EstimatedResponses.mat").exists():
+        return data_dir
+    if os.environ.get("TRACKER_DATA_DIR"):
+        raise DataFormatError(
+            f"TRACKER_DATA_DIR={data_dir} holds no EstimatedResponses.mat: point it at a vim-1 download"
+        )
+    from pipeline import synth
+
+    synth.generate(data_dir, synth.PRESETS[preset], progress=progress)
+    return data_dir
+
+
+def standard_comparison(
+    store: Store,
+    settings: Settings,
+    data_dir: Path,
+    feature_config: Any,
+    fit_configs: Iterable[Any],
+    subjects: Iterable[str] = ("S1", "S2"),
+    roi: str = "V4",
+    force: bool = False,
+    progress: ProgressFn | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+) -> list[Outcome]:
+    """Features (reused when finished) then every fit config for every subject."""
+    feat = extract_and_log(store, settings, data_dir, feature_config, force=force, progress=progress)
+    log(("reusing finished" if feat.reused else "extracted") + f" feature run {feat.run_id}")
+    features = None
+    outcomes = [feat]
+    for subject in subjects:
+        for config in fit_configs:
+            if features is None:  # loaded once, verified against the recorded sha256
+                features = load_features(feat.run, settings)
+            out = fit_and_log(store, settings, feat.run_id, subject, roi, config, data_dir=data_dir,
+                              force=force, progress=progress, features=features)
+            log(("reused" if out.reused else "fitted") +
+                f" {subject} {roi} {config.method} ({config.target}): run {out.run_id}")
+            outcomes.append(out)
+    return outcomes
