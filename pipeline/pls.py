@@ -6,9 +6,9 @@ PLS1 with ``k`` components (NIPALS, one target ``y``, centred ``X``) fits ``y`` 
 squares within the Krylov space ``X^T span{y, K y, ..., K^(k-1) y}`` with ``K = X X^T``
 (Helland 1988): its training scores span ``{K y, ..., K^k y}``. We therefore build, for
 every target column at once, an orthonormal basis ``q_1..q_k`` of that sample-space
-Krylov space (Lanczos-style ``t = K q_j`` followed by two passes of classical
-Gram-Schmidt, i.e. full reorthogonalisation), together with "pre-images" ``r_j`` such
-that ``q_j = K r_j``. The fitted values after ``k`` components are
+Krylov space (Lanczos ``t = K q_j`` orthogonalised against the last two basis vectors,
+then one full classical Gram-Schmidt pass against all of them: full reorthogonalisation),
+together with "pre-images" ``r_j`` such that ``q_j = K r_j``. The fitted values after ``k`` components are
 ``sum_j q_j (q_j^T y)`` and the dual coefficients ``sum_j r_j (q_j^T y)``, so a single
 pass yields the models for every component count ``1..k_max``. Predictions for new
 samples are ``K_new @ dual + mean(y)``. Every step is an ``(n x v)`` matrix product or
@@ -86,12 +86,12 @@ def krylov_pls_duals(
     r = resid.copy()
     t = r @ K  # K is symmetric: row b is (K y_b)^T
     for j in range(k_max):
-        if j:
-            for _ in range(2):  # classical Gram-Schmidt, twice (full reorthogonalisation)
-                h = np.matmul(Q[:, :j, :], t[:, :, None])  # (c, j, 1)
-                h = h.transpose(0, 2, 1)  # (c, 1, j)
-                t -= np.matmul(h, Q[:, :j, :])[:, 0, :]
-                r -= np.matmul(h, R[:, :j, :])[:, 0, :]
+        # Lanczos step (against the last two basis vectors, which carry almost all of
+        # K q_{j-1}), then one full classical Gram-Schmidt pass against all of them.
+        for lo in (max(j - 2, 0), 0) if j else ():
+            h = np.matmul(Q[:, lo:j, :], t[:, :, None]).transpose(0, 2, 1)  # (c, 1, j-lo)
+            t -= np.matmul(h, Q[:, lo:j, :])[:, 0, :]
+            r -= np.matmul(h, R[:, lo:j, :])[:, 0, :]
         norm = np.sqrt(np.einsum("cn,cn->c", t, t))
         ok = norm > tol
         inv = np.where(ok, 1.0 / np.where(ok, norm, 1.0), 0.0)[:, None]
@@ -250,7 +250,6 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
         X = as_feature_matrix(X, "X")
         n = X.shape[0]
         Y, one_d = as_target_matrix(y, n, "y")
-        v = Y.shape[1]
         k_max = int(grid[-1])
         min_train = n - (-(-n // cv)) if cv is not None and grid.size > 1 else n
         if cv is not None and cv > n:

@@ -39,6 +39,7 @@ from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
 
 from pipeline.errors import ConfigError
+from pipeline.splits import kfold_splits
 
 __all__ = [
     "DEFAULT_ALPHAS",
@@ -266,13 +267,6 @@ def fold_kernels(
     return 0.5 * (K_tr + K_tr.T), K_te
 
 
-def kfold_indices(n: int, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Shuffled k-fold split (see :func:`pipeline.splits.kfold_splits`)."""
-    from pipeline.splits import kfold_splits
-
-    return kfold_splits(n, n_splits, seed)
-
-
 def _chunks(v: int, size: int) -> Iterator[slice]:
     for start in range(0, v, size):
         yield slice(start, min(start + size, v))
@@ -433,7 +427,7 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
                             dual[:, sl][:, better] = D[:, better]
         else:
             errors[:] = 0.0
-            folds = kfold_indices(n, int(self.cv), int(self.random_state))
+            folds = kfold_splits(n, int(self.cv), int(self.random_state))
             for train, test in folds:
                 K_tr, K_te = fold_kernels(K, train, test, center)
                 t1 = time.perf_counter()

@@ -129,10 +129,13 @@ def extract_and_log(
     config
         A :class:`pipeline.features.FeatureConfig`.
     """
+    from pipeline.alexnet import weights_sha256
     from pipeline.features import build_extractor, write_feature_file
 
     dataset = register_dataset(store, data_dir)
-    key = documents.stable_key("features", config.to_dict(), dataset["content_sha256"])
+    # The weights' bytes, not only their path, identify the run.
+    wsha = weights_sha256(config.weights, config.variant)
+    key = documents.stable_key("features", config.to_dict(), wsha, dataset["content_sha256"])
     existing = store.find_completed("feature_runs", key)
     if existing is not None and not force:
         verify_feature_file(existing["output"], settings)
@@ -157,7 +160,7 @@ def extract_and_log(
             "output": output,
             "device": info_dict.get("device"),
             "timings": {"seconds": info_dict.get("seconds"), "images_per_s": info_dict.get("images_per_s")},
-            "weights_sha256": getattr(extractor, "weights_sha256", None),
+            "weights_sha256": wsha,
         }
         _complete(store, "feature_runs", rec, fields, existing)
     return Outcome(store.get_run(doc["_id"])[1], False)
