@@ -20,6 +20,15 @@ Weights (``weights=``)
     **Loading a pickle can run arbitrary code**: it is done only for a path the user names
     explicitly, never for a file found by searching. A mapping ``layer -> (W, b)`` in
     memory is accepted too.
+    A Keras weights file (``*.h5``: Keras 3 ``.weights.h5`` or the Keras 2 HDF5 layout),
+    read by layer name with h5py (the file may hold more layers than the model needs).
+    A TensorFlow checkpoint (a TF1 ``tf.train.Saver`` or TF2 ``tf.train.Checkpoint``; give
+    its prefix ``.../model.ckpt-115000``, its ``.index`` file, or its directory), read
+    with ``tf.train.load_checkpoint``. A *name map* ``{layer: [kernel_var, bias_var]}``
+    says which variables to take; without one each layer looks for
+    ``{layer}/weights|kernel|W`` and ``{layer}/biases|bias|b`` (also under one scope
+    prefix, when unique). A missing name or a wrong shape raises one ConfigError listing
+    the checkpoint's variables and what was expected.
 
 TensorFlow/Keras are imported inside functions only.
 """
@@ -44,10 +53,15 @@ __all__ = [
     "LayerSpec",
     "Variant",
     "build_alexnet",
+    "checkpoint_prefix",
     "load_weights",
+    "normalize_name_map",
     "random_weights",
+    "read_checkpoint",
+    "read_keras_h5",
     "set_weights",
     "weight_shapes",
+    "weights_kind",
     "weights_sha256",
 ]
 

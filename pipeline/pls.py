@@ -6,13 +6,14 @@ PLS1 with ``k`` components (NIPALS, one target ``y``, centred ``X``) fits ``y`` 
 squares within the Krylov space ``X^T span{y, K y, ..., K^(k-1) y}`` with ``K = X X^T``
 (Helland 1988): its training scores span ``{K y, ..., K^k y}``. We therefore build, for
 every target column at once, an orthonormal basis ``q_1..q_k`` of that sample-space
-Krylov space (Lanczos ``t = K q_j`` orthogonalised against the last two basis vectors,
-then one full classical Gram-Schmidt pass against all of them: full reorthogonalisation),
-together with "pre-images" ``r_j`` such that ``q_j = K r_j``. The fitted values after ``k`` components are
-``sum_j q_j (q_j^T y)`` and the dual coefficients ``sum_j r_j (q_j^T y)``, so a single
-pass yields the models for every component count ``1..k_max``. Predictions for new
-samples are ``K_new @ dual + mean(y)``. Every step is an ``(n x v)`` matrix product or
-a column-wise reduction, batched over targets.
+Krylov space (Lanczos: ``t = K q_j`` orthogonalised against the last two basis vectors,
+then one full classical Gram-Schmidt pass against all of them, i.e. full
+reorthogonalisation), together with "pre-images" ``r_j`` such that ``q_j = K r_j``.
+The fitted values after ``k`` components are ``sum_j q_j (q_j^T y)`` and the dual
+coefficients ``sum_j r_j (q_j^T y)``, so a single pass yields the models for every
+component count ``1..k_max``. Predictions for new samples are
+``K_new @ dual + mean(y)``. Every step is an ``(n x v)`` matrix product or a column-wise
+reduction, batched over targets.
 
 If a target's Krylov space stops growing (fewer informative directions than
 components, or a constant target) the extra components add nothing and the model stays

@@ -24,10 +24,12 @@ images. Voxels without signal (most of ROI "other") have a constant signal.
 
 Each voxel gets a single-repeat noise sd chosen so that the correlation between its
 repeat-averaged *validation* response and its signal is drawn uniformly from
-``val_ceiling_range``. Training images are averaged over ``n_rep_train`` noisy
-repeats, validation images over ``n_rep_val``. The averaged responses of each voxel
-are z-scored over training and validation images together (``zscore_mean``,
-``zscore_sd``), then per-voxel NaN blocks are written over a small share of voxels.
+``val_ceiling_range``; a share ``shared_noise_fraction`` of that noise variance is
+common to all voxels of the ROI, so ROI averages stay noisy. Training images are
+averaged over ``n_rep_train`` noisy repeats, validation images over ``n_rep_val``.
+The averaged responses of each voxel are z-scored over training and validation
+images together (``zscore_mean``, ``zscore_sd``), then per-voxel NaN blocks are
+written over a small share of voxels.
 
 Ground truth goes to ``out_dir / GROUND_TRUTH_FILE`` (never inside a vim-1 file):
 all arrays are in the z-scored units of the written data. See :class:`GroundTruth`.
@@ -134,6 +136,9 @@ class SynthConfig:
         Mean share of training images missing (NaN) for a voxel with a NaN block.
     min_roi_voxels : int
         Floor on the voxel count of every ROI after scaling.
+    shared_noise_fraction : float
+        Share of each voxel's noise variance that is common to all voxels of its ROI
+        (per image and repeat), so that ROI averages keep some noise.
     """
 
     n_train: int = 700
@@ -152,6 +157,7 @@ class SynthConfig:
     visual_signal_fraction: float = 1.0
     nan_image_fraction: float = 0.4
     min_roi_voxels: int = 5
+    shared_noise_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, what: str) -> None:
@@ -185,6 +191,8 @@ class SynthConfig:
         need(0.05 <= self.nan_image_fraction <= 0.9, "nan_image_fraction",
              "it must lie in [0.05, 0.9]")
         need(self.min_roi_voxels >= 1, "min_roi_voxels", "it must be at least 1")
+        need(0.0 <= self.shared_noise_fraction < 1.0, "shared_noise_fraction",
+             "it must lie in [0, 1)")
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (tuples become lists)."""
@@ -547,15 +555,25 @@ def _simulate_subject(cfg: SynthConfig, subject: str, feats: np.ndarray,
     noise_sd = np.sqrt(cfg.n_rep_val * (1.0 / target ** 2 - 1.0))  # signal variance 1
 
     sig_tr, sig_va = signal[:n_tr], signal[n_tr:]
+    rho = cfg.shared_noise_fraction
+    own, shared = np.sqrt(1.0 - rho), np.sqrt(rho)
+
+    def unit_noise(n: int) -> np.ndarray:
+        """(n, n_vox) noise of unit variance; a share rho is common to each ROI."""
+        z = rng.standard_normal((n, n_vox), dtype=np.float32) * np.float32(own)
+        z += rng.standard_normal((n, len(ROI_CODES)), dtype=np.float32)[:, roi_codes] \
+            * np.float32(shared)
+        return z
+
     acc = np.zeros((n_tr, n_vox))
     for _ in range(cfg.n_rep_train):
-        acc += rng.standard_normal((n_tr, n_vox), dtype=np.float32)
+        acc += unit_noise(n_tr)
     acc *= noise_sd / cfg.n_rep_train
     acc += sig_tr
     train_avg = acc
     reps = np.empty((cfg.n_rep_val, n_va, n_vox))
     for r in range(cfg.n_rep_val):
-        reps[r] = sig_va + noise_sd * rng.standard_normal((n_va, n_vox), dtype=np.float32)
+        reps[r] = sig_va + noise_sd * unit_noise(n_va)
     if progress:
         progress("responses", 2 * s_idx + 1, 2 * len(SUBJECTS))
 
@@ -590,7 +608,8 @@ def _simulate_subject(cfg: SynthConfig, subject: str, feats: np.ndarray,
             continue
         s_tr = sig_z[:n_tr, cols].mean(axis=1)
         s_va = sig_z[n_tr:, cols].mean(axis=1)
-        nsd = float(np.sqrt((noise_z[cols] ** 2).sum()) / cols.size)
+        a = noise_z[cols]  # shared parts are perfectly correlated within the ROI
+        nsd = float(np.sqrt((1.0 - rho) * (a ** 2).sum() + rho * a.sum() ** 2) / cols.size)
         roi_avg[ROI_CODES[code]] = {
             "voxel_ids": voxel_ids[cols],
             "signal_train": s_tr,

@@ -23,7 +23,7 @@ import hashlib
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -544,9 +544,12 @@ def iter_stimuli(data_dir: str | os.PathLike, split: str, batch_size: int
                  ) -> Iterator[np.ndarray]:
     """Full-resolution images in dataset order, ``batch_size`` at a time.
 
-    Batches may straddle files; the last batch may be shorter. Files are read lazily:
-    chunked datasets image range by image range, a contiguous (unchunked) dataset whole
-    (one file, at most 120 images, at a time) because strided reads of it are slow.
+    Batches may straddle files; the last batch may be shorter. Files are opened one at a
+    time, lazily; the read strategy follows each file's HDF5 layout (see
+    ``_image_reader``: a contiguous dataset is read whole, one file of at most 120
+    images at a time). The file set is validated when this is called (missing or
+    misnumbered files, dataset names, shapes, counts against EstimatedResponses.mat);
+    an unreadable chunk raises DataFormatError during iteration.
 
     Yields
     ------
@@ -579,7 +582,7 @@ def _iter_files(files: list[_StimFile], batch_size: int) -> Iterator[np.ndarray]
         yield _join(pending)
 
 
-def _image_reader(path: Path, ds: h5py.Dataset):
+def _image_reader(path: Path, ds: h5py.Dataset) -> Callable[[int, int], np.ndarray]:
     """A function (a, b) -> (b - a, H, W) float32 C-contiguous images a..b-1 of ``ds``.
 
     The strategy follows the storage layout of the (W, H, N) dataset: one image per

@@ -33,7 +33,8 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
 
-console = Console()
+# Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -215,16 +216,23 @@ def db_stop(ctx: typer.Context) -> None:
 @cli_errors
 def data_synth(
     out_dir: Annotated[Path, typer.Argument(help="Directory to write the vim-1 layout into.")],
-    preset: Annotated[str, typer.Option(help="tiny (tests), demo, or full (1750/120 images, 25,915/26,329 voxels).")]
-    = "demo",
+    preset: Annotated[str, typer.Option(
+        help="tiny (tests), demo, or full (1750/120 images, 25,915/26,329 voxels).")] = "demo",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace vim-1 files already in OUT_DIR.")] = False,
 ) -> None:
     """Write a synthetic vim-1 dataset (real file layout, planted signal, ground truth beside)."""
+    import dataclasses
+
     from pipeline import synth
+    from pipeline.errors import ConfigError
     from tracker.progress import ProgressBars
 
+    if preset not in synth.PRESETS:
+        raise ConfigError(f"--preset {preset!r}: choose from {', '.join(synth.PRESETS)}")
+    config = dataclasses.replace(synth.PRESETS[preset], seed=seed)
     with ProgressBars() as bars:
-        path = synth.generate(out_dir, synth.preset_config(preset, seed=seed), progress=bars.update)
+        path = synth.generate(out_dir, config, progress=bars.update, overwrite=overwrite)
     console.print(f"synthetic vim-1 ({preset}) written to {path}")
 
 

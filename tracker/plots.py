@@ -143,7 +143,8 @@ def make_all(store: Store, out_dir: Path, roi: str = "V4", metric: str = "r2_cor
             figures.append((f"bars_{subject}_{roi}_{metric}", draw_bars(rows, subject, roi, metric)))
         avg = roi_average_data(store, subject, roi)
         if avg:
-            figures.append((f"roi_average_{subject}_{roi}", draw_roi_average(avg, subject, roi, "validation")))
+            fig = draw_roi_average(avg, subject, roi, "validation")
+            figures.append((f"roi_average_{subject}_{roi}", fig))
         for name, fig in figures:
             for fmt in formats:
                 path = out_dir / f"{name}.{fmt}"

@@ -80,7 +80,8 @@ class RunRecorder:
             signal.signal(signal.SIGTERM, self._old_sigterm)
         if exc_type is None:
             if not self._completed:
-                self._finish("FAILED", error={"type": "Incomplete", "message": "run ended without complete()"})
+                self._finish("FAILED", error={"type": "Incomplete",
+                                              "message": "run ended without complete()"})
             return False
         if issubclass(exc_type, (KeyboardInterrupt, RunInterrupted)):
             self._finish("INTERRUPTED", error={"type": exc_type.__name__, "message": "interrupted by signal"})

@@ -11,7 +11,7 @@ directory, so a fresh clone works with zero set-up.
 | ``TRACKER_HOME``      | tracker state: embedded DB, feature files, plots     | ``./.tracker``     |
 | ``TRACKER_DATA_DIR``  | a vim-1 download (or synthetic copy)                 | ``./demo_data``    |
 | ``TRACKER_FEATURES_DIR`` | where feature HDF5 files are written              | ``$TRACKER_HOME/features`` |
-| ``TRACKER_PATH_MAP``  | ``OLD=NEW[;OLD=NEW]`` prefixes to find feature files recorded on another host | (none) |
+| ``TRACKER_PATH_MAP``  | ``OLD=NEW[;OLD=NEW]``: find feature files recorded on another host | (none) |
 """
 
 from __future__ import annotations

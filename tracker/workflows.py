@@ -216,8 +216,8 @@ def fit_and_log(
 ) -> Outcome:
     """Fit one encoding model (``config``: :class:`pipeline.fit.FitConfig`) and record it.
 
-    ``features`` may pass an already loaded feature file (saves re-reading it when
-    several fits share one feature run).
+    ``features`` may pass an already loaded feature file, or a function returning one
+    (called only if the fit is not reused), so several fits share one read.
     """
     from pipeline.fit import run_fit
     from pipeline.scores import r_threshold
@@ -231,6 +231,8 @@ def fit_and_log(
     existing = store.find_completed("fit_runs", key)
     if existing is not None and not force:
         return Outcome(existing, True)
+    if callable(features):
+        features = features()
     ff = features if features is not None else load_features(frun, settings)
 
     doc = documents.fit_run_doc(config.to_dict(), key, frun, subject, roi, provenance.collect(
@@ -308,12 +310,16 @@ def standard_comparison(
     """Features (reused when finished) then every fit config for every subject."""
     feat = extract_and_log(store, settings, data_dir, feature_config, force=force, progress=progress)
     log(("reusing finished" if feat.reused else "extracted") + f" feature run {feat.run_id}")
-    features = None
+    cache: list[Any] = []
+
+    def features() -> Any:  # read (and sha256-verified) once, only if some fit needs it
+        if not cache:
+            cache.append(load_features(feat.run, settings))
+        return cache[0]
+
     outcomes = [feat]
     for subject in subjects:
         for config in fit_configs:
-            if features is None:  # loaded once, verified against the recorded sha256
-                features = load_features(feat.run, settings)
             out = fit_and_log(store, settings, feat.run_id, subject, roi, config, data_dir=data_dir,
                               force=force, progress=progress, features=features)
             log(("reused" if out.reused else "fitted") +

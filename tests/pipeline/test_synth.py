@@ -342,8 +342,15 @@ def test_roi_average_truth(truth, tiny_vim1_dir):
         assert np.allclose(v4.response_train, clean.train.mean(axis=1))
         assert np.allclose(v4.val_repeats.mean(axis=0), v4.response_val, atol=1e-5)
         assert 0 < v4.ceiling_train < v4.ceiling_val < 1
-        # the average's empirical correlation with its signal matches its ceiling;
-        # at ceilings near 0.95 the sd of r over 40 images is about 0.02
-        r = np.corrcoef(v4.response_val, v4.signal_val)[0, 1]
-        assert abs(r - v4.ceiling_val) < 0.06
         assert set(gt.roi_average) == set(ROI_CODES.values())
+        # shared noise keeps ROI averages noisy: the repeats give back the stored noise sd
+        # of the average (480 df: relative sd 3 %), and its training ceiling stays < 0.9
+        for avg in gt.roi_average.values():
+            est = np.sqrt(avg.val_repeats.var(axis=0, ddof=1).mean())
+            assert abs(est / avg.noise_sd - 1) < 0.12
+        assert v4.ceiling_train < 0.9
+        # empirical correlation of each average with its signal tracks its ceiling
+        # (sd of r over 40 images about 0.03-0.1 here; mean over the 8 ROIs)
+        diffs = [np.corrcoef(a.response_val, a.signal_val)[0, 1] - a.ceiling_val
+                 for a in gt.roi_average.values()]
+        assert abs(np.mean(diffs)) < 0.06 and np.max(np.abs(diffs)) < 0.2

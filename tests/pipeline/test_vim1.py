@@ -192,17 +192,23 @@ def test_iter_stimuli_val_and_counts(tiny_vim1_dir):
     assert r > 0.8
 
 
-def test_iter_stimuli_reads_unchunked_files(tiny_vim1_dir, tmp_path):
+@pytest.mark.parametrize("chunks", [None, (32, 48, 25)])
+def test_iter_stimuli_reads_other_storage_layouts(tiny_vim1_dir, tmp_path, chunks):
+    """Contiguous files and chunks spanning several images give the same images in order."""
     d = copy_stimuli(tiny_vim1_dir, tmp_path / "d")
     for p in d.glob("Stimuli_*FullRes*.mat"):
         var = "stimVal" if "Val" in p.name else "stimTrn"
         with h5py.File(p, "r") as f:
-            data = f[var][()]
-        write_v73(p, {var: data})  # contiguous layout
+            data = f[var][()].astype(np.float64)
+        with h5py.File(p, "w", userblock_size=512) as f:
+            f.create_dataset(var, data=data, chunks=chunks,
+                             compression="gzip" if chunks else None)
+        write_mat73_userblock(p)
         with h5py.File(p, "r") as f:
-            assert f[var].chunks is None
-    got = np.concatenate(list(iter_stimuli(d, "train", 90)))
-    assert np.array_equal(got, direct_images(tiny_vim1_dir, "train"))
+            assert f[var].chunks == chunks
+    batches = list(iter_stimuli(d, "train", 90))
+    assert all(b.dtype == np.float32 and b.flags.c_contiguous for b in batches)
+    assert np.array_equal(np.concatenate(batches), direct_images(tiny_vim1_dir, "train"))
 
 
 def test_lowres_stimuli(tiny_vim1_dir):

@@ -80,7 +80,7 @@ def test_recorder_records_failure_with_traceback(store):
     doc = _doc()
     with pytest.raises(ZeroDivisionError):
         with RunRecorder(store, "feature_runs", doc):
-            1 / 0
+            _ = 1 / 0
     final = store.db.feature_runs.find_one({"_id": doc["_id"]})
     assert final["status"] == "FAILED"
     assert final["error"]["type"] == "ZeroDivisionError" and "1 / 0" in final["error"]["traceback"]

@@ -1,0 +1,171 @@
+"""The whole path on the tiny synthetic vim-1: files -> AlexNet conv3 -> ridge/PLS ->
+MongoDB (real embedded server) -> queries -> figures, checked against planted truth."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.errors import IntegrityError
+from pipeline.features import FeatureConfig
+from pipeline.fit import FitConfig
+from pipeline.scores import pearson_r, r_threshold
+from pipeline.synth import load_ground_truth
+from pipeline.vim1 import load_responses
+from tracker import queries
+from tracker.plots import make_all
+from tracker.workflows import extract_and_log, fit_and_log, load_features
+
+ROOT = Path(__file__).resolve().parents[2]
+FEATURES = FeatureConfig(batch_size=40)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_vim1_dir, mongo_uri):
+    """One database with a feature run and four fits (S1, V4, ridge/PLS x voxels/mean)."""
+    import uuid
+
+    from tracker.settings import Settings
+    from tracker.store import Store
+
+    name = "e2e_" + uuid.uuid4().hex[:8]
+    settings = Settings(mongo_uri=mongo_uri, db_name=name, home=tmp_path_factory.mktemp("home"),
+                        data_dir=tiny_vim1_dir)
+    store = Store(mongo_uri, name)
+    store.init_schema()
+    feat = extract_and_log(store, settings, tiny_vim1_dir, FEATURES)
+    fits = {}
+    for method in ("ridge", "pls"):
+        for target in ("voxels", "roi_mean"):
+            fits[(method, target)] = fit_and_log(store, settings, feat.run_id, "S1", "V4",
+                                                 FitConfig(method=method, target=target))
+    yield settings, store, feat, fits
+    store.client.drop_database(name)
+    store.close()
+
+
+def _val_r(store, run_id):
+    buckets = store.buckets([run_id], "validation", ["r", "voxel_ids"])
+    return (np.concatenate([b["voxel_ids"] for b in buckets]),
+            np.array(sum((b["r"] for b in buckets), []), dtype=float))
+
+
+def test_feature_run_is_recorded_and_reused(world, tiny_vim1_dir):
+    settings, store, feat, _ = world
+    run = feat.run
+    assert not feat.reused and run["status"] == "COMPLETED"
+    out = run["output"]
+    assert out["shapes"]["train"] == [240, 13, 13, 384] and out["shapes"]["val"] == [40, 13, 13, 384]
+    assert Path(out["path"]).is_file() and out["host"]
+    again = extract_and_log(store, settings, tiny_vim1_dir, FEATURES)
+    assert again.reused and again.run_id == feat.run_id
+    assert store.db.feature_runs.count_documents({}) == 1
+
+
+def test_validation_scores_beat_chance_and_track_the_planted_ceiling(world, tiny_vim1_dir):
+    _, store, _, fits = world
+    truth = load_ground_truth(tiny_vim1_dir, "S1")
+    resp = load_responses(tiny_vim1_dir, "S1").select("V4")
+    ceiling = dict(zip(truth.voxel_ids.tolist(), truth.ceiling_val.tolist()))
+    n_val = resp.val.shape[0]
+    for method in ("ridge", "pls"):
+        ids, r = _val_r(store, fits[(method, "voxels")].run_id)
+        assert ids.tolist() == resp.voxel_ids.tolist()
+        c = np.array([ceiling[i] for i in ids])
+        # Every V4 voxel carries signal here: the median must clear the p < .01 threshold
+        # for n = 40 images (0.37), far above chance (0)...
+        assert np.median(r) > r_threshold(n_val, 0.01), (method, np.median(r))
+        # ...no voxel may beat its true ceiling by more than sampling error (~2/sqrt(n))...
+        assert np.all(r <= c + 2 / np.sqrt(n_val))
+        # ...and the fit recovers a large share of what is recoverable.
+        assert np.mean(r) / np.mean(c) > 0.5, (method, np.mean(r), np.mean(c))
+
+
+def test_roi_average_target_recovers_planted_signal(world, tiny_vim1_dir):
+    _, store, _, fits = world
+    truth = load_ground_truth(tiny_vim1_dir, "S1").roi_average["V4"]
+    for method in ("ridge", "pls"):
+        run = store.get_run(fits[(method, "roi_mean")].run_id)[1]
+        pred = run["predictions"]["validation"]
+        y_true, y_pred = np.array(pred["y_true"]), np.array(pred["y_pred"])
+        r = float(pearson_r(y_true, y_pred))
+        assert run["summary"]["validation"]["r"]["mean"] == pytest.approx(r)
+        # the target is the planted ROI average as written to the files...
+        np.testing.assert_allclose(y_true, truth.response_val, atol=1e-6)
+        # ...and the fit recovers well over half of its true ceiling, far above chance
+        assert r > 0.6 * truth.ceiling_val and r > r_threshold(len(y_true), 0.001), (method, r)
+
+
+def test_fit_documents_record_splits_and_summaries(world):
+    _, store, feat, fits = world
+    run = store.get_run(fits[("ridge", "voxels")].run_id)[1]
+    test_split = next(s for s in run["splits"] if s["name"] == "test")
+    assert test_split["n_test"] == len(test_split["test_indices"]) == round(240 / 7)
+    assert test_split["test_indices"] == sorted(test_split["test_indices"])
+    assert run["feature_run_id"] == feat.run_id and run["features"]["layer"] == "conv3"
+    ids, r = _val_r(store, run["_id"])
+    assert run["summary"]["validation"]["r"]["median"] == pytest.approx(np.median(r))
+    assert run["n_voxels"] == len(ids)
+    assert run["provenance"]["host"] and "python" in run["provenance"]
+
+
+def test_refit_is_reused_and_force_supersedes(world, tiny_vim1_dir):
+    settings, store, feat, fits = world
+    config = FitConfig(method="ridge", target="roi_mean")
+    again = fit_and_log(store, settings, feat.run_id, "S1", "V4", config)
+    assert again.reused and again.run_id == fits[("ridge", "roi_mean")].run_id
+    forced = fit_and_log(store, settings, feat.run_id, "S1", "V4", config, force=True)
+    assert not forced.reused
+    old = store.get_run(again.run_id)[1]
+    assert old["status"] == "SUPERSEDED" and old["superseded_by"] == forced.run_id
+    rows = queries.compare(store, ["method"], roi="V4", target="roi_mean")
+    assert {r["method"]: r["n_runs"] for r in rows} == {"ridge": 1, "pls": 1}
+
+
+def test_compare_and_figures_from_database(world, tmp_path):
+    _, store, _, fits = world
+    rows = queries.compare(store, ["subject", "method"], roi="V4", split="validation")
+    for row in rows:
+        _, r = _val_r(store, fits[(row["method"], "voxels")].run_id)
+        assert row["n"] == r.size and row["mean"] == pytest.approx(r.mean())
+    paths = make_all(store, tmp_path)
+    assert {p.name for p in paths} >= {"bars_S1_V4_r2_corr.png", "roi_average_S1_V4.svg"}
+
+
+def test_changed_feature_file_is_refused(world, tmp_path):
+    settings, store, feat, _ = world
+    path = Path(feat.run["output"]["path"])
+    backup = path.read_bytes()
+    try:
+        with open(path, "r+b") as fh:
+            fh.seek(len(backup) // 2)
+            fh.write(b"\x00\x01\x02\x03")
+        with pytest.raises(IntegrityError, match="sha256"):
+            load_features(feat.run, settings)
+    finally:
+        path.write_bytes(backup)
+
+
+def test_run_fit_script_logs_a_run(world):
+    settings, store, feat, _ = world
+    env = {**os.environ, "TRACKER_MONGO_URI": settings.mongo_uri, "TRACKER_DB_NAME": settings.db_name,
+           "TRACKER_HOME": str(settings.home)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "run_fit.py"), "--features", feat.run_id[:8],
+         "--subject", "S2", "--roi", "V4", "--method", "pls", "--target", "voxels", "--json", "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (doc,) = json.loads(proc.stdout)
+    assert doc["status"] == "COMPLETED" and doc["subject"] == "S2" and doc["config"]["method"] == "pls"
+    assert store.get_run(doc["_id"])[1]["status"] == "COMPLETED"
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "run_fit.py"), "--features", "nope", "--subject", "S1",
+         "--method", "ridge", "--quiet"], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "no run with id" in bad.stderr and "Traceback" not in bad.stderr
