@@ -117,8 +117,7 @@ class Variant:
             if spec.name == name:
                 return spec
         raise ConfigError(
-            f"layer {name!r} is not in variant {self.name!r}; "
-            f"valid layers: {', '.join(self.layer_names)}."
+            f"layer {name!r} is not in variant {self.name!r}; valid layers: {', '.join(self.layer_names)}."
         )
 
 
@@ -189,8 +188,7 @@ VARIANTS: dict[str, Variant] = {"caffe": _CAFFE, "tfutils": _TFUTILS}
 
 #: variant -> {layer name: output shape without the batch axis}, in network order.
 LAYERS: dict[str, dict[str, tuple[int, ...]]] = {
-    name: {spec.name: spec.output_shape for spec in variant.layers}
-    for name, variant in VARIANTS.items()
+    name: {spec.name: spec.output_shape for spec in variant.layers} for name, variant in VARIANTS.items()
 }
 
 
@@ -199,9 +197,7 @@ def get_variant(variant: str) -> Variant:
     try:
         return VARIANTS[variant]
     except (KeyError, TypeError):
-        raise ConfigError(
-            f"variant {variant!r} is unknown; valid variants: {', '.join(VARIANTS)}."
-        ) from None
+        raise ConfigError(f"variant {variant!r} is unknown; valid variants: {', '.join(VARIANTS)}.") from None
 
 
 def weight_shapes(variant: str = "caffe") -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -326,41 +322,303 @@ def _validate_arrays(
     return out
 
 
+_CKPT_KERNEL = ("weights", "kernel", "W", "w")
+_CKPT_BIAS = ("biases", "bias", "b")
+_LIST_LIMIT = 200
+
+
+def normalize_name_map(name_map) -> tuple[tuple[str, tuple[str, str]], ...] | None:
+    """``{layer: [kernel_var, bias_var]}`` (or ``{layer: {"kernel": .., "bias": ..}}``) ->
+    a sorted tuple of ``(layer, (kernel_var, bias_var))`` pairs (hashable); None stays None."""
+    if name_map is None:
+        return None
+    if isinstance(name_map, tuple) and all(isinstance(item, tuple) and len(item) == 2 for item in name_map):
+        name_map = dict(name_map)
+    if not isinstance(name_map, Mapping) or not name_map:
+        raise ConfigError(
+            "weights_map must be a non-empty mapping layer -> [kernel_variable, bias_variable]."
+        )
+    out = []
+    for layer, value in name_map.items():
+        if isinstance(value, Mapping):
+            kernel = value.get("kernel", value.get("weights"))
+            bias = value.get("bias", value.get("biases"))
+            value = (kernel, bias)
+        if (
+            not isinstance(layer, str)
+            or isinstance(value, str)
+            or not isinstance(value, Sequence)
+            or len(value) != 2
+            or not all(isinstance(v, str) and v for v in value)
+        ):
+            raise ConfigError(
+                f"weights_map[{layer!r}] must be [kernel_variable, bias_variable] (two names), got {value!r}."
+            )
+        out.append((layer, (value[0], value[1])))
+    return tuple(sorted(out))
+
+
+def checkpoint_prefix(path: str | Path) -> str | None:
+    """The TensorFlow checkpoint prefix ``path`` names, or None if it names no checkpoint.
+
+    Accepts the prefix itself (``model.ckpt-115000``, with ``model.ckpt-115000.index``
+    beside it), the ``.index`` file, or a directory (its ``checkpoint`` file's
+    ``model_checkpoint_path``, else its only ``*.index`` file).
+    """
+    path = Path(path).expanduser()
+    text = str(path)
+    if text.endswith(".index") and path.is_file():
+        return text[: -len(".index")]
+    if Path(text + ".index").is_file():
+        return text
+    if path.is_dir():
+        state = path / "checkpoint"
+        if state.is_file():
+            match = re.search(
+                r'^model_checkpoint_path:\s*"([^"]+)"',
+                state.read_text(errors="replace"),
+                re.M,
+            )
+            if match:
+                candidate = Path(match.group(1))
+                candidate = candidate if candidate.is_absolute() else path / candidate
+                if Path(str(candidate) + ".index").is_file():
+                    return str(candidate)
+        indexes = sorted(path.glob("*.index"))
+        if len(indexes) == 1:
+            return str(indexes[0])[: -len(".index")]
+    return None
+
+
+def _checkpoint_files(prefix: str) -> list[Path]:
+    base = Path(prefix)
+    files = [Path(prefix + ".index")]
+    files += sorted(base.parent.glob(glob_escape(base.name) + ".data-*"))
+    return files
+
+
+def glob_escape(text: str) -> str:
+    """Escape glob metacharacters in a file name."""
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def weights_kind(weights) -> str:
+    """What a weight source is: "random", "mapping", "checkpoint", "keras_h5" or "pickle".
+
+    Files are told apart by name: ``*.h5``/``*.hdf5`` is a Keras weights file, a
+    checkpoint prefix/index/directory (see :func:`checkpoint_prefix`) a checkpoint, any
+    other file a pickled ``layer -> [W, b]`` dict (``bvlc_alexnet.npy``).
+    """
+    if isinstance(weights, Mapping):
+        return "mapping"
+    if isinstance(weights, str) and weights.strip().startswith("random:"):
+        return "random"
+    if not isinstance(weights, (str, Path)):
+        raise ConfigError(f"weights must be 'random:SEED', a file path or a mapping, got {type(weights)}.")
+    path = Path(weights).expanduser()
+    if path.suffix.lower() in (".h5", ".hdf5") and not Path(str(path) + ".index").is_file():
+        return "keras_h5"
+    if checkpoint_prefix(path) is not None:
+        return "checkpoint"
+    return "pickle"
+
+
+def _listing(items: Sequence[str]) -> str:
+    if len(items) > _LIST_LIMIT:
+        return ", ".join(items[:_LIST_LIMIT]) + f", ... and {len(items) - _LIST_LIMIT} more"
+    return ", ".join(items) if items else "nothing"
+
+
+def _expected(variant: str, needed: Sequence[str]) -> str:
+    shapes = weight_shapes(variant)
+    return ", ".join(f"{n} {shapes[n][0]}/{shapes[n][1]}" for n in needed)
+
+
+def read_checkpoint(
+    path: str | Path,
+    variant: str = "caffe",
+    layers: Sequence[str] | None = None,
+    name_map=None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Read AlexNet weights from a TensorFlow (TF1 or TF2) checkpoint, validated.
+
+    Parameters
+    ----------
+    path : checkpoint prefix, its ``.index`` file, or its directory
+    variant : str
+    layers : weighted layers required (default: all of the variant)
+    name_map : ``{layer: [kernel_var, bias_var]}``; layers it omits use the default names
+        (``{layer}/weights|kernel|W|w`` and ``{layer}/biases|bias|b``, exactly or under
+        one unique scope prefix)
+
+    Raises
+    ------
+    DataFormatError : not a readable checkpoint.
+    ConfigError : a variable is missing, ambiguous or has the wrong shape: one message
+        listing every problem, the checkpoint's variables (name and shape) and what
+        was expected.
+    """
+    prefix = checkpoint_prefix(path)
+    if prefix is None:
+        raise DataFormatError(
+            f"weights {path} is not a TensorFlow checkpoint (no {path}.index file, "
+            f"no .index file and no directory with one checkpoint)."
+        )
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        var_shapes = reader.get_variable_to_shape_map()
+    except Exception as exc:  # TF raises several types for a bad checkpoint
+        raise DataFormatError(
+            f"checkpoint {prefix} could not be read ({type(exc).__name__}: {exc})."
+        ) from exc
+    shapes = weight_shapes(variant)
+    needed = list(shapes) if layers is None else [n for n in shapes if n in set(layers)]
+    mapped = dict(normalize_name_map(name_map) or ())
+    unknown = sorted(set(mapped) - set(shapes))
+    problems = [f"weights_map names layer(s) {unknown} the variant does not have"] if unknown else []
+    names = sorted(var_shapes)
+
+    def find(layer: str, candidates: Sequence[str]) -> tuple[str | None, str]:
+        for cand in (f"{layer}/{c}" for c in candidates):
+            if cand in var_shapes:
+                return cand, ""
+        for cand in (f"/{layer}/{c}" for c in candidates):
+            hits = [n for n in names if n.endswith(cand)]
+            if len(hits) == 1:
+                return hits[0], ""
+            if len(hits) > 1:
+                return None, f"{layer}: several variables end with {cand[1:]!r} ({hits})"
+        return None, f"{layer}: no variable {layer}/{'|'.join(candidates)}"
+
+    out = {}
+    for layer in needed:
+        if layer in mapped:
+            pair = mapped[layer]
+            absent = [n for n in pair if n not in var_shapes]
+            if absent:
+                problems.append(f"{layer}: no variable {' or '.join(map(repr, absent))}")
+                continue
+        else:
+            kernel, why_k = find(layer, _CKPT_KERNEL)
+            bias, why_b = find(layer, _CKPT_BIAS)
+            if kernel is None or bias is None:
+                problems.append(why_k or why_b)
+                continue
+            pair = (kernel, bias)
+        found = tuple(tuple(var_shapes[n]) for n in pair)
+        if found != shapes[layer]:
+            problems.append(f"{layer}: {pair[0]} {found[0]} / {pair[1]} {found[1]}")
+            continue
+        out[layer] = tuple(np.asarray(reader.get_tensor(n), dtype=np.float32) for n in pair)
+    if problems:
+        held = [f"{n} {tuple(var_shapes[n])}" for n in names]
+        raise ConfigError(
+            f"checkpoint {prefix} does not fit variant {variant!r} ({'; '.join(problems)}): "
+            f"it holds {_listing(held)}; expected {_expected(variant, needed)}. "
+            f"Give weights_map {{layer: [kernel_variable, bias_variable]}} to name them."
+        )
+    return out
+
+
+def _var_order(key: str):
+    return (not key.isdigit(), int(key) if key.isdigit() else 0, key)
+
+
+def read_keras_h5(path: str | Path) -> dict[str, list[np.ndarray]]:
+    """All weights of a Keras weights file by layer name: ``{layer: [array, ...]}``.
+
+    Keras 3 ``.weights.h5`` (groups ``.../vars`` carrying the layer's ``name`` attribute,
+    datasets ``0, 1, ...``) and the Keras 2 HDF5 layout (root attribute ``layer_names``,
+    each layer's ``weight_names``) are understood.
+    """
+    import h5py
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataFormatError(f"weights file {path} does not exist or is not a file.")
+    out: dict[str, list[np.ndarray]] = {}
+    try:
+        with h5py.File(path, "r") as fh:
+            root = fh["model_weights"] if "model_weights" in fh else fh
+            if "layer_names" in root.attrs:  # Keras 2
+                for raw in root.attrs["layer_names"]:
+                    name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                    group = root[name]
+                    wnames = [
+                        w.decode() if isinstance(w, bytes) else str(w)
+                        for w in group.attrs.get("weight_names", [])
+                    ]
+                    if wnames:
+                        out[name] = [np.asarray(group[w][()]) for w in wnames]
+            else:  # Keras 3
+
+                def visit(name, obj):
+                    if (
+                        isinstance(obj, h5py.Group)
+                        and name.split("/")[-1] == "vars"
+                        and "name" in obj.attrs
+                        and len(obj)
+                    ):
+                        keys = sorted(obj.keys(), key=_var_order)
+                        layer = obj.attrs["name"]
+                        layer = layer.decode() if isinstance(layer, bytes) else str(layer)
+                        out.setdefault(layer, [np.asarray(obj[k][()]) for k in keys])
+
+                root.visititems(visit)
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataFormatError(
+            f"weights file {path} is not a readable Keras weights file ({type(exc).__name__}: {exc})."
+        ) from exc
+    return out
+
+
 def load_weights(
-    weights: str | Path | Mapping, variant: str = "caffe", layers: Sequence[str] | None = None
+    weights: str | Path | Mapping,
+    variant: str = "caffe",
+    layers: Sequence[str] | None = None,
+    name_map=None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Resolve a weight source to ``layer -> (kernel, bias)`` float32 arrays, validated.
 
     Parameters
     ----------
-    weights : "random:SEED", a path to a ``bvlc_alexnet.npy``-style pickled dict, or a
-        mapping layer -> [W, b]. A file is unpickled (**this can run code**: pass only
-        files you trust).
+    weights : "random:SEED"; a path to a ``bvlc_alexnet.npy``-style pickled dict
+        (**unpickling can run code**: pass only files you trust); a Keras weights file
+        (``*.h5``); a TensorFlow checkpoint (prefix, ``.index`` or directory); or a mapping
+        layer -> [W, b]. See :func:`weights_kind`.
     variant : str
     layers : weighted layers required (default: all of the variant); extra layers in the
         source are ignored.
+    name_map : checkpoint variable names ``{layer: [kernel_var, bias_var]}`` (checkpoints
+        only; see :func:`read_checkpoint`).
 
     Raises
     ------
-    DataFormatError : the file is missing or not a pickled dict.
+    DataFormatError : the file is missing or not of its kind.
     ConfigError : a required layer is missing or has the wrong shape (the message lists
         what the source holds and what was expected).
     """
     shapes = weight_shapes(variant)
     needed = list(shapes) if layers is None else [n for n in shapes if n in set(layers)]
-    if isinstance(weights, Mapping):
-        return _validate_arrays(weights, variant, needed, "mapping")
-    if not isinstance(weights, (str, Path)):
+    kind = weights_kind(weights)
+    if name_map is not None and kind != "checkpoint":
         raise ConfigError(
-            f"weights must be 'random:SEED', a file path or a mapping, got {type(weights)}."
+            f"weights_map applies to TensorFlow checkpoints only; weights {weights!r} is a {kind} source."
         )
-    if isinstance(weights, str):
+    if kind == "mapping":
+        return _validate_arrays(weights, variant, needed, "mapping")
+    if kind == "random":
         seed = _parse_random(weights)
-        if seed is not None:
-            return random_weights(seed, variant, needed)
-        if weights.startswith("random:"):
+        if seed is None:
             raise ConfigError(f"weights {weights!r} must look like 'random:SEED' (SEED >= 0).")
+        return random_weights(seed, variant, needed)
+    if kind == "checkpoint":
+        return read_checkpoint(weights, variant, needed, name_map)
     path = Path(weights).expanduser()
+    if kind == "keras_h5":
+        return _validate_arrays(read_keras_h5(path), variant, needed, f"file {path}")
     if not path.is_file():
         raise DataFormatError(f"weights file {path} does not exist or is not a file.")
     try:
@@ -383,9 +641,12 @@ def load_weights(
 def weights_sha256(weights: str | Path | Mapping, variant: str = "caffe") -> str:
     """Identity of a weight source (hex sha256).
 
-    A file: sha256 of its bytes. ``"random:SEED"``: sha256 of the canonical JSON of the
-    spec, the generator, the variant and all its weight shapes (no arrays are generated).
-    A mapping: sha256 over layer names, shapes and float32 bytes in network order.
+    A file: sha256 of its bytes. A checkpoint: sha256 of the text
+    ``"{file name}\t{sha256 of the file}\n"`` over its ``.index`` and ``.data-*`` files in
+    that order (data files sorted). ``"random:SEED"``: sha256 of the canonical JSON of
+    the spec, the generator, the variant and all its weight shapes (no arrays are
+    generated). A mapping: sha256 over layer names, shapes and float32 bytes in network
+    order.
     """
     if isinstance(weights, Mapping):
         h = hashlib.sha256()
@@ -412,7 +673,13 @@ def weights_sha256(weights: str | Path | Mapping, variant: str = "caffe") -> str
 
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise DataFormatError(f"weights file {path} does not exist or is not a file.")
+        prefix = checkpoint_prefix(path)
+        if prefix is None:
+            raise DataFormatError(f"weights file {path} does not exist or is not a file.")
+        lines = "".join(f"{f.name}\t{sha256_file(f)}\n" for f in _checkpoint_files(prefix))
+        return hashlib.sha256(lines.encode()).hexdigest()
+    if path.suffix == ".index" and checkpoint_prefix(path) is not None:
+        return weights_sha256(str(path)[: -len(".index")], variant)
     return sha256_file(path)
 
 
@@ -470,15 +737,14 @@ def set_weights(model, arrays: Mapping) -> None:
     for name, value in arrays.items():
         if name in names:
             kernel, bias = _pair(value)
-            model.get_layer(name).set_weights(
-                [np.asarray(kernel, np.float32), np.asarray(bias, np.float32)]
-            )
+            model.get_layer(name).set_weights([np.asarray(kernel, np.float32), np.asarray(bias, np.float32)])
 
 
 def build_alexnet(
     variant: str = "caffe",
     layers: str | Sequence[str] = ("conv3",),
     weights: str | Path | Mapping = "random:0",
+    name_map=None,
 ):
     """Build an AlexNet up to the deepest requested layer, with its weights set.
 
@@ -487,7 +753,9 @@ def build_alexnet(
     variant : "caffe" (227 input) or "tfutils" (224 input); see :data:`VARIANTS`.
     layers : layer name(s) to output (see :data:`LAYERS`).
     weights : "random:SEED", a path to a ``bvlc_alexnet.npy``-style file (unpickled: only
-        pass a file you trust), or a mapping layer -> [W, b].
+        pass a file you trust), a Keras ``*.h5`` weights file, a TensorFlow checkpoint,
+        or a mapping layer -> [W, b] (see :func:`load_weights`).
+    name_map : checkpoint variable names (checkpoints only; see :func:`read_checkpoint`).
 
     Returns
     -------
@@ -499,7 +767,7 @@ def build_alexnet(
     layers = _check_layers(spec, layers)
     deepest = max(spec.layer_names.index(name) for name in layers)
     built = spec.layers[: deepest + 1]
-    arrays = load_weights(weights, variant, [s.name for s in built if s.has_weights])
+    arrays = load_weights(weights, variant, [s.name for s in built if s.has_weights], name_map)
 
     import keras
 
@@ -520,19 +788,15 @@ def build_alexnet(
                 name=layer.name,
             )(x)
         elif layer.kind == "lrn":
-            x = lrn_class(layer.depth_radius, layer.bias, layer.alpha, layer.beta, name=layer.name)(
+            x = lrn_class(layer.depth_radius, layer.bias, layer.alpha, layer.beta, name=layer.name)(x)
+        elif layer.kind == "pool":
+            x = keras.layers.MaxPooling2D(layer.kernel, layer.stride, padding=layer.padding, name=layer.name)(
                 x
             )
-        elif layer.kind == "pool":
-            x = keras.layers.MaxPooling2D(
-                layer.kernel, layer.stride, padding=layer.padding, name=layer.name
-            )(x)
         else:  # fc
             if len(x.shape) > 2:
                 x = keras.layers.Flatten(name=f"{layer.name}_flatten")(x)
-            x = keras.layers.Dense(
-                layer.size, activation="relu" if layer.relu else None, name=layer.name
-            )(x)
+            x = keras.layers.Dense(layer.size, activation="relu" if layer.relu else None, name=layer.name)(x)
         tensors[layer.name] = x
     model = keras.Model(inputs, {name: tensors[name] for name in layers}, name=f"alexnet_{variant}")
     set_weights(model, arrays)

@@ -62,9 +62,7 @@ def _as_pair(size: int | Sequence[int]) -> tuple[int, int]:
         try:
             pair = tuple(int(s) for s in size)  # type: ignore[union-attr]
         except TypeError:
-            raise ConfigError(
-                f"size must be an int or a (height, width) pair, got {size!r}."
-            ) from None
+            raise ConfigError(f"size must be an int or a (height, width) pair, got {size!r}.") from None
         if len(pair) != 2:
             raise ConfigError(f"size must be an int or a (height, width) pair, got {size!r}.")
     if min(pair) < 1:
@@ -95,9 +93,7 @@ def _axis_plan(in_size: int, out_size: int, half_pixel_centers: bool):
     return lower, upper, lerp
 
 
-def resize_bilinear(
-    images: np.ndarray, size: int | Sequence[int], half_pixel_centers: bool
-) -> np.ndarray:
+def resize_bilinear(images: np.ndarray, size: int | Sequence[int], half_pixel_centers: bool) -> np.ndarray:
     """Bilinear resize of a batch, matching TensorFlow's ``ResizeBilinear`` kernel.
 
     No antialiasing (a downscale samples, like TensorFlow with ``antialias=False``).
@@ -120,9 +116,7 @@ def resize_bilinear(
     """
     arr = np.asarray(images, dtype=np.float32)
     if arr.ndim not in (3, 4):
-        raise ConfigError(
-            f"images must have shape (B, H, W) or (B, H, W, C), got shape {arr.shape}."
-        )
+        raise ConfigError(f"images must have shape (B, H, W) or (B, H, W, C), got shape {arr.shape}.")
     if min(arr.shape[1:3]) < 1:
         raise ConfigError(f"images must have non-empty height and width, got {arr.shape}.")
     out_h, out_w = _as_pair(size)
@@ -226,9 +220,7 @@ class Chain:
         """
         x = np.asarray(raw, dtype=np.float32)
         if not (x.ndim == 3 or (x.ndim == 4 and x.shape[3] == 3)):
-            raise ConfigError(
-                f"images must have shape (B, H, W) or (B, H, W, 3), got shape {x.shape}."
-            )
+            raise ConfigError(f"images must have shape (B, H, W) or (B, H, W, 3), got shape {x.shape}.")
         if x.shape[0] == 0 or min(x.shape[1:3]) < 1:
             raise ConfigError(f"images must be a non-empty batch, got shape {x.shape}.")
         if not np.isfinite(x).all():

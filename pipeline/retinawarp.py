@@ -87,17 +87,13 @@ class RetinaWarpConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ConfigError(
-                f"retina warp mode {self.mode!r} is unknown; valid modes: {', '.join(MODES)}."
-            )
+            raise ConfigError(f"retina warp mode {self.mode!r} is unknown; valid modes: {', '.join(MODES)}.")
         try:
             ratio = float(self.max_ratio)
         except (TypeError, ValueError):
             ratio = float("nan")
         if isinstance(self.max_ratio, bool) or not (math.isfinite(ratio) and ratio >= 1.0):
-            raise ConfigError(
-                f"retina warp max_ratio must be a finite number >= 1, got {self.max_ratio!r}."
-            )
+            raise ConfigError(f"retina warp max_ratio must be a finite number >= 1, got {self.max_ratio!r}.")
         object.__setattr__(self, "max_ratio", ratio)
         if self.in_size is not None:
             if (
@@ -117,8 +113,7 @@ class RetinaWarpConfig:
             return spec
         if not isinstance(spec, str):
             raise ConfigError(
-                f"retina_warp must be a string like 'default' or 'compat:max_ratio=10', "
-                f"got {spec!r}."
+                f"retina_warp must be a string like 'default' or 'compat:max_ratio=10', got {spec!r}."
             )
         mode, _, params = spec.strip().partition(":")
         kwargs: dict = {}
@@ -133,9 +128,7 @@ class RetinaWarpConfig:
             try:
                 kwargs[name] = int(value) if name == "in_size" else float(value)
             except ValueError:
-                raise ConfigError(
-                    f"retina_warp {spec!r}: {name} value {value!r} is not a number."
-                ) from None
+                raise ConfigError(f"retina_warp {spec!r}: {name} value {value!r} is not a number.") from None
         return cls(mode=mode.strip(), **kwargs)
 
     def spec(self) -> str:
@@ -247,9 +240,7 @@ def warp_coefficients(in_size: int, out_size: int, max_ratio: float = 10.0) -> W
 
     for name, value, least in (("input", in_size, 2), ("output", out_size, _MIN_OUT)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-            raise ConfigError(
-                f"retina warp {name} size must be an integer >= {least}, got {value!r}."
-            )
+            raise ConfigError(f"retina warp {name} size must be an integer >= {least}, got {value!r}.")
     in_size, out_size, max_ratio = int(in_size), int(out_size), float(max_ratio)
     if not _in_range(in_size, out_size, max_ratio):
         lo, hi = valid_input_range(out_size, max_ratio)
@@ -259,9 +250,7 @@ def warp_coefficients(in_size: int, out_size: int, max_ratio: float = 10.0) -> W
             f"from {lo} to {hi} pixels (rho must lie in [{RHO_BRACKET[0]}, {RHO_BRACKET[1]}])."
         )
     n = out_size // 2
-    rho = brentq(
-        _mismatch, *RHO_BRACKET, args=(in_size, n, max_ratio), xtol=1e-14, rtol=1e-15, maxiter=500
-    )
+    rho = brentq(_mismatch, *RHO_BRACKET, args=(in_size, n, max_ratio), xtol=1e-14, rtol=1e-15, maxiter=500)
     radii = raw_radii(rho, in_size, n, max_ratio)
     idx = np.arange(n, dtype=np.float64)
     (a, b), _ = nnls(np.stack([idx * idx, idx], axis=1), radii)
@@ -278,8 +267,9 @@ class WarpPlan:
 
     ``apply`` computes ``out[p] = sum_k weights[k, p] * image.flat[index[k, p]]`` for every
     output pixel p (k over 4 bilinear neighbours, or 1 for nearest; as a sparse matrix
-    product, one image at a time); neighbours outside the image have weight 0. ``coverage`` (S_out, S_out) is ``sum_k weights[k]``: 1 inside,
-    0 where the output is fill, in between at the bilinear rim. Use it to warp an affine
+    product, one image at a time); neighbours outside the image have weight 0.
+    ``coverage`` (S_out, S_out) is ``sum_k weights[k]``: 1 inside, 0 where the output is
+    fill, in between at the bilinear rim. Use it to warp an affine
     image exactly: ``warp(x * s + o) == warp(x) * s + o * coverage``.
     """
 
@@ -362,17 +352,24 @@ def _plan(in_shape: tuple[int, int], out_size: int, config: RetinaWarpConfig) ->
     coverage = weight_arr.sum(axis=0).reshape(out_size, out_size).astype(np.float32)
     n_out = out_size * out_size
     pixel = np.broadcast_to(np.arange(n_out), index_arr.shape)
-    matrix = csr_matrix(
-        (weight_arr.ravel(), (pixel.ravel(), index_arr.ravel())), shape=(n_out, h * w)
-    )
+    matrix = csr_matrix((weight_arr.ravel(), (pixel.ravel(), index_arr.ravel())), shape=(n_out, h * w))
     matrix.eliminate_zeros()
     matrix32 = matrix.astype(np.float32)
     weight_arr = weight_arr.astype(np.float32)
     for arr in (rows, cols, index_arr, weight_arr, coverage):
         arr.flags.writeable = False
     return WarpPlan(
-        (h, w), out_size, config, coeffs, rows, cols, index_arr, weight_arr, coverage,
-        matrix, matrix32,
+        (h, w),
+        out_size,
+        config,
+        coeffs,
+        rows,
+        cols,
+        index_arr,
+        weight_arr,
+        coverage,
+        matrix,
+        matrix32,
     )
 
 
@@ -416,9 +413,7 @@ def retina_warp(
     """
     x = np.asarray(images)
     if x.ndim not in (2, 3, 4):
-        raise ConfigError(
-            f"images must have shape (H, W), (B, H, W) or (B, H, W, C), got shape {x.shape}."
-        )
+        raise ConfigError(f"images must have shape (H, W), (B, H, W) or (B, H, W, C), got shape {x.shape}.")
     if x.size and not np.isfinite(x).all():
         raise DataFormatError("images contain NaN or infinite values.")
     hw = x.shape[:2] if x.ndim == 2 else x.shape[1:3]

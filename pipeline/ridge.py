@@ -268,6 +268,25 @@ def fold_kernels(
     return 0.5 * (K_tr + K_tr.T), K_te
 
 
+def _dual_at(
+    U_w: np.ndarray, UTy: np.ndarray, s: np.ndarray, a: float, Yc: np.ndarray, exact: bool
+) -> np.ndarray:
+    """Dual coefficients ``U diag(1 / (s + a)) U^T y_c`` for every column, float64.
+
+    ``U_w`` is ``U`` in the working precision. In float32 (``exact=False``) the form with
+    the smaller float32 product is used (see the comment in ``KernelRidgeCV.fit``).
+    """
+    direct = UTy / (s + a)[:, None]
+    if exact:
+        return U_w @ direct
+    deviation = UTy * (s / (a * (s + a)))[:, None]
+    if np.einsum("ij,ij->", deviation, deviation) < np.einsum("ij,ij->", direct, direct):
+        D = Yc / a
+        D -= U_w @ deviation.astype(U_w.dtype)
+        return D
+    return (U_w @ direct.astype(U_w.dtype)).astype(np.float64)
+
+
 def _chunks(v: int, size: int) -> Iterator[slice]:
     for start in range(0, v, size):
         yield slice(start, min(start + size, v))
@@ -412,6 +431,13 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
         # precision of the features (float32 for float32 X: twice as fast, and no less
         # accurate than the float32 kernel products themselves). Everything else
         # (eigenvectors, U^T y, hat-matrix diagonals, errors) stays float64.
+        #
+        # For large alphas the CV errors of neighbouring grid points differ by tiny
+        # relative amounts (noise targets: ~1e-6), below float32 resolution. So where it
+        # is smaller, the float32 product computes only the deviation from the
+        # alpha -> infinity limit, exactly in float64:
+        #     U diag(1 / (s + a)) z = y_c / a - U diag(s / (a (s + a))) z
+        # (U U^T y_c = y_c: U spans every direction y_c can take).
         work = _compute_dtype(X)
         if self.cv == "loo":
             with threadpool_limits(limits=self.n_threads):
@@ -419,15 +445,15 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
                 inv_diag = np.stack([1.0 / (U2 @ (1.0 / (s + a))) for a in alphas])  # (n_alphas, n)
                 del U2
                 U_w = U.astype(work, copy=False)
-                inv_diag_w = inv_diag.astype(work)
                 keep_best = bool(self.alpha_per_target)
                 for sl in _chunks(v, self.chunk_size):
-                    UTy = U.T @ (Y[:, sl] - y_mean[sl])
+                    Yc = Y[:, sl] - y_mean[sl]
+                    UTy = U.T @ Yc
                     best = np.full(sl.stop - sl.start, np.inf)
                     for i, a in enumerate(alphas):
-                        D = U_w @ (UTy / (s + a)[:, None]).astype(work, copy=False)
-                        E = D * inv_diag_w[i][:, None]  # LOO residuals
-                        errors[i, sl] = np.einsum("ij,ij->j", E, E, dtype=np.float64) / n
+                        D = _dual_at(U_w, UTy, s, a, Yc, exact=work == np.float64)
+                        E = D * inv_diag[i][:, None]  # LOO residuals
+                        errors[i, sl] = np.einsum("ij,ij->j", E, E) / n
                         if keep_best:
                             better = errors[i, sl] < best
                             best[better] = errors[i, sl][better]
@@ -446,10 +472,11 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
                         Y_tr = Y[train, sl]
                         m_tr = Y_tr.mean(axis=0) if center else np.zeros(Y_tr.shape[1])
                         UTy = U_f.T @ (Y_tr - m_tr)
-                        Y_te = (Y[test, sl] - m_tr).astype(work, copy=False)
+                        Y_te = Y[test, sl] - m_tr
                         for i, a in enumerate(alphas):
+                            # float64 minus a (small for large alpha) float32 product
                             R = Y_te - Z @ (UTy / (s_f + a)[:, None]).astype(work, copy=False)
-                            errors[i, sl] += np.einsum("ij,ij->j", R, R, dtype=np.float64)
+                            errors[i, sl] += np.einsum("ij,ij->j", R, R)
             errors /= n
         timings["cv"] = time.perf_counter() - t0
 
