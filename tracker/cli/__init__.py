@@ -23,7 +23,8 @@ from tracker.settings import load_settings
 
 HELP = """Query and manage encoding-model runs (feature extractions and fits) in MongoDB.
 
-With no TRACKER_MONGO_URI an embedded MongoDB-compatible server is started (or reused) on $TRACKER_HOME/db; set the variable (or --uri) to use a real MongoDB or Atlas.
+With no TRACKER_MONGO_URI an embedded MongoDB-compatible server is started (or \
+reused) on $TRACKER_HOME/db; set the variable (or --uri) to use a real MongoDB or Atlas.
 
 Examples:
 
