@@ -638,6 +638,10 @@ def load_weights(
     return _validate_arrays(arrays, variant, needed, f"file {path}")
 
 
+def _is_keras_model_path(variant) -> bool:
+    return str(variant).lower().endswith((".keras", ".h5", ".hdf5"))
+
+
 def weights_sha256(weights: str | Path | Mapping, variant: str = "caffe") -> str:
     """Identity of a weight source (hex sha256).
 
@@ -647,7 +651,25 @@ def weights_sha256(weights: str | Path | Mapping, variant: str = "caffe") -> str
     the spec, the generator, the variant and all its weight shapes (no arrays are
     generated). A mapping: sha256 over layer names, shapes and float32 bytes in network
     order.
+
+    For a user's Keras model (``variant`` = the path of its ``.keras`` file, as in
+    ``FeatureConfig(model="keras")``): ``weights="file"`` gives the model file's sha256;
+    a separate weights file gives sha256 of ``"model\\t{model sha}\\nweights\\t{weights sha}\\n"``
+    (the architecture is part of what the weights mean).
     """
+    if isinstance(variant, (str, Path)) and variant not in VARIANTS and _is_keras_model_path(variant):
+        from pipeline.features import sha256_file
+
+        model_path = Path(variant).expanduser()
+        if not model_path.is_file():
+            raise DataFormatError(f"Keras model file {model_path} does not exist or is not a file.")
+        model_sha = sha256_file(model_path)
+        if weights == "file":
+            return model_sha
+        if not isinstance(weights, (str, Path)):
+            raise ConfigError(f"weights for a Keras model must be 'file' or a path, got {type(weights)}.")
+        weights_sha = sha256_file(Path(weights).expanduser())
+        return hashlib.sha256(f"model\t{model_sha}\nweights\t{weights_sha}\n".encode()).hexdigest()
     if isinstance(weights, Mapping):
         h = hashlib.sha256()
         for name in weight_shapes(variant):

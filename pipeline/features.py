@@ -4,6 +4,11 @@ The registries here are the single source of valid choices (the CLI reads them):
 :data:`MODELS` (model -> its variants), :data:`VARIANTS`, :data:`LAYERS`
 (variant -> layer -> output shape) and :data:`CHAINS` (preprocessing).
 
+Models: ``model="alexnet"`` with ``variant`` "caffe" or "tfutils", or ``model="keras"``
+with ``variant`` the path of a user's Keras model file (``.keras``; ``model="keras:PATH"``
+is accepted and split into the two fields) and ``layer`` one of its layer names.
+Several layers come from one forward pass: ``layer="conv3,conv5"`` (or a list).
+
 Feature file layout (HDF5, one file per extraction)::
 
     /train               (N_train, h, w, c) float32, contiguous, uncompressed
@@ -11,8 +16,14 @@ Feature file layout (HDF5, one file per extraction)::
     /train_image_sha256  (N_train,) |S64  hex sha256 of each *preprocessed* image, in order
     /val_image_sha256    (N_val,)   |S64
     attrs: format="vimtrack-features", format_version=1, splits (JSON list, file order),
-           config_json (FeatureConfig.to_dict() as JSON), config_key, weights_sha256,
-           preprocess_json (the chain's parameters), image_hashes_digest
+           layers (JSON list), config_json (FeatureConfig.to_dict() as JSON), config_key,
+           weights_sha256, preprocess_json (the chain's parameters), image_hashes_digest,
+           n_duplicate_rows, batch_size
+
+With several layers the feature datasets are ``/{split}__{layer}`` (e.g. ``train__conv3``,
+``val__conv5``) instead of ``/{split}``; ``layers`` lists them, the first being the
+*primary* layer that :func:`read_feature_file` returns unless asked for another. The
+per-image hashes are shared. A single-layer file keeps the ``/train`` ``/val`` layout.
 
 ``image_hashes_digest`` (see :func:`hashes_digest`) summarises every per-image hash in
 order, so a tracker document can prove which images (and in which order) produced a file.
@@ -25,7 +36,9 @@ import hashlib
 import json
 import os
 import platform
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -33,9 +46,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.alexnet import LAYERS, VARIANTS, get_variant, weights_sha256
+from pipeline.alexnet import (
+    LAYERS,
+    VARIANTS,
+    get_variant,
+    normalize_name_map,
+    weights_sha256,
+)
 from pipeline.errors import ConfigError, DataFormatError, IntegrityError
 from pipeline.images import CHAINS, Chain, image_sha256
+from pipeline.retinawarp import RetinaWarpConfig
 
 __all__ = [
     "CHAINS",
@@ -46,6 +66,7 @@ __all__ = [
     "FeatureConfig",
     "FeatureFile",
     "FeatureFileInfo",
+    "auto_batch_size",
     "build_extractor",
     "extractor_from_model",
     "hashes_digest",
@@ -54,13 +75,20 @@ __all__ = [
     "write_feature_file",
 ]
 
-#: model name -> its variants (each variant lists its layers in LAYERS).
-MODELS: dict[str, tuple[str, ...]] = {"alexnet": tuple(VARIANTS)}
+#: model name -> its variants (each variant lists its layers in LAYERS). For "keras" the
+#: variant is the path of a Keras model file, so no variants are listed.
+MODELS: dict[str, tuple[str, ...]] = {"alexnet": tuple(VARIANTS), "keras": ()}
 
 FORMAT_NAME = "vimtrack-features"
 FORMAT_VERSION = 1
 _CHUNK = 8 * 1024 * 1024
 _SPLIT_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+_LAYER_RE = re.compile(r"[A-Za-z0-9_.\-]+")
+_KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+#: ``batch_size="auto"``: the largest power of two whose activations fit in this share of
+#: the free memory, capped per device (see :func:`auto_batch_size`).
+AUTO_MEMORY_FRACTION = 0.25
+AUTO_CAP = {"CPU": 64, "GPU": 256}
 
 
 def sha256_file(path: str | Path, chunk_size: int = _CHUNK) -> str:
@@ -86,7 +114,53 @@ def hashes_digest(hashes: Mapping[str, Sequence[str]]) -> str:
     return h.hexdigest()
 
 
+def auto_batch_size(
+    per_image_bytes: int,
+    available_bytes: int | None,
+    device: str = "CPU",
+    *,
+    fraction: float = AUTO_MEMORY_FRACTION,
+    cap: int | None = None,
+) -> int:
+    """The ``batch_size="auto"`` rule.
+
+    ``batch = largest power of two <= fraction * available_bytes / per_image_bytes``,
+    clamped to ``[1, cap]`` with ``cap`` 64 on CPU (bigger batches are no faster there)
+    and 256 on GPU. Unknown free memory (None) gives 16.
+
+    Parameters
+    ----------
+    per_image_bytes : estimated working memory of one image (see
+        :meth:`Extractor.per_image_bytes`: 2 x the float32 outputs of every layer run)
+    available_bytes : free memory of the device
+    device : "CPU" or "GPU"
+    """
+    cap = AUTO_CAP.get(device, 64) if cap is None else int(cap)
+    if available_bytes is None:
+        return min(16, cap)
+    if per_image_bytes <= 0:
+        raise ConfigError(f"per_image_bytes must be positive, got {per_image_bytes!r}.")
+    fit = int(fraction * available_bytes // per_image_bytes)
+    if fit < 1:
+        return 1
+    return max(1, min(cap, 1 << (fit.bit_length() - 1)))
+
+
 # --------------------------------------------------------------------------- config
+
+
+def _split_layers(layer) -> tuple[str, ...]:
+    if isinstance(layer, str):
+        names = tuple(part.strip() for part in layer.split(","))
+    elif isinstance(layer, Sequence) and all(isinstance(n, str) for n in layer):
+        names = tuple(n.strip() for n in layer)
+    else:
+        raise ConfigError(f"layer must be a string or a list of strings, got {layer!r}.")
+    if not names or any(not n for n in names):
+        raise ConfigError(f"layer must name one or more layers (comma-separated), got {layer!r}.")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"layer must not repeat a name, got {layer!r}.")
+    return names
 
 
 @dataclass(frozen=True)
@@ -95,6 +169,28 @@ class FeatureConfig:
 
     ``key()`` hashes these fields only: for a weights *file* the tracker should record
     ``Extractor.weights_sha256`` too (the same path may hold different bytes later).
+
+    Attributes
+    ----------
+    model : "alexnet" or "keras" ("keras:PATH" sets variant to PATH)
+    variant : AlexNet variant ("caffe", "tfutils"), or the Keras model file's path
+    layer : one layer name, or several comma-separated ("conv3,conv5"; a list is joined);
+        the first is the primary layer
+    weights : AlexNet: "random:SEED", a ``bvlc_alexnet.npy`` path, a Keras ``*.h5``
+        weights file or a TensorFlow checkpoint (see :func:`pipeline.alexnet.load_weights`).
+        Keras model: "file" (the weights saved in the model file; the default
+        "random:0" means the same and is stored as "file") or a ``.weights.h5`` path.
+    preprocess : a chain of :data:`CHAINS`
+    batch_size : positive int, or "auto" (0 means the same): chosen from free memory
+        when the extractor is built (:func:`auto_batch_size`)
+    retina_warp : None (no warp), or "default" / "compat" with optional parameters,
+        e.g. "default:max_ratio=5" (:class:`pipeline.retinawarp.RetinaWarpConfig`; stored
+        in canonical form). Warps the full-resolution image to the network input size in
+        place of the chain's resize.
+    weights_map : TensorFlow checkpoints only: ``{layer: [kernel_var, bias_var]}``.
+
+    ``retina_warp`` and ``weights_map`` appear in :meth:`to_dict` (and so in the key) only
+    when set, so configs without them keep the keys they always had.
     """
 
     model: str = "alexnet"
@@ -102,37 +198,80 @@ class FeatureConfig:
     layer: str = "conv3"
     weights: str = "random:0"
     preprocess: str = "caffe"
-    batch_size: int = 64
+    batch_size: int | str = 64
+    retina_warp: str | None = None
+    weights_map: tuple | None = None
 
     def __post_init__(self) -> None:
-        for name in ("model", "variant", "layer", "preprocess"):
+        set_ = object.__setattr__
+        for name in ("model", "variant", "preprocess"):
             value = getattr(self, name)
-            if not isinstance(value, str):
+            if not isinstance(value, (str, Path)):
                 raise ConfigError(f"{name} must be a string, got {value!r}.")
-        if isinstance(self.weights, Path):
-            object.__setattr__(self, "weights", str(self.weights))
-        if not isinstance(self.weights, str) or not self.weights.strip():
-            raise ConfigError(
-                f"weights must be 'random:SEED' or a file path, got {self.weights!r}."
-            )
+            set_(self, name, str(value))
+        if self.model.startswith("keras:"):
+            path = self.model[len("keras:") :]
+            if self.variant not in ("caffe", "keras", path):
+                raise ConfigError(
+                    f"model {self.model!r} names the Keras model file; variant {self.variant!r} "
+                    f"would name another: give the path once."
+                )
+            set_(self, "model", "keras")
+            set_(self, "variant", path)
         if self.model not in MODELS:
             raise ConfigError(
-                f"model {self.model!r} is unknown; valid models: {', '.join(MODELS)}."
+                f"model {self.model!r} is unknown; valid models: {', '.join(MODELS)} "
+                f"(keras: variant is the path of a .keras model file)."
             )
+        layers = _split_layers(self.layer)
+        set_(self, "layer", ",".join(layers))
+        if isinstance(self.weights, Path):
+            set_(self, "weights", str(self.weights))
+        if not isinstance(self.weights, str) or not self.weights.strip():
+            raise ConfigError(f"weights must be 'random:SEED' or a file path, got {self.weights!r}.")
+        if self.preprocess not in CHAINS:
+            raise ConfigError(
+                f"preprocess {self.preprocess!r} is unknown; valid chains: {', '.join(CHAINS)}."
+            )
+        if self.model == "keras":
+            self._check_keras()
+        else:
+            self._check_alexnet(layers)
+        if self.weights.startswith("random:") and not re.fullmatch(r"random:\d+", self.weights):
+            raise ConfigError(
+                f"weights {self.weights!r} must look like 'random:SEED' with SEED a non-negative integer."
+            )
+        if not isinstance(self.batch_size, bool) and (self.batch_size == 0 or self.batch_size == "auto"):
+            set_(self, "batch_size", "auto")
+        elif (
+            not isinstance(self.batch_size, (int, np.integer))
+            or isinstance(self.batch_size, bool)
+            or self.batch_size < 1
+        ):
+            raise ConfigError(
+                f"batch_size must be a positive integer or 'auto' (0), got {self.batch_size!r}."
+            )
+        else:
+            set_(self, "batch_size", int(self.batch_size))
+        if self.retina_warp is not None:
+            set_(self, "retina_warp", RetinaWarpConfig.parse(self.retina_warp).spec())
+        if self.weights_map is not None:
+            if self.model == "keras" or self.weights.startswith("random:"):
+                raise ConfigError("weights_map applies to AlexNet weights from a TensorFlow checkpoint only.")
+            set_(self, "weights_map", normalize_name_map(self.weights_map))
+
+    def _check_alexnet(self, layers: tuple[str, ...]) -> None:
         if self.variant not in MODELS[self.model]:
             raise ConfigError(
                 f"variant {self.variant!r} is unknown for model {self.model!r}; "
                 f"valid variants: {', '.join(MODELS[self.model])}."
             )
-        if self.layer not in LAYERS[self.variant]:
-            raise ConfigError(
-                f"layer {self.layer!r} is not in variant {self.variant!r}; "
-                f"valid layers: {', '.join(LAYERS[self.variant])}."
-            )
-        if self.preprocess not in CHAINS:
-            raise ConfigError(
-                f"preprocess {self.preprocess!r} is unknown; valid chains: {', '.join(CHAINS)}."
-            )
+        for name in layers:
+            if name not in LAYERS[self.variant]:
+                raise ConfigError(
+                    f"layer {name!r} is not in variant {self.variant!r}; "
+                    f"valid layers: {', '.join(LAYERS[self.variant])}."
+                )
         need = VARIANTS[self.variant].input_size
         got = CHAINS[self.preprocess].input_size
         if got != need:
@@ -141,18 +280,29 @@ class FeatureConfig:
                 f"{self.variant!r} needs {need}x{need}; chains of that size: "
                 f"{', '.join(n for n, c in CHAINS.items() if c.input_size == need)}."
             )
-        if self.weights.startswith("random:") and not re.fullmatch(r"random:\d+", self.weights):
+
+    def _check_keras(self) -> None:
+        if self.variant in ("caffe", "keras", "") or not self.variant.lower().endswith(_KERAS_SUFFIXES):
             raise ConfigError(
-                f"weights {self.weights!r} must look like 'random:SEED' "
-                f"with SEED a non-negative integer."
+                f"model 'keras' needs variant = the path of a Keras model file "
+                f"({', '.join(_KERAS_SUFFIXES)}), got {self.variant!r}."
             )
-        if (
-            not isinstance(self.batch_size, (int, np.integer))
-            or isinstance(self.batch_size, bool)
-            or self.batch_size < 1
-        ):
-            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
-        object.__setattr__(self, "batch_size", int(self.batch_size))
+        if self.weights == "random:0":
+            object.__setattr__(self, "weights", "file")
+        elif self.weights.startswith("random:"):
+            raise ConfigError(
+                f"weights {self.weights!r}: seeded random weights exist for AlexNet only; a "
+                f"Keras model takes 'file' (its own weights) or a .weights.h5 path."
+            )
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The layer names in order (the first is the primary layer)."""
+        return tuple(self.layer.split(","))
+
+    @property
+    def is_keras(self) -> bool:
+        return self.model == "keras"
 
     @classmethod
     def for_variant(cls, variant: str, **kwargs) -> FeatureConfig:
@@ -160,6 +310,12 @@ class FeatureConfig:
         spec = get_variant(variant)
         kwargs.setdefault("preprocess", spec.default_preprocess)
         return cls(variant=variant, **kwargs)
+
+    @classmethod
+    def for_keras(cls, path: str | Path, layer: str | Sequence[str], **kwargs) -> FeatureConfig:
+        """A config for a user's Keras model file and layer(s) (weights default "file")."""
+        kwargs.setdefault("weights", "file")
+        return cls(model="keras", variant=str(path), layer=layer, **kwargs)
 
     @classmethod
     def from_dict(cls, data: Mapping) -> FeatureConfig:
@@ -171,8 +327,15 @@ class FeatureConfig:
         return cls(**dict(data))
 
     def to_dict(self) -> dict:
-        """Plain JSON-able dict of the fields."""
-        return asdict(self)
+        """Plain JSON-able dict of the fields; ``retina_warp`` and ``weights_map`` only when
+        set (``weights_map`` as ``{layer: [kernel_var, bias_var]}``)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("retina_warp", "weights_map"):
+            if out[name] is None:
+                del out[name]
+        if "weights_map" in out:
+            out["weights_map"] = {layer: list(pair) for layer, pair in self.weights_map}
+        return out
 
     def key(self) -> str:
         """Hex sha256 of the canonical JSON (sorted keys, no spaces) of :meth:`to_dict`."""
@@ -216,7 +379,7 @@ def _nvidia_smi() -> dict:
             subprocess.run(
                 [
                     exe,
-                    "--query-gpu=name,memory.total,driver_version",
+                    "--query-gpu=name,memory.total,driver_version,memory.free",
                     "--format=csv,noheader,nounits",
                 ],
                 capture_output=True,
@@ -227,85 +390,152 @@ def _nvidia_smi() -> dict:
             .stdout.strip()
             .splitlines()
         )
-        name, mem, driver = (s.strip() for s in out[0].split(","))
-        return {"name": name, "memory": int(float(mem)) * 1024 * 1024, "driver": driver}
+        name, mem, driver, free = (s.strip() for s in out[0].split(","))
+        mib = 1024 * 1024
+        return {
+            "name": name,
+            "memory": int(float(mem)) * mib,
+            "driver": driver,
+            "free": int(float(free)) * mib,
+        }
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return {}
 
 
-class Extractor:
-    """Preprocess raw vim-1 images and run a Keras model to one layer.
+def _available_memory(device: str) -> int | None:
+    """Free memory of the device in bytes (GPU: nvidia-smi memory.free; CPU: MemAvailable)."""
+    if device == "GPU":
+        free = _nvidia_smi().get("free")
+        return int(free) if free is not None else None
+    try:
+        with open("/proc/meminfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
-    Call it: ``extractor(raw (B, H, W) float32) -> (B, *output_shape) float32``; or use
-    :meth:`preprocess` and :meth:`forward` separately (the writer hashes the
-    preprocessed images in between). Inputs are processed in chunks of ``batch_size``.
+
+class Extractor:
+    """Preprocess raw vim-1 images and run a Keras model to one or more layers.
+
+    Call it: ``extractor(raw (B, H, W) float32) -> (B, *output_shape) float32`` (the
+    primary layer); or use :meth:`preprocess` and :meth:`forward` / :meth:`forward_all`
+    separately (the writer hashes the preprocessed images in between). Inputs are
+    processed in chunks of ``batch_size``.
 
     Attributes
     ----------
-    layer : str
+    layer : str, the primary (first) layer
+    layers : tuple of str, every layer extracted (one forward pass)
     chain : Chain
-    output_shape : tuple of int, e.g. (13, 13, 384)
+    output_shape : tuple of int, e.g. (13, 13, 384): the primary layer's
+    output_shapes : {layer: shape}
     weights_sha256 : str
     config : FeatureConfig or None
-    batch_size : int
+    batch_size : int (resolved when "auto" was asked for)
+    batch_size_rule : "fixed" or a description of the "auto" choice
     """
 
     def __init__(
         self,
         model,
-        layer: str,
+        layer: str | Sequence[str],
         chain: Chain,
         *,
         weights_sha256: str = "",
         config: FeatureConfig | None = None,
-        batch_size: int = 64,
+        batch_size: int | str = 64,
     ) -> None:
         import tensorflow as tf
 
         self.model = model
-        self.layer = layer
+        self.layers = _split_layers(layer)
+        self.layer = self.layers[0]
         self.chain = chain
         self.weights_sha256 = weights_sha256
         self.config = config
-        self.batch_size = int(batch_size)
         size = chain.input_size
         self._fn = tf.function(
             self._forward_graph,
             input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)],
         )
-        self.output_shape = tuple(
-            int(d) for d in self._fn.get_concrete_function().structured_outputs.shape[1:]
-        )
+        outputs = self._fn.get_concrete_function().structured_outputs
+        self.output_shapes = {name: tuple(int(d) for d in outputs[name].shape[1:]) for name in self.layers}
+        self.output_shape = self.output_shapes[self.layer]
+        if batch_size == "auto" or batch_size == 0:
+            device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+            per_image = self.per_image_bytes()
+            free = _available_memory(device)
+            self.batch_size = auto_batch_size(per_image, free, device)
+            self.batch_size_rule = (
+                f"auto: {device} free {free} B x {AUTO_MEMORY_FRACTION} / {per_image} B per image, "
+                f"power of two, cap {AUTO_CAP.get(device, 64)}"
+            )
+        else:
+            if (
+                isinstance(batch_size, bool)
+                or not isinstance(batch_size, (int, np.integer))
+                or batch_size < 1
+            ):
+                raise ConfigError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}.")
+            self.batch_size = int(batch_size)
+            self.batch_size_rule = "fixed"
+
+    def per_image_bytes(self) -> int:
+        """Working-memory estimate for one image: 2 x (input + every layer output) x 4 bytes."""
+        total = int(np.prod(self.model.inputs[0].shape[1:])) if self.model.inputs else 0
+        for lay in self.model.layers:
+            try:
+                outs = lay.output if isinstance(lay.output, (list, tuple)) else [lay.output]
+                total += sum(int(np.prod(o.shape[1:])) for o in outs)
+            except (AttributeError, ValueError, TypeError):
+                continue
+        return 2 * 4 * max(total, 1)
 
     def _forward_graph(self, x):
         out = self.model(x, training=False)
         if isinstance(out, Mapping):
-            return out[self.layer]
+            return {name: out[name] for name in self.layers}
         if isinstance(out, (list, tuple)):
-            return out[0]
-        return out
+            return dict(zip(self.layers, out, strict=False))
+        return {self.layer: out}
 
     def preprocess(self, raw: np.ndarray) -> np.ndarray:
         """(B, H, W) raw -> (B, S, S, 3) float32 network input (see :mod:`pipeline.images`)."""
         return self.chain(raw)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """(B, S, S, 3) preprocessed -> (B, *output_shape) float32 features."""
+    def forward_all(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """(B, S, S, 3) preprocessed -> {layer: (B, *output_shapes[layer]) float32}."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        outs = [
-            np.asarray(self._fn(x[i : i + self.batch_size]), dtype=np.float32)
-            for i in range(0, len(x), self.batch_size)
-        ]
-        if not outs:
-            return np.zeros((0, *self.output_shape), np.float32)
-        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.layers}
+        for i in range(0, len(x), self.batch_size):
+            out = self._fn(x[i : i + self.batch_size])
+            for name in self.layers:
+                parts[name].append(np.asarray(out[name], dtype=np.float32))
+        result = {}
+        for name, chunks in parts.items():
+            if not chunks:
+                result[name] = np.zeros((0, *self.output_shapes[name]), np.float32)
+            else:
+                result[name] = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        return result
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(B, S, S, 3) preprocessed -> (B, *output_shape) float32 features (primary layer)."""
+        return self.forward_all(x)[self.layer]
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         return self.forward(self.preprocess(raw))
 
     def device_info(self) -> dict:
         """Where the model runs: ``{device: "CPU"|"GPU", name, memory (bytes or None),
-        tensorflow, keras, driver, cuda, cudnn, cpu_count, tf32}`` (plain JSON)."""
+        tensorflow, keras, driver, cuda, cudnn, cpu_count, tf32, batch_size,
+        batch_size_rule}`` (plain JSON)."""
         import keras
         import tensorflow as tf
 
@@ -321,6 +551,8 @@ class Extractor:
             "cudnn": build.get("cudnn_version"),
             "cpu_count": os.cpu_count(),
             "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()),
+            "batch_size": self.batch_size,
+            "batch_size_rule": self.batch_size_rule,
         }
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
@@ -328,12 +560,11 @@ class Extractor:
             info.update(
                 device="GPU",
                 name=details.get("device_name", gpus[0].name),
-                compute_capability=".".join(str(v) for v in details.get("compute_capability", ()))
-                or None,
+                compute_capability=".".join(str(v) for v in details.get("compute_capability", ())) or None,
                 n_gpus=len(gpus),
             )
             smi = _nvidia_smi()
-            info.update({k: v for k, v in smi.items() if k != "name" or not info["name"]})
+            info.update({k: v for k, v in smi.items() if k != "free" and (k != "name" or not info["name"])})
         else:
             try:
                 info["memory"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -342,37 +573,109 @@ class Extractor:
         return info
 
 
-def extractor_from_model(
-    model, layer: str, preprocess: str, *, weights_sha256: str = "", batch_size: int = 64
-) -> Extractor:
-    """An :class:`Extractor` for any Keras model and one of its layers by name.
+def _model_input_size(model) -> int | None:
+    """S of a model whose input is (None, S, S, 3); None if the size is not fixed."""
+    try:
+        shape = tuple(model.inputs[0].shape)
+    except (AttributeError, IndexError, TypeError):
+        return None
+    if len(shape) != 4 or shape[3] not in (3, None):
+        raise ConfigError(f"model {model.name!r} must take (batch, S, S, 3) images; its input is {shape}.")
+    if shape[1] is None or shape[2] is None:
+        return None
+    if shape[1] != shape[2]:
+        raise ConfigError(f"model {model.name!r} must take square images; its input is {shape}.")
+    return int(shape[1])
 
-    The model's input must be (S, S, 3) with S the chain's ``input_size``.
+
+def extractor_from_model(
+    model,
+    layer: str | Sequence[str],
+    preprocess: str,
+    *,
+    weights_sha256: str = "",
+    batch_size: int | str = 64,
+    retina_warp: str | None = None,
+    config: FeatureConfig | None = None,
+) -> Extractor:
+    """An :class:`Extractor` for any Keras model and one or more of its layers by name.
+
+    The model's input must be (S, S, 3); the chain resizes (or warps) to that S (a model
+    with no fixed size gets the chain's own size).
     """
     import keras
 
     if preprocess not in CHAINS:
-        raise ConfigError(
-            f"preprocess {preprocess!r} is unknown; valid chains: {', '.join(CHAINS)}."
-        )
+        raise ConfigError(f"preprocess {preprocess!r} is unknown; valid chains: {', '.join(CHAINS)}.")
+    layers = _split_layers(layer)
     names = [lay.name for lay in model.layers]
-    if layer not in names:
+    missing = [name for name in layers if name not in names]
+    if missing:
         raise ConfigError(
-            f"layer {layer!r} is not in model {model.name!r}; its layers: {', '.join(names)}."
+            f"layer(s) {', '.join(map(repr, missing))} not in model {model.name!r}; "
+            f"its layers: {', '.join(names)}."
         )
-    sub = keras.Model(model.inputs, model.get_layer(layer).output)
-    return Extractor(
-        sub, layer, CHAINS[preprocess], weights_sha256=weights_sha256, batch_size=batch_size
-    )
+    if len(layers) > 1:
+        bad = [name for name in layers if not _LAYER_RE.fullmatch(name)]
+        if bad:
+            raise ConfigError(f"layer names {bad} cannot name feature datasets (letters, digits, _ . -).")
+    chain = CHAINS[preprocess]
+    size = _model_input_size(model)
+    if size is not None and size != chain.input_size:
+        chain = chain.with_input_size(size)
+    chain = chain.with_warp(retina_warp)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    sub = keras.Model(inputs, {name: model.get_layer(name).output for name in layers})
+    return Extractor(sub, layers, chain, weights_sha256=weights_sha256, config=config, batch_size=batch_size)
+
+
+def _load_keras_model(config: FeatureConfig):
+    import keras
+
+    from pipeline.alexnet import _lrn_layer_class, read_keras_h5
+
+    path = Path(config.variant).expanduser()
+    if not path.is_file():
+        raise DataFormatError(f"Keras model file {path} does not exist or is not a file.")
+    try:
+        model = keras.saving.load_model(
+            path,
+            compile=False,
+            custom_objects={"LocalResponseNormalization": _lrn_layer_class()},
+        )
+    except Exception as exc:  # Keras raises many types for a bad file
+        raise DataFormatError(
+            f"Keras model file {path} could not be loaded ({type(exc).__name__}: {exc})."
+        ) from exc
+    if config.weights != "file":
+        wpath = Path(config.weights).expanduser()
+        held = read_keras_h5(wpath)  # DataFormatError if missing/unreadable
+        try:
+            model.load_weights(wpath)
+        except Exception as exc:
+            want = ", ".join(
+                f"{lay.name} {'/'.join(str(tuple(w.shape)) for w in lay.weights)}"
+                for lay in model.layers
+                if lay.weights
+            )
+            have = ", ".join(
+                f"{name} {'/'.join(str(tuple(a.shape)) for a in arrays)}" for name, arrays in held.items()
+            )
+            raise ConfigError(
+                f"weights file {wpath} does not fit Keras model {path} ({type(exc).__name__}: "
+                f"{exc}): it holds {have or 'nothing'}; expected {want or 'nothing'}."
+            ) from exc
+    return model
 
 
 def build_extractor(config: FeatureConfig, *, tf32: bool = False) -> Extractor:
-    """Build the model of ``config`` up to its layer, with its weights and chain.
+    """Build the model of ``config`` up to its layer(s), with its weights and chain.
 
-    Weights from a file are unpickled (``bvlc_alexnet.npy``): only for a path the user names.
-    ``tf32=False`` (default) switches TensorFloat-32 off process-wide, so GPU features are
-    full float32 like CPU ones (TensorFlow enables TF32 on Ampere and newer GPUs, which
-    changes features by about 1e-3 relative). GPU memory growth is enabled when possible.
+    Weights from a ``.npy`` file are unpickled (``bvlc_alexnet.npy``): only for a path the
+    user names. ``tf32=False`` (default) switches TensorFloat-32 off process-wide, so GPU
+    features are full float32 like CPU ones (TensorFlow enables TF32 on Ampere and newer
+    GPUs, which changes features by about 1e-3 relative). GPU memory growth is enabled
+    when possible. A Keras model file is loaded with ``safe_mode`` (no Python lambdas).
     """
     if not isinstance(config, FeatureConfig):
         raise ConfigError(f"config must be a FeatureConfig, got {type(config).__name__}.")
@@ -382,12 +685,24 @@ def build_extractor(config: FeatureConfig, *, tf32: bool = False) -> Extractor:
 
     _enable_gpu_memory_growth()
     tf.config.experimental.enable_tensor_float_32_execution(bool(tf32))
-    model = build_alexnet(config.variant, (config.layer,), config.weights)
+    wsha = weights_sha256(config.weights, config.variant)
+    if config.is_keras:
+        model = _load_keras_model(config)
+        return extractor_from_model(
+            model,
+            config.layers,
+            config.preprocess,
+            weights_sha256=wsha,
+            batch_size=config.batch_size,
+            retina_warp=config.retina_warp,
+            config=config,
+        )
+    model = build_alexnet(config.variant, config.layers, config.weights, config.weights_map)
     return Extractor(
         model,
-        config.layer,
-        CHAINS[config.preprocess],
-        weights_sha256=weights_sha256(config.weights, config.variant),
+        config.layers,
+        CHAINS[config.preprocess].with_warp(config.retina_warp),
+        weights_sha256=wsha,
         config=config,
         batch_size=config.batch_size,
     )
@@ -411,6 +726,9 @@ class FeatureFileInfo:
     device: dict = field(default_factory=dict)
     config_key: str = ""
     weights_sha256: str = ""
+    layers: list[str] = field(default_factory=list)
+    layer_shapes: dict[str, list[int]] = field(default_factory=dict)
+    batch_size: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -426,9 +744,7 @@ def _check_splits(splits) -> dict[str, tuple[int, Iterable]]:
         try:
             count, batches = value
         except (TypeError, ValueError):
-            raise ConfigError(
-                f"splits[{name!r}] must be a (count, iterable of batches) pair."
-            ) from None
+            raise ConfigError(f"splits[{name!r}] must be a (count, iterable of batches) pair.") from None
         if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 1:
             raise ConfigError(f"splits[{name!r}] count must be a positive integer, got {count!r}.")
         out[name] = (int(count), batches)
@@ -448,6 +764,98 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _produce(extractor, checked, stop: threading.Event | None = None):
+    """Yield ("batch", split, raw count, preprocessed, hashes) ... ("end", split) per split."""
+    for split, (_count, batches) in checked.items():
+        for batch in batches:
+            if stop is not None and stop.is_set():
+                return
+            raw = np.asarray(batch, dtype=np.float32)
+            x = extractor.preprocess(raw)
+            yield ("batch", split, len(raw), x, image_sha256(x))
+        yield ("end", split)
+
+
+class _Prefetcher:
+    """Runs :func:`_produce` in a daemon thread, ``depth`` batches ahead of the consumer.
+
+    numpy, scipy.sparse and hashlib release the GIL for the heavy work, so the next batch
+    is read, preprocessed and hashed while TensorFlow runs the model on the current one.
+    An exception in the thread is re-raised by :meth:`get`.
+    """
+
+    def __init__(self, extractor, checked, depth: int = 2) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(extractor, checked), name="feature-prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, extractor, checked) -> None:
+        try:
+            for item in _produce(extractor, checked, self._stop):
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(("error", exc))
+
+    def get(self):
+        while True:
+            try:
+                item = self._queue.get(timeout=0.5)
+                break
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise IntegrityError("the feature prefetch thread stopped unexpectedly.") from None
+        if item[0] == "error":
+            raise item[1]
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=10)
+
+
+class _Inline:
+    def __init__(self, extractor, checked) -> None:
+        self._items = _produce(extractor, checked)
+
+    def get(self):
+        return next(self._items)
+
+    def close(self) -> None:
+        self._items.close()
+
+
+def _extractor_layers(extractor) -> tuple[tuple[str, ...], dict[str, tuple[int, ...]], bool]:
+    """(layer names, {layer: shape}, whether the names are real) of any extractor."""
+    layers = tuple(getattr(extractor, "layers", ()) or ())
+    named = bool(layers)
+    if not layers:
+        layers = (getattr(extractor, "layer", None) or "features",)
+    shapes = getattr(extractor, "output_shapes", None) or {layers[0]: extractor.output_shape}
+    return layers, {n: tuple(int(d) for d in shapes[n]) for n in layers}, named
+
+
+def _dataset_name(split: str, layer: str, multi: bool) -> str:
+    return f"{split}__{layer}" if multi else split
+
+
 def write_feature_file(
     out_path: str | Path,
     extractor: Extractor,
@@ -456,6 +864,7 @@ def write_feature_file(
     progress: Callable[[str, int, int], None] | None = None,
     *,
     allow_duplicates: bool = False,
+    prefetch: bool = True,
 ) -> FeatureFileInfo:
     """Extract features for every split and write them atomically to ``out_path``.
 
@@ -464,25 +873,29 @@ def write_feature_file(
     out_path : path of the HDF5 file (parent directories are created; an existing file
         is replaced only once the new one is complete).
     extractor : :class:`Extractor` (anything with ``preprocess``, ``forward``,
-        ``output_shape``, ``weights_sha256``, ``device_info``).
+        ``output_shape``, ``weights_sha256``, ``device_info``; with ``layers``,
+        ``output_shapes`` and ``forward_all`` for several layers).
     splits : {"train": (N_train, batches), "val": (N_val, batches)}; each iterable yields
         (B, H, W) float32 raw images in dataset order and must yield exactly N images.
+        The reading batch size need not equal the extractor's batch size.
     config : the :class:`FeatureConfig` the extractor was built from.
     progress : called as ``progress(split, done, total)`` after each batch.
     allow_duplicates : record repeated rows in ``n_duplicate_rows`` instead of failing.
+    prefetch : read, preprocess and hash the next batch in a background thread while the
+        model runs (default); False does everything in the calling thread.
 
     Raises
     ------
     IntegrityError : a split yields more or fewer images than declared; an input image
         repeats (same preprocessed-content hash, in any split); two different images give
-        identical feature rows; features are not finite. Names the split and the first
-        offending index pair.
+        identical feature rows (in any layer); features are not finite. Names the split
+        and the first offending index pair.
 
     Notes
     -----
     Written to ``.{name}.tmp-{pid}`` beside ``out_path``, fsynced, then ``os.replace``-d;
     on any exception (Ctrl-C included) the temporary file is deleted and nothing appears
-    at ``out_path``.
+    at ``out_path``. Several layers: see the module docstring for the dataset names.
     """
     out_path = Path(out_path)
     checked = _check_splits(splits)
@@ -494,68 +907,98 @@ def write_feature_file(
             f"config (key {config.key()[:16]}) is not the config the extractor "
             f"was built from (key {ext_config.key()[:16]})."
         )
+    layers, layer_shapes, named = _extractor_layers(extractor)
+    multi = len(layers) > 1
+    if multi:
+        bad = [n for n in layers if not _LAYER_RE.fullmatch(n)]
+        if bad:
+            raise ConfigError(f"layer names {bad} cannot name feature datasets (letters, digits, _ . -).")
+    forward_all = getattr(extractor, "forward_all", None)
+    if forward_all is None:
+
+        def forward_all(x):
+            return {layers[0]: extractor.forward(x)}
+
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.parent / f".{out_path.name}.tmp-{os.getpid()}"
-    feature_shape = tuple(int(d) for d in extractor.output_shape)
     start = time.perf_counter()
     seen_inputs: dict[str, tuple[str, int]] = {}
-    seen_rows: dict[bytes, tuple[str, int]] = {}
+    seen_rows: dict[str, dict[bytes, tuple[str, int]]] = {n: {} for n in layers}
     all_hashes: dict[str, list[str]] = {}
     n_dup = 0
     total = 0
+    source = None
     try:
         import h5py
 
+        source = (_Prefetcher if prefetch else _Inline)(extractor, checked)
         with h5py.File(tmp, "w") as fh:
-            for split, (count, batches) in checked.items():
-                ds = fh.create_dataset(split, shape=(count, *feature_shape), dtype="float32")
+            for split, (count, _batches) in checked.items():
+                dsets = {
+                    n: fh.create_dataset(
+                        _dataset_name(split, n, multi), shape=(count, *layer_shapes[n]), dtype="float32"
+                    )
+                    for n in layers
+                }
                 hashes: list[str] = []
                 done = 0
-                for batch in batches:
-                    raw = np.asarray(batch, dtype=np.float32)
-                    n = len(raw)
+                while True:
+                    item = source.get()
+                    if item[0] == "end":
+                        break
+                    _, _split, n, x, batch_hashes = item
                     if done + n > count:
                         raise IntegrityError(
                             f"split {split!r} yielded more than its declared {count} images."
                         )
-                    x = extractor.preprocess(raw)
-                    batch_hashes = image_sha256(x)
-                    feats = np.asarray(extractor.forward(x), dtype=np.float32)
-                    if feats.shape != (n, *feature_shape):
-                        raise IntegrityError(
-                            f"split {split!r}: the extractor returned shape "
-                            f"{feats.shape} for {n} images, expected "
-                            f"{(n, *feature_shape)}."
-                        )
-                    if not np.isfinite(feats).all():
-                        bad = int(np.flatnonzero(~np.isfinite(feats.reshape(n, -1)).all(1))[0])
-                        raise IntegrityError(
-                            f"split {split!r} image {done + bad} gave non-finite features."
-                        )
-                    for i, (img_hash, row) in enumerate(zip(batch_hashes, feats, strict=True)):
-                        index = done + i
-                        row_hash = hashlib.sha256(
-                            memoryview(np.ascontiguousarray(row)).cast("B")
-                        ).digest()
+                    outputs = forward_all(x)
+                    dup = np.zeros(n, dtype=bool)
+                    for i, img_hash in enumerate(batch_hashes):
                         prev_in = seen_inputs.get(img_hash)
-                        prev_row = seen_rows.get(row_hash)
-                        if prev_in is not None or prev_row is not None:
+                        if prev_in is not None:
                             if not allow_duplicates:
-                                if prev_in is not None:
-                                    raise IntegrityError(
-                                        f"split {split!r} image {index} is the same input "
-                                        f"image as split {prev_in[0]!r} image {prev_in[1]} "
-                                        f"(equal content hashes): images were fed twice."
-                                    )
                                 raise IntegrityError(
-                                    f"split {split!r} image {index} gave the same feature row "
-                                    f"as split {prev_row[0]!r} image {prev_row[1]} although "
-                                    f"the input images differ."
+                                    f"split {split!r} image {done + i} is the same input "
+                                    f"image as split {prev_in[0]!r} image {prev_in[1]} "
+                                    f"(equal content hashes): images were fed twice."
                                 )
-                            n_dup += 1
-                        seen_inputs.setdefault(img_hash, (split, index))
-                        seen_rows.setdefault(row_hash, (split, index))
-                    ds[done : done + n] = feats
+                            dup[i] = True
+                        else:
+                            seen_inputs[img_hash] = (split, done + i)
+                    for name in layers:
+                        feats = np.asarray(outputs[name], dtype=np.float32)
+                        if feats.shape != (n, *layer_shapes[name]):
+                            raise IntegrityError(
+                                f"split {split!r}: the extractor returned shape "
+                                f"{feats.shape} for {n} images, expected "
+                                f"{(n, *layer_shapes[name])}."
+                            )
+                        rows = feats.reshape(n, -1)
+                        finite = np.isfinite(rows).all(axis=1)
+                        if not finite.all():
+                            bad = int(np.flatnonzero(~finite)[0])
+                            where = f" ({name})" if multi else ""
+                            raise IntegrityError(
+                                f"split {split!r} image {done + bad} gave non-finite features{where}."
+                            )
+                        seen = seen_rows[name]
+                        for i, row in enumerate(rows):
+                            row_hash = hashlib.sha256(
+                                memoryview(np.ascontiguousarray(row)).cast("B")
+                            ).digest()
+                            prev_row = seen.get(row_hash)
+                            if prev_row is not None and not dup[i]:
+                                if not allow_duplicates:
+                                    where = f" ({name})" if multi else ""
+                                    raise IntegrityError(
+                                        f"split {split!r} image {done + i} gave the same feature row{where} "
+                                        f"as split {prev_row[0]!r} image {prev_row[1]} although "
+                                        f"the input images differ."
+                                    )
+                                dup[i] = True
+                            seen.setdefault(row_hash, (split, done + i))
+                        dsets[name][done : done + n] = feats
+                    n_dup += int(dup.sum())
                     hashes.extend(batch_hashes)
                     done += n
                     if progress is not None:
@@ -571,6 +1014,8 @@ def write_feature_file(
             fh.attrs["format"] = FORMAT_NAME
             fh.attrs["format_version"] = FORMAT_VERSION
             fh.attrs["splits"] = json.dumps(list(checked))
+            if named:
+                fh.attrs["layers"] = json.dumps(list(layers))
             fh.attrs["config_json"] = json.dumps(config.to_dict(), sort_keys=True)
             fh.attrs["config_key"] = config.key()
             fh.attrs["weights_sha256"] = str(extractor.weights_sha256)
@@ -580,11 +1025,17 @@ def write_feature_file(
             )
             fh.attrs["image_hashes_digest"] = digest
             fh.attrs["n_duplicate_rows"] = n_dup
+            batch_size = getattr(extractor, "batch_size", 0)
+            fh.attrs["batch_size"] = int(batch_size) if isinstance(batch_size, (int, np.integer)) else 0
+        source.close()
+        source = None
         with open(tmp, "rb+") as raw_fh:
             os.fsync(raw_fh.fileno())
         os.replace(tmp, out_path)
         _fsync_dir(out_path.parent)
     except BaseException:
+        if source is not None:
+            source.close()
         try:
             tmp.unlink()
         except FileNotFoundError:
@@ -595,7 +1046,7 @@ def write_feature_file(
         path=str(out_path.resolve()),
         sha256=sha256_file(out_path),
         size_bytes=out_path.stat().st_size,
-        shapes={s: [c, *feature_shape] for s, (c, _) in checked.items()},
+        shapes={s: [c, *layer_shapes[layers[0]]] for s, (c, _) in checked.items()},
         image_hashes_digest=digest,
         n_duplicate_rows=n_dup,
         seconds=seconds,
@@ -603,6 +1054,9 @@ def write_feature_file(
         device=extractor.device_info(),
         config_key=config.key(),
         weights_sha256=str(extractor.weights_sha256),
+        layers=list(layers) if named else [],
+        layer_shapes={n: list(layer_shapes[n]) for n in layers} if named else {},
+        batch_size=int(batch_size) if isinstance(batch_size, (int, np.integer)) else 0,
     )
 
 
@@ -611,7 +1065,7 @@ def write_feature_file(
 
 @dataclass
 class FeatureFile:
-    """A feature file in memory.
+    """A feature file in memory (one layer of it).
 
     Attributes
     ----------
@@ -622,6 +1076,8 @@ class FeatureFile:
     config : dict (FeatureConfig fields; {} when absent)
     metadata : other attributes (config_key, weights_sha256, image_hashes_digest, ...)
     sha256 : the file's sha256 when it was checked, else None
+    layer : the layer read (None for files that do not name their layers)
+    layers : every layer the file holds ([] when it does not name them)
     """
 
     path: str
@@ -630,6 +1086,8 @@ class FeatureFile:
     config: dict
     metadata: dict
     sha256: str | None = None
+    layer: str | None = None
+    layers: list[str] = field(default_factory=list)
 
     @property
     def train(self) -> np.ndarray:
@@ -657,9 +1115,12 @@ def _attr(value):
 
 
 def read_feature_file(
-    path: str | Path, expected_sha256: str | None = None, flatten: bool = False
+    path: str | Path,
+    expected_sha256: str | None = None,
+    flatten: bool = False,
+    layer: str | None = None,
 ) -> FeatureFile:
-    """Read a feature file, optionally checking its sha256 first.
+    """Read a feature file (one layer of it), optionally checking its sha256 first.
 
     Parameters
     ----------
@@ -667,6 +1128,8 @@ def read_feature_file(
     expected_sha256 : hex sha256 recorded when the file was written; mismatch ->
         IntegrityError naming the file, the expected and the found hash.
     flatten : return (N, h*w*c) C-order views instead of (N, h, w, c).
+    layer : which layer of a several-layer file (default: the primary, first one);
+        ConfigError listing the file's layers when it holds no such layer.
 
     Raises
     ------
@@ -690,12 +1153,24 @@ def read_feature_file(
         with h5py.File(path, "r") as fh:
             attrs = {k: _attr(v) for k, v in fh.attrs.items()}
             names = json.loads(attrs["splits"]) if "splits" in attrs else ["train", "val"]
-            missing = [n for n in names if n not in fh]
+            layers = json.loads(attrs["layers"]) if "layers" in attrs else []
+            multi = len(layers) > 1
+            if layer is None:
+                chosen = layers[0] if layers else None
+            elif layer in layers:
+                chosen = layer
+            else:
+                raise ConfigError(
+                    f"feature file {path} holds no layer {layer!r}; its layers: "
+                    f"{', '.join(layers) if layers else '(not named)'}."
+                )
+            datasets = {n: _dataset_name(n, chosen or "", multi) for n in names}
+            missing = [d for d in datasets.values() if d not in fh]
             if missing:
                 raise DataFormatError(
                     f"feature file {path} lacks dataset(s) {missing}; it holds {sorted(fh.keys())}."
                 )
-            features = {n: fh[n][...] for n in names}
+            features = {n: fh[d][...] for n, d in datasets.items()}
             hashes = None
             if all(f"{n}_image_sha256" in fh for n in names):
                 hashes = {n: [h.decode() for h in fh[f"{n}_image_sha256"][...]] for n in names}
@@ -729,4 +1204,6 @@ def read_feature_file(
         config=config,
         metadata=attrs,
         sha256=found,
+        layer=chosen,
+        layers=layers,
     )

@@ -45,6 +45,7 @@ from pipeline.pls import DEFAULT_N_COMPONENTS, PLS2, BatchedPLS
 from pipeline.ridge import DEFAULT_ALPHAS, KernelRidgeCV
 from pipeline.scores import pearson_r, r2_score
 from pipeline.splits import cs431_feature_subset, cs431_splits, holdout_split, index_hash
+from pipeline.stats import DEFAULT_FDR_Q, DEFAULT_N_PERMUTATIONS, fdr_significant, permutation_pvalues
 
 __all__ = [
     "CS431_ALPHAS",
@@ -100,6 +101,15 @@ class FitConfig:
         cs431 only: number of random splits (5).
     feature_subset : int, optional
         cs431 only: keep a random subset of this many features (5000 in 2019).
+    n_permutations : int, optional
+        Permutations of the held-out images for the per-voxel permutation p-values
+        (:func:`pipeline.stats.permutation_pvalues`) of every test and validation
+        split; 0 skips them. Default 1000 (recommended) or 0 (cs431).
+    permutation_seed : int, optional
+        Seed of those permutations (the same for every voxel and split); default
+        ``seed``.
+    fdr_q : float
+        Benjamini-Hochberg FDR level of the per-split ``significant`` flags (0.05).
     """
 
     method: str = "ridge"
@@ -113,6 +123,9 @@ class FitConfig:
     target: str = "voxels"
     n_splits: int = 5
     feature_subset: int | None = None
+    n_permutations: int | None = None
+    permutation_seed: int | None = None
+    fdr_q: float = DEFAULT_FDR_Q
 
     def __post_init__(self) -> None:
         def put(name, value):
@@ -224,6 +237,24 @@ class FitConfig:
                 )
             put("feature_subset", int(self.feature_subset))
 
+        n_perm = self.n_permutations
+        if n_perm is None:
+            n_perm = 0 if cs431 else DEFAULT_N_PERMUTATIONS
+        if not (_is_int(n_perm) and n_perm >= 0):
+            raise ConfigError(
+                f"n_permutations must be a non-negative integer, got {self.n_permutations!r}."
+            )
+        put("n_permutations", int(n_perm))
+        perm_seed = self.seed if self.permutation_seed is None else self.permutation_seed
+        if not (_is_int(perm_seed) and perm_seed >= 0):
+            raise ConfigError(
+                f"permutation_seed must be a non-negative integer, got {self.permutation_seed!r}."
+            )
+        put("permutation_seed", int(perm_seed))
+        if not isinstance(self.fdr_q, Real) or not 0.0 < float(self.fdr_q) < 1.0:
+            raise ConfigError(f"fdr_q must be a number in (0, 1), got {self.fdr_q!r}.")
+        put("fdr_q", float(self.fdr_q))
+
     @property
     def hyper_name(self) -> str:
         """Name of the per-voxel hyper-parameter: "alpha" or "n_components"."""
@@ -309,6 +340,17 @@ class SplitScores:
         Chosen alpha (ridge) or component count (PLS) per target.
     hyper_name : str
     n_train, n_test : int
+    train_indices_hash : str
+    p : ndarray, shape (n_targets,), or None
+        One-sided permutation p-value of r per target
+        (:func:`pipeline.stats.permutation_pvalues`, ``n_permutations`` permutations
+        seeded with ``permutation_seed``); NaN where r is NaN. None when
+        ``n_permutations`` is 0 or for in-sample ("train") splits.
+    significant : ndarray of bool, shape (n_targets,), or None
+        Benjamini-Hochberg decision at ``fdr_q`` over the targets of this split (False
+        where p is NaN); None when ``p`` is None.
+    n_permutations : int
+        Permutations behind ``p`` (0 when there is none).
     """
 
     name: str
@@ -322,6 +364,9 @@ class SplitScores:
     n_train: int
     n_test: int
     train_indices_hash: str = ""
+    p: np.ndarray | None = None
+    significant: np.ndarray | None = None
+    n_permutations: int = 0
 
     @property
     def test_hash(self) -> str | None:
@@ -341,9 +386,9 @@ class FitResult:
         split name -> (y_true, y_pred) 1-D arrays, only when there is one target.
     timings : dict
         seconds per stage ("fit:<model>", "predict:<split>", "total").
-    n_alpha_at_edge : dict
-        model name -> number of targets whose ridge alpha sits at a grid edge
-        (empty for PLS).
+    n_alpha_at_edge : dict of str -> int
+        model name ("test", "all", "split0", ...) -> number of targets whose ridge alpha
+        sits at a grid edge (empty for PLS). Keys are always strings.
     feature_subset : ndarray of int64 or None
         Feature columns used (cs431 with ``feature_subset``), in drawn order.
     n_features : int
@@ -376,6 +421,7 @@ class FitResult:
                 finite = values[np.isfinite(values)]
                 row[f"mean_{metric}"] = float(finite.mean()) if finite.size else None
                 row[f"median_{metric}"] = float(np.median(finite)) if finite.size else None
+            row["n_significant"] = None if s.significant is None else int(s.significant.sum())
             rows.append(row)
         return rows
 
@@ -512,7 +558,7 @@ def run_fit(
         timings[f"fit:{model_name}"] = time.perf_counter() - t0
         done += 1
         if hasattr(estimator, "n_alpha_at_edge_"):
-            at_edge[model_name] = int(estimator.n_alpha_at_edge_)
+            at_edge[str(model_name)] = int(estimator.n_alpha_at_edge_)
         hyper = _hyper(estimator)
         train_hash = index_hash(fit_idx)
         for split_name, kind, idx in jobs:
@@ -524,6 +570,17 @@ def run_fit(
                 X_eval, y_true = X_train[idx], Y_train[idx]
             y_pred = np.asarray(estimator.predict(X_eval), dtype=np.float64).reshape(y_true.shape)
             r = np.atleast_1d(pearson_r(y_true, y_pred))
+            timings[f"predict:{split_name}"] = time.perf_counter() - t0
+            p_values = significant = None
+            n_perm = 0
+            if config.n_permutations > 0 and kind != "train":
+                t0 = time.perf_counter()
+                n_perm = config.n_permutations
+                p_values = np.atleast_1d(
+                    permutation_pvalues(y_true, y_pred, n_perm, config.permutation_seed)
+                )
+                significant = fdr_significant(p_values, config.fdr_q)
+                timings[f"permutation:{split_name}"] = time.perf_counter() - t0
             scores.append(
                 SplitScores(
                     name=split_name,
@@ -537,11 +594,13 @@ def run_fit(
                     n_train=int(fit_idx.size),
                     n_test=int(y_true.shape[0]),
                     train_indices_hash=train_hash,
+                    p=p_values,
+                    significant=significant,
+                    n_permutations=n_perm,
                 )
             )
             if y_true.shape[1] == 1:
                 predictions[split_name] = (y_true[:, 0].copy(), y_pred[:, 0].copy())
-            timings[f"predict:{split_name}"] = time.perf_counter() - t0
             done += 1
         del estimator
     report("done")

@@ -166,8 +166,30 @@ def score_buckets(
             "hyper": _clean(hyper[sl]),
         }
         doc.update({m: _clean(a[sl]) for m, a in arrays.items()})
+        doc["packed"] = packed_arrays(ids[sl], {m: a[sl] for m, a in arrays.items()})
         docs.append(doc)
     return docs
+
+
+def packed_arrays(voxel_ids: np.ndarray, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """A compact copy of a bucket's arrays for fast client-side reads.
+
+    The plain float64 lists stay in the bucket (the server aggregates those); this copy
+    holds ``voxel_ids`` as little-endian int32 and each metric as little-endian float32
+    (NaN kept) in ``bson.Binary``, decoded with :func:`unpack_array`.
+    """
+    from bson import Binary
+
+    out: dict[str, Any] = {"voxel_ids": Binary(np.asarray(voxel_ids, dtype="<i4").tobytes())}
+    out.update({m: Binary(np.asarray(a, dtype="<f4").tobytes()) for m, a in arrays.items()})
+    return out
+
+
+def unpack_array(name: str, data: bytes) -> np.ndarray:
+    """Decode one :func:`packed_arrays` field (int64 voxel ids, float64 metrics)."""
+    if name == "voxel_ids":
+        return np.frombuffer(data, dtype="<i4").astype(np.int64)
+    return np.frombuffer(data, dtype="<f4").astype(np.float64)
 
 
 def _clean(a: np.ndarray) -> list[float | None]:

@@ -212,6 +212,68 @@ class Store:
         """Run an aggregation pipeline built by :mod:`tracker.queries`."""
         return list(self.db[collection].aggregate(pipeline, allowDiskUse=True))
 
+    # ---------------------------------------------------------- reliability
+    def reachable(self, timeout_ms: int = 500) -> bool:
+        """True if the server answers ``ping`` within ``timeout_ms`` (a short, separate probe)."""
+        probe: pymongo.MongoClient = pymongo.MongoClient(
+            self.uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+        )
+        try:
+            probe.admin.command("ping")
+            return True
+        except PyMongoError:
+            return False
+        finally:
+            probe.close()
+
+    def update_run_if(
+        self, collection: str, run_id: str, expect: Mapping[str, Any], fields: Mapping[str, Any],
+        durable: bool = False,
+    ) -> bool:
+        """``$set`` ``fields`` on a run only while it still matches ``expect``; True if it did.
+
+        Heartbeats use ``expect={"status": "RUNNING"}`` so they never revive an ended run;
+        the reaper also expects the heartbeat it judged stale, so a live beat wins the race.
+        """
+        self._check_collection(collection)
+        coll = self.db.get_collection(collection, write_concern=DURABLE if durable else None)
+        result = coll.update_one({**expect, "_id": run_id}, {"$set": dict(fields)})
+        return result.matched_count == 1
+
+    def replace_run(self, collection: str, doc: Mapping[str, Any]) -> None:
+        """Upsert a whole run document by ``_id`` (spool uploads: replaying is harmless).
+
+        Raises DuplicateKeyError when ``doc`` is COMPLETED and another run with its
+        config key already completed.
+        """
+        self._check_collection(collection)
+        coll = self.db.get_collection(collection, write_concern=DURABLE)
+        coll.replace_one({"_id": doc["_id"]}, dict(doc), upsert=True)
+
+    def upsert_buckets(self, docs: list[dict]) -> int:
+        """Write score buckets keyed by (run_id, split, chunk): replays never duplicate."""
+        if not docs:
+            return 0
+        ops = []
+        for doc in docs:
+            body = {k: v for k, v in doc.items() if k != "_id"}
+            key = {"run_id": body["run_id"], "split": body["split"], "chunk": body["chunk"]}
+            ops.append(pymongo.ReplaceOne(key, body, upsert=True))
+        self.db.get_collection("voxel_scores", write_concern=DURABLE).bulk_write(ops, ordered=False)
+        return len(docs)
+
+    def delete_run(self, collection: str, run_id: str) -> tuple[int, int]:
+        """Delete a run document, then its score buckets; returns (runs, buckets) deleted.
+
+        The document goes first: a crash in between leaves orphan buckets, which no
+        query counts and ``tracker gc`` removes.
+        """
+        self._check_collection(collection)
+        runs = self.db.get_collection(collection, write_concern=DURABLE).delete_one({"_id": run_id})
+        buckets = self.db.get_collection("voxel_scores", write_concern=DURABLE).delete_many(
+            {"run_id": run_id})
+        return runs.deleted_count, buckets.deleted_count
+
     # --------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:
         """Server version, database, collection counts and index names."""

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
-
 from pipeline import vim1
 from pipeline.errors import ConfigError, DataFormatError, IntegrityError
 from tracker import documents, provenance
 from tracker.runs import RunRecorder
 from tracker.settings import Settings
+from tracker.spool import Spool
 from tracker.store import Store
 
 ProgressFn = Callable[[str, int, int], None]
@@ -114,6 +113,24 @@ def verify_feature_file(output: dict[str, Any], settings: Settings) -> Path:
     return path
 
 
+def feature_key(store: Store, data_dir: Path, config: Any) -> tuple[str, dict[str, Any], str]:
+    """``(config_key, dataset document, weights sha256)`` of a feature extraction.
+
+    The key covers the config, the weights' bytes (not only their path) and the data's
+    content, so the same work anywhere has the same key.
+    """
+    from pipeline.alexnet import weights_sha256
+
+    dataset = register_dataset(store, data_dir)
+    wsha = weights_sha256(config.weights, config.variant)
+    return documents.stable_key("features", config.to_dict(), wsha, dataset["content_sha256"]), dataset, wsha
+
+
+def fit_key(feature_config_key: str, config: Any, subject: str, roi: str) -> str:
+    """``config_key`` of a fit (the feature key already covers the dataset's content)."""
+    return documents.stable_key("fit", config.to_dict(), feature_config_key, subject, roi)
+
+
 def extract_and_log(
     store: Store,
     settings: Settings,
@@ -129,13 +146,9 @@ def extract_and_log(
     config
         A :class:`pipeline.features.FeatureConfig`.
     """
-    from pipeline.alexnet import weights_sha256
     from pipeline.features import build_extractor, write_feature_file
 
-    dataset = register_dataset(store, data_dir)
-    # The weights' bytes, not only their path, identify the run.
-    wsha = weights_sha256(config.weights, config.variant)
-    key = documents.stable_key("features", config.to_dict(), wsha, dataset["content_sha256"])
+    key, dataset, wsha = feature_key(store, data_dir, config)
     existing = store.find_completed("feature_runs", key)
     if existing is not None and not force:
         verify_feature_file(existing["output"], settings)
@@ -145,7 +158,7 @@ def extract_and_log(
     out_dir = settings.feature_root
     out_dir.mkdir(parents=True, exist_ok=True)
     out_path = (out_dir / f"{key[:12]}_{doc['_id']}.h5").resolve()
-    with RunRecorder(store, "feature_runs", doc) as rec:
+    with RunRecorder(store, "feature_runs", doc, spool=_spool(store, settings)) as rec:
         report = _chain(rec.progress, progress)
         extractor = build_extractor(config)
         splits = {
@@ -162,8 +175,8 @@ def extract_and_log(
             "timings": {"seconds": info_dict.get("seconds"), "images_per_s": info_dict.get("images_per_s")},
             "weights_sha256": wsha,
         }
-        _complete(store, "feature_runs", rec, fields, existing)
-    return Outcome(store.get_run(doc["_id"])[1], False)
+        rec.complete(fields, replace=force)
+    return _outcome(rec)
 
 
 # ------------------------------------------------------------------------ fits
@@ -177,17 +190,14 @@ def _chain(*fns: ProgressFn | None) -> ProgressFn:
     return report
 
 
-def _complete(store: Store, collection: str, rec: RunRecorder, fields: dict, existing: dict | None) -> None:
-    """Complete a run; a forced re-run first retires the completed run it replaces."""
-    try:
-        rec.complete(fields)
-    except DuplicateKeyError:
-        if existing is None:
-            existing = store.find_completed(collection, rec.doc["config_key"])
-        if existing is None:
-            raise
-        store.supersede(collection, str(existing["_id"]), by=rec.run_id)
-        rec.complete(fields)
+def _spool(store: Store, settings: Settings) -> Spool:
+    """Where a run's documents go while the database is unreachable."""
+    return Spool(settings.spool_dir, store.db_name)
+
+
+def _outcome(rec: RunRecorder) -> Outcome:
+    """The run holding the result; ``reused`` when a racing process completed it first."""
+    return Outcome(rec.final_run(), reused=rec.final_id != rec.run_id)
 
 
 def load_features(run: dict[str, Any], settings: Settings):
@@ -226,8 +236,7 @@ def fit_and_log(
     data_dir = Path(data_dir) if data_dir is not None else Path(frun["data_dir"])
     responses = vim1.load_responses(data_dir, subject)
     clean = responses.select(roi)
-    # The feature key already covers the dataset's content (responses included).
-    key = documents.stable_key("fit", config.to_dict(), frun["config_key"], subject, roi)
+    key = fit_key(frun["config_key"], config, subject, roi)
     existing = store.find_completed("fit_runs", key)
     if existing is not None and not force:
         return Outcome(existing, True)
@@ -237,7 +246,7 @@ def fit_and_log(
 
     doc = documents.fit_run_doc(config.to_dict(), key, frun, subject, roi, provenance.collect(
         seeds={"split_seed": getattr(config, "seed", None)}))
-    with RunRecorder(store, "fit_runs", doc) as rec:
+    with RunRecorder(store, "fit_runs", doc, spool=_spool(store, settings)) as rec:
         result = run_fit(ff.train, ff.val, clean.train, clean.val, config,
                          progress=_chain(rec.progress, progress))
         voxel_ids = clean.voxel_ids if config.target == "voxels" else [0]
@@ -247,7 +256,7 @@ def fit_and_log(
             buckets += documents.score_buckets(rec.run_id, subject, roi, split, voxel_ids)
             thr = r_threshold(split.n_test, 0.05) if split.n_test > 2 else None
             summary[split.name] = documents.split_summary(split, thr)
-        store.insert_buckets(buckets)
+        rec.insert_buckets(buckets)
         fields = {
             "n_voxels": int(clean.train.shape[1]),
             "n_voxels_total": int(clean.n_total),
@@ -262,8 +271,8 @@ def fit_and_log(
             "timings": dict(result.timings),
             "n_alpha_at_edge": getattr(result, "n_alpha_at_edge", None),
         }
-        _complete(store, "fit_runs", rec, fields, existing)
-    return Outcome(store.get_run(doc["_id"])[1], False)
+        rec.complete(fields, replace=force)
+    return _outcome(rec)
 
 
 def iter_fit_grid(subjects: Iterable[str], methods: Iterable[str], targets: Iterable[str]):

@@ -11,9 +11,13 @@ from pipeline.alexnet import (
     LAYERS,
     VARIANTS,
     build_alexnet,
+    checkpoint_prefix,
     load_weights,
+    normalize_name_map,
     random_weights,
+    read_keras_h5,
     weight_shapes,
+    weights_kind,
     weights_sha256,
 )
 from pipeline.errors import ConfigError, DataFormatError
@@ -277,3 +281,138 @@ def test_weights_sha256_for_random_specs():
     assert a == weights_sha256("random:0") and len(a) == 64
     assert a != weights_sha256("random:1")
     assert a != weights_sha256("random:0", "tfutils")
+
+
+# ----------------------------------------------------------------- checkpoints and Keras files
+
+CONV = ["conv1", "conv2", "conv3"]
+
+
+def _save_tf1_checkpoint(prefix, arrays, kernel="weights", bias="biases", extra=()):
+    """A TF1 ``tf.train.Saver`` checkpoint (graph mode), as the 2019 code wrote them."""
+    graph = tf.Graph()
+    with graph.as_default():
+        for layer, (w, b) in arrays.items():
+            with tf.compat.v1.variable_scope(layer):
+                tf.compat.v1.get_variable(kernel, initializer=w)
+                tf.compat.v1.get_variable(bias, initializer=b)
+        for name in extra:
+            tf.compat.v1.get_variable(name, initializer=np.zeros(2, np.float32))
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session(graph=graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            return saver.save(sess, str(prefix), global_step=115000)
+
+
+@pytest.fixture(scope="module")
+def tf1_checkpoint(tmp_path_factory):
+    arrays = random_weights(6, "caffe", CONV)
+    prefix = _save_tf1_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "model.ckpt", arrays, extra=["global_step_x"]
+    )
+    return prefix, arrays
+
+
+def test_tf1_checkpoint_loads_with_default_names(tf1_checkpoint):
+    prefix, arrays = tf1_checkpoint
+    assert prefix.endswith("model.ckpt-115000")
+    assert weights_kind(prefix) == "checkpoint"
+    got = load_weights(prefix, "caffe", CONV)
+    for layer in CONV:
+        np.testing.assert_array_equal(got[layer][0], arrays[layer][0])
+        np.testing.assert_array_equal(got[layer][1], arrays[layer][1])
+    # the .index file and the directory name the same checkpoint
+    assert checkpoint_prefix(prefix + ".index") == prefix
+    assert checkpoint_prefix(str(tmp_dir(prefix))) == prefix
+    sha = weights_sha256(prefix)
+    assert len(sha) == 64 and sha == weights_sha256(prefix + ".index")
+    assert sha == weights_sha256(str(tmp_dir(prefix)))
+    x = np.random.default_rng(1).uniform(-50, 50, (1, 227, 227, 3)).astype(np.float32)
+    np.testing.assert_array_equal(
+        build_alexnet("caffe", "conv3", prefix)(x)["conv3"].numpy(),
+        build_alexnet("caffe", "conv3", arrays)(x)["conv3"].numpy(),
+    )
+
+
+def tmp_dir(prefix):
+    from pathlib import Path
+
+    return Path(prefix).parent
+
+
+def test_checkpoint_missing_name_lists_its_variables(tf1_checkpoint):
+    prefix, _ = tf1_checkpoint
+    with pytest.raises(ConfigError) as err:
+        load_weights(prefix, "caffe", CONV + ["conv4"])
+    msg = str(err.value)
+    assert "conv4: no variable conv4/weights" in msg
+    for name in ("conv1/weights (11, 11, 3, 96)", "conv3/biases (384,)", "global_step_x (2,)"):
+        assert name in msg
+    assert "expected conv1 (11, 11, 3, 96)/(96,)" in msg and "conv4 (3, 3, 192, 384)/(384,)" in msg
+    assert "weights_map" in msg
+    with pytest.raises(ConfigError, match=r"conv2: no variable 'net/conv2_k'"):
+        load_weights(prefix, "caffe", CONV, {"conv2": ["net/conv2_k", "conv2/biases"]})
+
+
+def test_checkpoint_wrong_shape_is_one_error(tmp_path):
+    arrays = random_weights(0, "caffe", CONV)
+    arrays["conv2"] = (np.zeros((5, 5, 96, 256), np.float32), arrays["conv2"][1])  # no groups
+    prefix = _save_tf1_checkpoint(tmp_path / "m.ckpt", arrays)
+    with pytest.raises(ConfigError) as err:
+        load_weights(prefix, "caffe", CONV)
+    msg = str(err.value)
+    assert "conv2: conv2/weights (5, 5, 96, 256) / conv2/biases (256,)" in msg
+    assert "expected conv1" in msg and "conv2 (5, 5, 48, 256)/(256,)" in msg
+
+
+def test_tf2_checkpoint_with_a_name_map(tmp_path):
+    arrays = random_weights(2, "tfutils", ["conv1"])
+    w, b = arrays["conv1"]
+    ckpt = tf.train.Checkpoint(c1k=tf.Variable(w), c1b=tf.Variable(b))
+    prefix = ckpt.write(str(tmp_path / "tf2"))
+    names = {"conv1": ["c1k/.ATTRIBUTES/VARIABLE_VALUE", "c1b/.ATTRIBUTES/VARIABLE_VALUE"]}
+    got = load_weights(prefix, "tfutils", ["conv1"], names)
+    np.testing.assert_array_equal(got["conv1"][0], w)
+    assert normalize_name_map({"conv1": {"kernel": "a", "bias": "b"}}) == (("conv1", ("a", "b")),)
+    with pytest.raises(ConfigError, match="two names"):
+        normalize_name_map({"conv1": "a"})
+    with pytest.raises(ConfigError, match="checkpoints only"):
+        load_weights("random:0", "caffe", ["conv1"], names)
+
+
+def test_keras3_weights_h5_by_layer_name(tmp_path):
+    model = build_alexnet("caffe", "conv3", "random:4")
+    path = tmp_path / "alexnet.weights.h5"
+    model.save_weights(path)
+    assert weights_kind(str(path)) == "keras_h5"
+    assert set(read_keras_h5(path)) >= set(CONV)
+    got = load_weights(str(path), "caffe", CONV)
+    want = random_weights(4, "caffe", CONV)
+    for layer in CONV:
+        np.testing.assert_array_equal(got[layer][0], want[layer][0])
+    assert weights_sha256(str(path)) == hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(ConfigError) as err:  # the file stops at conv3
+        load_weights(str(path), "caffe", CONV + ["conv4"])
+    assert "conv4 missing" in str(err.value) and "conv3 (3, 3, 256, 384)/(384,)" in str(err.value)
+
+
+def test_keras2_h5_layout(tmp_path):
+    import h5py
+
+    w, b = random_weights(1, "caffe", ["conv1"])["conv1"]
+    path = tmp_path / "legacy.h5"
+    with h5py.File(path, "w") as fh:
+        fh.attrs["layer_names"] = [b"conv1", b"pool1"]
+        group = fh.create_group("conv1")
+        group.attrs["weight_names"] = [b"conv1/kernel:0", b"conv1/bias:0"]
+        group["conv1/kernel:0"] = w
+        group["conv1/bias:0"] = b[:10]  # wrong shape
+        fh.create_group("pool1").attrs["weight_names"] = []
+    with pytest.raises(ConfigError) as err:
+        load_weights(str(path), "caffe", ["conv1"])
+    assert "conv1 has (11, 11, 3, 96)/(10,)" in str(err.value)
+    assert "expected conv1 (11, 11, 3, 96)/(96,)" in str(err.value)
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"nope")
+    with pytest.raises(DataFormatError, match="not a readable Keras weights file"):
+        load_weights(str(junk), "caffe", ["conv1"])

@@ -17,6 +17,7 @@ from pipeline.features import (
     MODELS,
     VARIANTS,
     FeatureConfig,
+    auto_batch_size,
     build_extractor,
     hashes_digest,
     read_feature_file,
@@ -109,7 +110,8 @@ def test_config_for_variant_picks_its_chain():
         ({"layer": "conv9"}, "layer", "conv1, norm1, pool1"),
         ({"preprocess": "imagenet"}, "preprocess", "caffe, tf2019"),
         ({"preprocess": "tf2019"}, "preprocess", "227x227"),
-        ({"batch_size": 0}, "batch_size", "positive"),
+        ({"batch_size": -1}, "batch_size", "positive"),
+        ({"batch_size": "big"}, "batch_size", "auto"),
         ({"batch_size": True}, "batch_size", "positive"),
         ({"weights": ""}, "weights", "random:SEED"),
         ({"weights": "random:x"}, "weights", "random:SEED"),
@@ -122,7 +124,7 @@ def test_config_validation_names_the_field(kwargs, field, listed):
 
 
 def test_registries_are_consistent():
-    assert MODELS == {"alexnet": tuple(VARIANTS)}
+    assert MODELS == {"alexnet": tuple(VARIANTS), "keras": ()}
     for name, variant in VARIANTS.items():
         assert variant.default_preprocess in CHAINS
         assert CHAINS[variant.default_preprocess].input_size == variant.input_size
@@ -348,3 +350,194 @@ def test_real_extractor_file(tmp_path, caffe_extractor):
         write_feature_file(
             tmp_path / "g.h5", caffe_extractor, {"train": (1, [train[:1]])}, FeatureConfig()
         )
+
+
+# ----------------------------------------------------------------- new config fields
+
+
+def test_new_fields_stay_out_of_the_dict_unless_set():
+    assert "retina_warp" not in CFG.to_dict() and "weights_map" not in CFG.to_dict()
+    warped = FeatureConfig(retina_warp="default:max_ratio=10")
+    assert warped.retina_warp == "default"  # canonical form
+    assert warped.to_dict()["retina_warp"] == "default"
+    assert warped.key() != CFG.key()
+    assert FeatureConfig(retina_warp="compat:max_ratio=5.0").retina_warp == "compat:max_ratio=5"
+    assert FeatureConfig.from_dict(warped.to_dict()) == warped
+    with pytest.raises(ConfigError, match="valid modes"):
+        FeatureConfig(retina_warp="fisheye")
+
+
+def test_several_layers_and_weights_map():
+    cfg = FeatureConfig(layer=["conv5", "conv3"])
+    assert cfg.layer == "conv5,conv3" and cfg.layers == ("conv5", "conv3")
+    assert FeatureConfig(layer="conv5, conv3") == cfg
+    with pytest.raises(ConfigError, match="repeat"):
+        FeatureConfig(layer="conv3,conv3")
+    with pytest.raises(ConfigError, match="layer 'conv9' is not in variant"):
+        FeatureConfig(layer="conv3,conv9")
+    mapped = FeatureConfig(weights="/w/model.ckpt-115000", weights_map={"conv1": ["a/w", "a/b"]})
+    assert mapped.to_dict()["weights_map"] == {"conv1": ["a/w", "a/b"]}
+    assert FeatureConfig.from_dict(json.loads(json.dumps(mapped.to_dict()))) == mapped
+    with pytest.raises(ConfigError, match="checkpoint"):
+        FeatureConfig(weights_map={"conv1": ["a", "b"]})  # random weights
+
+
+def test_keras_model_config():
+    cfg = FeatureConfig(model="keras:/m/net.keras", layer="block3", preprocess="tf2019")
+    assert (cfg.model, cfg.variant, cfg.weights) == ("keras", "/m/net.keras", "file")
+    assert cfg.is_keras and cfg == FeatureConfig.for_keras("/m/net.keras", "block3", preprocess="tf2019")
+    assert FeatureConfig.for_keras("/m/net.keras", "b", weights="/m/w.weights.h5").weights == "/m/w.weights.h5"
+    with pytest.raises(ConfigError, match="path of a Keras model file"):
+        FeatureConfig(model="keras", layer="x")
+    with pytest.raises(ConfigError, match="AlexNet only"):
+        FeatureConfig(model="keras:/m/net.keras", layer="x", weights="random:2")
+    with pytest.raises(ConfigError, match="give the path once"):
+        FeatureConfig(model="keras:/m/net.keras", variant="/m/other.keras", layer="x")
+
+
+def test_auto_batch_size_rule():
+    assert FeatureConfig(batch_size=0).batch_size == "auto" == FeatureConfig(batch_size="auto").batch_size
+    mb = 1024 * 1024
+    # 0.25 * 8 GiB / 10 MiB = 204.8 -> 128 (power of two), CPU cap 64, GPU cap 256
+    assert auto_batch_size(10 * mb, 8192 * mb, "GPU") == 128
+    assert auto_batch_size(10 * mb, 8192 * mb, "CPU") == 64
+    assert auto_batch_size(10 * mb, 100 * mb, "CPU") == 2
+    assert auto_batch_size(10 * mb, 10 * mb, "CPU") == 1  # too little memory: one at a time
+    assert auto_batch_size(1, 10**12, "GPU") == 256
+    assert auto_batch_size(10 * mb, None, "GPU") == 16
+    assert auto_batch_size(10 * mb, 8192 * mb, "CPU", fraction=0.5, cap=1000) == 256
+
+
+# ----------------------------------------------------------------- several layers in one file
+
+
+class FakeMulti(FakeExtractor):
+    """Two 'layers': a = first 12 pixels as (2, 2, 3), b = the next 5 pixels."""
+
+    layers = ("a", "b")
+    layer = "a"
+    output_shapes = {"a": (2, 2, 3), "b": (5,)}
+
+    def forward_all(self, x):
+        flat = x.reshape(len(x), -1)
+        return {"a": flat[:, :12].reshape(len(x), 2, 2, 3).copy(), "b": flat[:, 12:17].copy()}
+
+
+def test_multi_layer_file_layout_and_reading(tmp_path):
+    train, val = images(5, 1), images(2, 2)
+    out = tmp_path / "m.h5"
+    info = write_feature_file(out, FakeMulti(), {"train": (5, batches(train, 2)), "val": (2, [val])}, CFG)
+    assert info.layers == ["a", "b"] and info.layer_shapes == {"a": [2, 2, 3], "b": [5]}
+    with h5py.File(out, "r") as fh:
+        assert sorted(fh) == [
+            "train__a",
+            "train__b",
+            "train_image_sha256",
+            "val__a",
+            "val__b",
+            "val_image_sha256",
+        ]
+        assert json.loads(fh.attrs["layers"]) == ["a", "b"]
+    first = read_feature_file(out, expected_sha256=info.sha256)
+    assert first.layer == "a" and first.layers == ["a", "b"]
+    np.testing.assert_array_equal(first.train, FakeMulti().forward_all(train + np.float32(0.5))["a"])
+    second = read_feature_file(out, layer="b", flatten=True)
+    assert second.val.shape == (2, 5) and second.train_image_sha256 == first.train_image_sha256
+    with pytest.raises(ConfigError, match="no layer 'c'; its layers: a, b"):
+        read_feature_file(out, layer="c")
+
+
+def test_prefetch_and_inline_write_the_same_features(tmp_path):
+    train, val = images(7, 3), images(3, 4)
+    files = []
+    for prefetch in (True, False):
+        info = write_feature_file(
+            tmp_path / f"p{prefetch}.h5",
+            FakeExtractor(),
+            {"train": (7, batches(train, 3)), "val": (3, [val])},
+            CFG,
+            prefetch=prefetch,
+        )
+        files.append(read_feature_file(info.path))
+    np.testing.assert_array_equal(files[0].train, files[1].train)
+    assert files[0].image_sha256 == files[1].image_sha256
+
+
+def test_preprocessing_error_in_the_prefetch_thread_reaches_the_caller(tmp_path):
+    class Broken(FakeExtractor):
+        def preprocess(self, raw):
+            raise DataFormatError("bad pixels")
+
+    with pytest.raises(DataFormatError, match="bad pixels"):
+        write_feature_file(tmp_path / "f.h5", Broken(), {"train": (2, [images(2)])}, CFG)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------- real extractors: warp, layers, Keras
+
+
+def test_warped_extraction_and_the_2019_bug(tmp_path):
+    pytest.importorskip("tensorflow")
+    cfg = FeatureConfig.for_variant("tfutils", layer="conv1,conv2", retina_warp="compat", batch_size=4)
+    ex = build_extractor(cfg)
+    assert ex.layers == ("conv1", "conv2") and ex.output_shapes["conv2"] == (27, 27, 256)
+    assert ex.chain.warp is not None and ex.chain.warp.mode == "compat"
+    train = images(5, 21, size=120)
+    info = write_feature_file(tmp_path / "w.h5", ex, {"train": (5, [train]), "val": (1, [images(1, 22, 120)])}, cfg)
+    ff = read_feature_file(info.path, layer="conv2")
+    np.testing.assert_allclose(ff.train, ex.forward_all(ex.preprocess(train))["conv2"], rtol=1e-5, atol=1e-5)
+    pre = json.loads(ff.metadata["preprocess_json"])
+    assert pre["retina_warp_spec"] == "compat" and ff.config["retina_warp"] == "compat"
+    # 2019: the validation batch reused the first training images -> refused, file untouched
+    with pytest.raises(IntegrityError, match=r"split 'val' image 0 .* split 'train' image 0"):
+        write_feature_file(tmp_path / "w.h5", ex, {"train": (5, [train]), "val": (2, [train[:2]])}, cfg)
+    assert sha256_file(tmp_path / "w.h5") == info.sha256
+    # a raw size the warp cannot take is a clear error
+    with pytest.raises(ConfigError, match="from 94 to 2097"):
+        write_feature_file(tmp_path / "x.h5", ex, {"train": (1, [images(1, size=40)])}, cfg)
+
+
+def _tiny_keras_model(seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="c1")(inputs)
+    x = keras.layers.MaxPooling2D(2, name="p1")(x)
+    x = keras.layers.Conv2D(6, 3, padding="same", name="c2")(x)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="gap")(x), name="tiny")
+
+
+def test_user_keras_model_file(tmp_path):
+    pytest.importorskip("tensorflow")
+    model_path = tmp_path / "tiny.keras"
+    _tiny_keras_model(1).save(model_path)
+    cfg = FeatureConfig.for_keras(model_path, "c2,c1", preprocess="tf2019", batch_size="auto")
+    ex = build_extractor(cfg)
+    assert ex.chain.input_size == 32 and ex.output_shapes == {"c2": (7, 7, 6), "c1": (15, 15, 4)}
+    assert ex.weights_sha256 == sha256_file(model_path)
+    assert 1 <= ex.batch_size <= 64 and ex.batch_size & (ex.batch_size - 1) == 0
+    assert ex.device_info()["batch_size_rule"].startswith("auto")
+    raw = images(3, 5, size=50)
+    x = ex.preprocess(raw)
+    assert x.shape == (3, 32, 32, 3)
+    import keras
+
+    loaded = keras.saving.load_model(model_path)
+    for name in ("c2", "c1"):
+        sub = keras.Model(loaded.inputs[0], loaded.get_layer(name).output)
+        np.testing.assert_allclose(ex.forward_all(x)[name], sub(x).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(ex(raw), ex.forward_all(x)["c2"])
+
+    # separate weights file: another model's weights, same architecture
+    weights_path = tmp_path / "other.weights.h5"
+    _tiny_keras_model(2).save_weights(weights_path)
+    cfg2 = FeatureConfig.for_keras(model_path, "c1", preprocess="tf2019", weights=str(weights_path))
+    ex2 = build_extractor(cfg2)
+    assert ex2.weights_sha256 not in (sha256_file(model_path), sha256_file(weights_path))
+    assert not np.allclose(ex2.forward(x), ex.forward_all(x)["c1"])
+
+    with pytest.raises(ConfigError, match="not in model 'tiny'; its layers: .*c1, p1, c2"):
+        build_extractor(FeatureConfig.for_keras(model_path, "block9", preprocess="tf2019"))
+    with pytest.raises(DataFormatError, match="does not exist"):
+        build_extractor(FeatureConfig.for_keras(tmp_path / "none.keras", "c1"))

@@ -13,6 +13,7 @@ from pipeline.pls import PLS2, BatchedPLS
 from pipeline.ridge import DEFAULT_ALPHAS, KernelRidgeCV
 from pipeline.scores import r_pvalue
 from pipeline.splits import cs431_feature_subset, cs431_splits, holdout_split, index_hash
+from pipeline.stats import fdr_significant, permutation_pvalues
 
 
 def _planted(n_train=700, n_val=120, p=60, v=30, noise_sd=1.0, seed=0):
@@ -42,6 +43,11 @@ def test_config_defaults_resolve_per_method():
     assert old.alphas == CS431_ALPHAS and old.standardize is False
     old_pls = FitConfig(method="pls", protocol="cs431")
     assert old_pls.n_components == (25,) and old_pls.cv is None
+    # statistics: permutation p-values by default in the recommended protocol only
+    assert (ridge.n_permutations, ridge.permutation_seed, ridge.fdr_q) == (1000, 0, 0.05)
+    assert FitConfig(seed=3).permutation_seed == 3
+    assert FitConfig(seed=3, permutation_seed=9).permutation_seed == 9
+    assert old.n_permutations == 0 and old_pls.n_permutations == 0
 
 
 def test_config_dict_and_key():
@@ -55,6 +61,9 @@ def test_config_dict_and_key():
     assert FitConfig().key() == FitConfig(alphas=list(DEFAULT_ALPHAS), cv="loo").key()
     assert FitConfig().key() != FitConfig(seed=1).key()
     assert FitConfig().key() != FitConfig(standardize=False).key()
+    assert FitConfig().key() != FitConfig(n_permutations=0).key()
+    assert FitConfig().key() == FitConfig(permutation_seed=0).key()
+    assert d["n_permutations"] == 1000 and d["permutation_seed"] == 3 and d["fdr_q"] == 0.05
     with pytest.raises(ConfigError, match="unknown"):
         FitConfig.from_dict({"methd": "ridge"})
 
@@ -79,6 +88,10 @@ def test_config_dict_and_key():
         ({"feature_subset": 100}, "feature_subset"),
         ({"protocol": "cs431", "feature_subset": 0}, "feature_subset"),
         ({"n_splits": 3}, "n_splits"),
+        ({"n_permutations": -1}, "n_permutations"),
+        ({"n_permutations": 10.5}, "n_permutations"),
+        ({"permutation_seed": -2}, "permutation_seed"),
+        ({"fdr_q": 1.0}, "fdr_q"),
     ],
 )
 def test_config_validation_names_the_field(kwargs, field):
@@ -119,7 +132,15 @@ def test_planted_signal_tracks_the_ceiling(method):
     assert stages <= set(result.timings)
     if method == "ridge":
         assert set(result.n_alpha_at_edge) == {"test", "all"}
+        assert all(type(k) is str and type(v) is int for k, v in result.n_alpha_at_edge.items())
     assert result.predictions == {}  # only for single-target fits
+    # r ~ 0.71 on 100+ images: every voxel reaches the smallest permutation p
+    for split in (test, val):
+        assert split.n_permutations == 1000
+        np.testing.assert_allclose(split.p, 1 / 1001)
+        assert split.significant.dtype == bool and split.significant.all()
+    assert {"permutation:test", "permutation:validation"} <= set(result.timings)
+    assert result.summary()[0]["n_significant"] == 30
 
 
 def test_pure_noise_is_at_chance():
@@ -135,6 +156,9 @@ def test_pure_noise_is_at_chance():
     assert 0.02 <= share <= 0.09
     assert np.nanmedian(test.r2) < 0  # no skill on held-out data
     assert result.n_alpha_at_edge["test"] > 100  # many noise voxels pick the largest alpha
+    # permutation p-values: about 5% below .05 (binomial sd 1.1%), no FDR discoveries
+    assert 0.02 <= np.mean(test.p < 0.05) <= 0.09
+    assert test.significant.sum() == 0
 
 
 def test_split_indices_are_exact_and_recorded():
@@ -163,6 +187,10 @@ def test_roi_mean_target():
     y_true_val, _ = result.predictions["validation"]
     np.testing.assert_allclose(y_true_val, Y_val.mean(axis=1))
     assert result.split("validation").r[0] > 0.6  # averaging voxels averages the noise away
+    # the stored p is the permutation test of these predictions with the config's seed
+    s = result.split("test")
+    assert s.p[0] == pytest.approx(permutation_pvalues(y_true, y_pred, 1000, seed=0))
+    np.testing.assert_array_equal(s.significant, fdr_significant(s.p))
 
 
 def test_cs431_protocol_ridge_and_pls_subset():
@@ -178,6 +206,12 @@ def test_cs431_protocol_ridge_and_pls_subset():
     for s in ridge.splits:
         assert np.unique(s.hyper).size == 1  # one alpha shared by all voxels
         assert s.hyper[0] in CS431_ALPHAS
+        assert s.p is None and s.significant is None and s.n_permutations == 0
+    with_p = run_fit(X_tr, X_val, Y_tr, Y_val,
+                     FitConfig(protocol="cs431", n_splits=1, n_permutations=20, seed=1))
+    assert with_p.split("train0").p is None  # in-sample: no permutation test
+    assert with_p.split("test0").p.shape == (5,) and with_p.split("validation").p.shape == (5,)
+    assert with_p.split("test0").n_permutations == 20
     pls = run_fit(
         X_tr, X_val, Y_tr, Y_val,
         FitConfig(method="pls", protocol="cs431", n_components=3, n_splits=2, feature_subset=20),

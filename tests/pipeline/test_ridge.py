@@ -75,6 +75,30 @@ def test_predictions_match_ridge_per_voxel_float32():
     assert np.max(np.abs(pred - expected) / scale) < 1e-4
 
 
+def test_float32_loo_matches_sklearn_at_1e4():
+    # float32 features: the LOO products run in float32 (the speed-up); errors, chosen
+    # alphas and predictions still match scikit-learn on the float64 copy.
+    rng = np.random.RandomState(11)
+    n, p, v = 120, 300, 16
+    latent = rng.randn(n + 20, 6)
+    X = (latent @ rng.randn(6, p) + rng.randn(n + 20, p)).astype(np.float32)
+    Y = latent[:n] @ rng.randn(6, v) * (np.arange(v) < 8) + rng.randn(n, v)  # 8 noise targets
+    model = KernelRidgeCV().fit(X[:n], Y)
+    scaler = StandardScaler().fit(X[:n].astype(np.float64))
+    ref = RidgeCV(alphas=DEFAULT_ALPHAS, alpha_per_target=True, store_cv_results=True).fit(
+        scaler.transform(X[:n].astype(np.float64)), Y
+    )
+    np.testing.assert_allclose(model.cv_errors_, ref.cv_results_.mean(axis=0).T, rtol=1e-4)
+    np.testing.assert_array_equal(model.alpha_, ref.alpha_)
+    expected = ref.predict(scaler.transform(X[n:].astype(np.float64)))
+    np.testing.assert_allclose(model.predict(X[n:]), expected, rtol=1e-4, atol=1e-4)
+    # the flat top of the noise targets' error curves is still resolved: same edge
+    # count (and alphas) as the float64 computation
+    model64 = KernelRidgeCV().fit(X[:n].astype(np.float64), Y)
+    np.testing.assert_array_equal(model.alpha_, model64.alpha_)
+    assert model.n_alpha_at_edge_ == model64.n_alpha_at_edge_ >= 1
+
+
 def test_no_intercept_and_no_standardize_match_sklearn():
     X, Y, X_new = _problem(50, 80, 4, seed=3)
     model = KernelRidgeCV(alphas=ALPHAS, standardize=False, fit_intercept=False).fit(X, Y)

@@ -169,3 +169,20 @@ def test_run_fit_script_logs_a_run(world):
         [sys.executable, str(ROOT / "scripts" / "run_fit.py"), "--features", "nope", "--subject", "S1",
          "--method", "ridge", "--quiet"], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "no run with id" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_run_features_script_reuses_the_same_config(world, tiny_vim1_dir):
+    settings, store, feat, _ = world
+    env = {**os.environ, "TRACKER_MONGO_URI": settings.mongo_uri, "TRACKER_DB_NAME": settings.db_name,
+           "TRACKER_HOME": str(settings.home)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "run_features.py"), "--data-dir", str(tiny_vim1_dir),
+         "--batch-size", str(FEATURES.batch_size), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == feat.run_id and "reusing finished feature run" in proc.stderr
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "run_features.py"), "--data-dir", str(tiny_vim1_dir),
+         "--layer", "conv9", "--quiet"], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "conv9" in bad.stderr and "Traceback" not in bad.stderr

@@ -19,6 +19,7 @@ from tracker.cli.common import print_json, print_table  # noqa: F401  (re-export
 from tracker.cli.data import data_app
 from tracker.cli.db import db_app
 from tracker.cli.runs import runs_app
+from tracker.cli.sweep import sweep_app
 from tracker.settings import load_settings
 
 HELP = """Query and manage encoding-model runs (feature extractions and fits) in MongoDB.
@@ -39,6 +40,7 @@ app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich")
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
+app.add_typer(sweep_app, name="sweep")
 analysis.register(app)
 
 

@@ -1,0 +1,333 @@
+"""Sweeps: the model x layer x preprocessing x subject x method grid, run on Dask.
+
+A sweep spec (TOML) lists values per field; the grid is their product::
+
+    [sweep]
+    name = "demo"
+    data_dir = "demo_data"          # optional: default $TRACKER_DATA_DIR
+
+    [features]                      # FeatureConfig fields, each a value or a list
+    layer = ["conv3"]
+    retina_warp = ["none", "default"]
+
+    [fits]                          # subject / roi and FitConfig fields
+    subject = ["S1", "S2"]
+    roi = ["V4"]
+    method = ["ridge", "pls"]
+    target = ["voxels"]
+
+Every task has the ``config_key`` it will record, computed before anything runs, so a
+task whose key already COMPLETED is skipped and a finished sweep re-runs as a no-op.
+Feature tasks run first; each fit waits for its features (a Dask dependency). Every
+task opens its own connection to the one MongoDB the URI names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from pipeline.errors import ConfigError, DataFormatError
+from tracker.settings import Settings
+from tracker.store import Store
+
+NONE_WORDS = {"none", "raw", "off", "false", ""}
+#: Fault injection for tests: the first fit task to reach a progress update kills its
+#: worker process (``os.kill(getpid(), SIGKILL)``) when this names a not-yet-existing file.
+KILL_ONCE_ENV = "VIMTRACK_SWEEP_KILL_ONCE"
+
+
+@dataclass(frozen=True)
+class FeatureTask:
+    config: Any  # pipeline.features.FeatureConfig
+    key: str
+
+    @property
+    def label(self) -> str:
+        c = self.config.to_dict()
+        warp = "+warp" if c.get("retina_warp") else ""
+        return f"features {c['variant']}/{c['layer']}/{c['preprocess']}{warp}"
+
+
+@dataclass(frozen=True)
+class FitTask:
+    feature: FeatureTask
+    subject: str
+    roi: str
+    config: Any  # pipeline.fit.FitConfig
+    key: str
+
+    @property
+    def label(self) -> str:
+        return f"fit {self.subject} {self.roi} {self.config.method} ({self.config.target}) " \
+               f"on {self.feature.label.removeprefix('features ')}"
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    data_dir: Path | None
+    features: dict[str, list[Any]]
+    fits: dict[str, list[Any]]
+    source: Path | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def load_spec(path: Path | str) -> SweepSpec:
+    """Read and validate a sweep TOML file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read sweep spec {path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"sweep spec {path} is not valid TOML: {err}") from None
+    unknown = set(raw) - {"sweep", "features", "fits"}
+    if unknown:
+        raise ConfigError(f"sweep spec {path}: unknown table(s) {', '.join(sorted(unknown))}; "
+                          "expected [sweep], [features], [fits]")
+    head = raw.get("sweep", {})
+    fits = {k: _as_list(v) for k, v in raw.get("fits", {}).items()}
+    fits.setdefault("subject", ["S1", "S2"])
+    fits.setdefault("roi", ["V4"])
+    data_dir = head.get("data_dir")
+    if data_dir is not None:  # relative paths are relative to the spec file
+        data_dir = Path(data_dir) if Path(data_dir).is_absolute() else path.parent / data_dir
+    return SweepSpec(
+        name=str(head.get("name", path.stem)),
+        data_dir=Path(data_dir) if data_dir is not None else None,
+        features={k: _as_list(v) for k, v in raw.get("features", {}).items()},
+        fits=fits,
+        source=path,
+        options={k: v for k, v in head.items() if k not in {"name", "data_dir"}},
+    )
+
+
+def _product(table: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    names = sorted(table)
+    return [dict(zip(names, values)) for values in itertools.product(*(table[n] for n in names))]
+
+
+def _make(cls: type, values: dict[str, Any], where: str) -> Any:
+    try:
+        return cls(**values)
+    except TypeError as err:
+        names = [f.name for f in dataclasses.fields(cls)]
+        raise ConfigError(f"sweep spec [{where}]: {err}; valid fields: {', '.join(names)}") from None
+
+
+def expand(spec: SweepSpec, store: Store, data_dir: Path) -> tuple[list[FeatureTask], list[FitTask]]:
+    """All feature and fit tasks of the grid, each with its ``config_key``."""
+    from pipeline.features import FeatureConfig
+    from pipeline.fit import FitConfig
+    from tracker.workflows import feature_key, fit_key
+
+    feature_tasks = []
+    for values in _product(spec.features):
+        warp = values.get("retina_warp")
+        if isinstance(warp, str | bool) and str(warp).lower() in NONE_WORDS:
+            values["retina_warp"] = None
+        config = _make(FeatureConfig, values, "features")
+        key, _, _ = feature_key(store, data_dir, config)
+        feature_tasks.append(FeatureTask(config, key))
+    fit_tasks = []
+    fit_fields = {k: v for k, v in spec.fits.items() if k not in {"subject", "roi"}}
+    for feat in feature_tasks:
+        for subject in spec.fits["subject"]:
+            for roi in spec.fits["roi"]:
+                for values in _product(fit_fields):
+                    config = _make(FitConfig, values, "fits")
+                    fit_tasks.append(FitTask(feat, subject, roi, config,
+                                             fit_key(feat.key, config, subject, roi)))
+    return feature_tasks, fit_tasks
+
+
+# ----------------------------------------------------------------- status
+def task_states(store: Store, feature_tasks: list[FeatureTask], fit_tasks: list[FitTask]) -> list[dict]:
+    """One row per task: label, key and state (done / running / failed / to do)."""
+    rows = []
+    for coll, tasks in (("feature_runs", feature_tasks), ("fit_runs", fit_tasks)):
+        keys = [t.key for t in tasks]
+        docs = store.find_runs(coll, {"config_key": {"$in": keys}},
+                               projection={"config_key": 1, "status": 1}, sort=[("created", 1)])
+        by_key: dict[str, set[str]] = {}
+        for d in docs:
+            by_key.setdefault(d["config_key"], set()).add(d["status"])
+        for t in tasks:
+            seen = by_key.get(t.key, set())
+            state = ("done" if "COMPLETED" in seen else "running" if "RUNNING" in seen
+                     else "failed" if seen & {"FAILED", "DEAD", "INTERRUPTED"} else "to do")
+            rows.append({"task": t.label, "kind": coll.removesuffix("_runs"), "state": state,
+                         "config_key": t.key})
+    return rows
+
+
+# ------------------------------------------------------------------ tasks
+def _maybe_die() -> None:
+    marker = os.environ.get(KILL_ONCE_ENV)
+    if marker and not os.path.exists(marker):
+        Path(marker).write_text(f"{socket.gethostname()}:{os.getpid()}\n")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_feature_task(settings: Settings, data_dir: str, task: FeatureTask) -> dict[str, Any]:
+    """Dask task: extract features (reused when finished); returns a small summary."""
+    from tracker.workflows import extract_and_log
+
+    with Store.open(settings, init=False) as store:
+        out = extract_and_log(store, settings, Path(data_dir), task.config)
+    return {"task": task.label, "run_id": out.run_id, "reused": out.reused, "key": task.key}
+
+
+def run_fit_task(settings: Settings, data_dir: str, task: FitTask, feature: dict[str, Any]) -> dict[str, Any]:
+    """Dask task: fit one model once its features exist (``feature`` is their summary)."""
+    from tracker.workflows import fit_and_log
+
+    def progress(stage: str, done: int, total: int) -> None:
+        _maybe_die()
+
+    with Store.open(settings, init=False) as store:
+        out = fit_and_log(store, settings, feature["run_id"], task.subject, task.roi, task.config,
+                          data_dir=Path(data_dir), progress=progress)
+        summary = (out.run.get("summary") or {}).get("validation", {}).get("r", {})
+    return {"task": task.label, "run_id": out.run_id, "reused": out.reused, "key": task.key,
+            "val_median_r": summary.get("median"), "val_mean_r": summary.get("mean")}
+
+
+# --------------------------------------------------------------- running
+def mark_dead_attempts(store: Store, keys: Iterable[str]) -> int:
+    """Mark RUNNING attempts of these keys DEAD when their process (on this host) is gone.
+
+    A worker killed mid-task leaves its run RUNNING; Dask retries the task elsewhere,
+    and this records the lost attempt honestly instead of leaving it RUNNING forever.
+    """
+    from tracker.runs import now
+
+    host = socket.gethostname()
+    n = 0
+    for coll in ("feature_runs", "fit_runs"):
+        for doc in store.find_runs(coll, {"config_key": {"$in": list(keys)}, "status": "RUNNING"},
+                                   projection={"provenance.host": 1, "provenance.pid": 1}):
+            prov = doc.get("provenance") or {}
+            if prov.get("host") != host or _pid_alive(int(prov.get("pid", -1))):
+                continue
+            store.update_run(coll, doc["_id"], {"status": "DEAD", "finished": now(),
+                                                "error": {"type": "WorkerLost",
+                                                          "message": "worker process died"}},
+                             durable=True)
+            n += 1
+    return n
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class SweepResult:
+    done: list[dict[str, Any]]
+    skipped: int
+    failed: list[dict[str, Any]]
+    dead_attempts: int
+    seconds: float
+
+
+def run_sweep(
+    spec: SweepSpec,
+    settings: Settings,
+    store: Store,
+    data_dir: Path,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    on_progress: Callable[[int, int, str], None] | None = None,
+) -> SweepResult:
+    """Run every task of the grid whose key has not completed, on a Dask cluster.
+
+    Parameters
+    ----------
+    scheduler
+        ``tcp://host:port`` of an existing cluster; None starts a local cluster with
+        ``n_workers`` single-threaded worker processes (default: the number of cores).
+    on_progress
+        Called as ``(done, total, label)`` after each task.
+    """
+    from distributed import Client, LocalCluster, as_completed
+
+    t0 = time.perf_counter()
+    feature_tasks, fit_tasks = expand(spec, store, data_dir)
+    states = {r["config_key"]: r["state"] for r in task_states(store, feature_tasks, fit_tasks)}
+    todo_fits = [t for t in fit_tasks if states[t.key] != "done"]
+    needed = {t.feature.key for t in todo_fits}
+    todo_feats = [t for t in feature_tasks if states[t.key] != "done" or t.key in needed]
+    skipped = len(fit_tasks) - len(todo_fits) + sum(states[t.key] == "done" for t in feature_tasks)
+    if not todo_fits and all(states[t.key] == "done" for t in feature_tasks):
+        return SweepResult([], skipped, [], 0, time.perf_counter() - t0)
+    if scheduler and not settings.mongo_uri:
+        raise ConfigError("--scheduler needs a database every worker can reach: set TRACKER_MONGO_URI "
+                          "(the embedded server listens on this machine's loopback only)")
+    # Workers connect to exactly the server this process uses.
+    worker_settings = dataclasses.replace(settings, mongo_uri=store.uri)
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
+                               processes=True, dashboard_address=None)
+    client = Client(scheduler or cluster)
+    done, failed = [], []
+    try:
+        feats = {t.key: client.submit(run_feature_task, worker_settings, str(data_dir), t,
+                                      key=f"features-{t.key[:16]}", pure=False, retries=1)
+                 for t in todo_feats}
+        futures = list(feats.values())
+        labels = {f.key: t.label for t, f in zip(todo_feats, futures)}
+        for t in todo_fits:
+            fut = client.submit(run_fit_task, worker_settings, str(data_dir), t, feats[t.feature.key],
+                                key=f"fit-{t.key[:16]}", pure=False, retries=1)
+            futures.append(fut)
+            labels[fut.key] = t.label
+        total = len(futures)
+        for i, fut in enumerate(as_completed(futures), 1):
+            try:
+                done.append(fut.result())
+            except Exception as exc:  # one failed task must not sink the sweep
+                failed.append({"task": labels[fut.key], "error": f"{type(exc).__name__}: {exc}"})
+            if on_progress is not None:
+                on_progress(i, total, labels[fut.key])
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    dead = mark_dead_attempts(store, [t.key for t in (*feature_tasks, *fit_tasks)])
+    return SweepResult(done, skipped, failed, dead, time.perf_counter() - t0)
+
+
+def resolve_data_dir(spec: SweepSpec, settings: Settings) -> Path:
+    data_dir = spec.data_dir or settings.data_dir
+    if not (Path(data_dir) / "EstimatedResponses.mat").exists():
+        raise DataFormatError(f"sweep data directory {data_dir} holds no EstimatedResponses.mat")
+    return Path(data_dir).resolve()
