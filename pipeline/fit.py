@@ -25,6 +25,16 @@ Protocols
     on the validation images (``"validation{i}"``); finally a model fitted on all
     training images is scored on the validation images (``"validation"``, the 2019
     "V4 average" headline).
+
+Significance (both protocols, ``n_permutations > 0``; default 1000 for "recommended",
+0 for "cs431")
+    Every test and validation split gets per-target permutation p-values of r (the held-out
+    images shuffled, the same ``permutation_seed``-seeded permutations for every target;
+    :func:`pipeline.stats.permutation_pvalues`) and a Benjamini-Hochberg flag at
+    ``fdr_q`` over the targets of that split. In-sample ("train") splits get none. With
+    ``N`` permutations no p is below ``1 / (N + 1)``, so BH over ``m`` targets can only
+    flag anything once at least ``m / ((N + 1) q)`` targets reach that floor (about 2% of
+    them for N = 1000, q = 0.05); raise ``n_permutations`` for sparse effects.
 """
 
 from __future__ import annotations
@@ -385,7 +395,8 @@ class FitResult:
     predictions : dict
         split name -> (y_true, y_pred) 1-D arrays, only when there is one target.
     timings : dict
-        seconds per stage ("fit:<model>", "predict:<split>", "total").
+        seconds per stage ("fit:<model>", "predict:<split>", "permutation:<split>",
+        "total").
     n_alpha_at_edge : dict of str -> int
         model name ("test", "all", "split0", ...) -> number of targets whose ridge alpha
         sits at a grid edge (empty for PLS). Keys are always strings.

@@ -268,23 +268,50 @@ def fold_kernels(
     return 0.5 * (K_tr + K_tr.T), K_te
 
 
-def _dual_at(
-    U_w: np.ndarray, UTy: np.ndarray, s: np.ndarray, a: float, Yc: np.ndarray, exact: bool
-) -> np.ndarray:
-    """Dual coefficients ``U diag(1 / (s + a)) U^T y_c`` for every column, float64.
+def _loo_chunk(
+    U_w: np.ndarray,
+    s: np.ndarray,
+    alphas: np.ndarray,
+    inv_diag: np.ndarray,
+    Yc: np.ndarray,
+    UTy: np.ndarray,
+    errors: np.ndarray,
+) -> None:
+    """LOO errors of one chunk of targets for every alpha, into ``errors`` (n_alphas, c).
 
-    ``U_w`` is ``U`` in the working precision. In float32 (``exact=False``) the form with
-    the smaller float32 product is used (see the comment in ``KernelRidgeCV.fit``).
+    ``D = U diag(1 / (s + a)) U^T y_c`` are the dual coefficients at alpha ``a`` and
+    ``D / diag((K + a)^-1)`` the LOO residuals. ``U_w`` is ``U`` in the working precision.
+    In float32, for each alpha the form with the smaller float32 product is used:
+    ``U (diag(1 / (s + a)) z)`` directly, or ``y_c / a - U (diag(s / (a (s + a))) z)``
+    (exact because ``U U^T y_c = y_c``), whose float32 part is only the small deviation
+    from the alpha -> infinity limit.
     """
-    direct = UTy / (s + a)[:, None]
-    if exact:
-        return U_w @ direct
-    deviation = UTy * (s / (a * (s + a)))[:, None]
-    if np.einsum("ij,ij->", deviation, deviation) < np.einsum("ij,ij->", direct, direct):
-        D = Yc / a
-        D -= U_w @ deviation.astype(U_w.dtype)
-        return D
-    return (U_w @ direct.astype(U_w.dtype)).astype(np.float64)
+    n = Yc.shape[0]
+    work = U_w.dtype
+    exact = work == np.float64
+    zz = np.einsum("ij,ij->i", UTy, UTy)  # squared norms per eigen-direction
+    Z = UTy.astype(work, copy=False)
+    for i, a in enumerate(alphas):
+        w_direct = 1.0 / (s + a)
+        w_dev = s / (a * (s + a))
+        if exact or zz @ (w_direct * w_direct) <= zz @ (w_dev * w_dev):
+            D = U_w @ (Z * w_direct.astype(work)[:, None])
+        else:
+            D = Yc * (1.0 / a)
+            D -= U_w @ (Z * w_dev.astype(work)[:, None])
+        E = D * inv_diag[i].astype(D.dtype)[:, None]  # LOO residuals
+        errors[i] = np.einsum("ij,ij->j", E, E, dtype=np.float64) / n
+
+
+def _duals(
+    U: np.ndarray, UTy: np.ndarray, s: np.ndarray, alphas: np.ndarray, idx: np.ndarray
+) -> np.ndarray:
+    """Dual coefficients ``U diag(1 / (s + alphas[idx_j])) U^T y_j`` per column (float64)."""
+    block = np.empty((U.shape[0], UTy.shape[1]))
+    for i in np.unique(idx):
+        cols = np.flatnonzero(idx == i)
+        block[:, cols] = U @ (UTy[:, cols] / (s + alphas[i])[:, None])
+    return block
 
 
 def _chunks(v: int, size: int) -> Iterator[slice]:
@@ -433,31 +460,28 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
         # (eigenvectors, U^T y, hat-matrix diagonals, errors) stays float64.
         #
         # For large alphas the CV errors of neighbouring grid points differ by tiny
-        # relative amounts (noise targets: ~1e-6), below float32 resolution. So where it
-        # is smaller, the float32 product computes only the deviation from the
-        # alpha -> infinity limit, exactly in float64:
-        #     U diag(1 / (s + a)) z = y_c / a - U diag(s / (a (s + a))) z
-        # (U U^T y_c = y_c: U spans every direction y_c can take).
+        # relative amounts (noise targets: ~1e-6), below float32 resolution, so there the
+        # float32 product computes only the deviation from the alpha -> infinity limit
+        # (see _loo_chunk; in k-fold the float64 residual minus a small float32 product
+        # has the same effect).
         work = _compute_dtype(X)
+        dual_done, t_dual = False, 0.0
         if self.cv == "loo":
             with threadpool_limits(limits=self.n_threads):
                 U2 = U * U
                 inv_diag = np.stack([1.0 / (U2 @ (1.0 / (s + a))) for a in alphas])  # (n_alphas, n)
                 del U2
                 U_w = U.astype(work, copy=False)
-                keep_best = bool(self.alpha_per_target)
                 for sl in _chunks(v, self.chunk_size):
                     Yc = Y[:, sl] - y_mean[sl]
                     UTy = U.T @ Yc
-                    best = np.full(sl.stop - sl.start, np.inf)
-                    for i, a in enumerate(alphas):
-                        D = _dual_at(U_w, UTy, s, a, Yc, exact=work == np.float64)
-                        E = D * inv_diag[i][:, None]  # LOO residuals
-                        errors[i, sl] = np.einsum("ij,ij->j", E, E) / n
-                        if keep_best:
-                            better = errors[i, sl] < best
-                            best[better] = errors[i, sl][better]
-                            dual[:, sl][:, better] = D[:, better]
+                    _loo_chunk(U_w, s, alphas, inv_diag, Yc, UTy, errors[:, sl])
+                    if self.alpha_per_target:  # duals now, while U^T y is at hand
+                        t1 = time.perf_counter()
+                        best = np.argmin(errors[:, sl], axis=0)
+                        dual[:, sl] = _duals(U, UTy, s, alphas, best)
+                        t_dual += time.perf_counter() - t1
+                dual_done = bool(self.alpha_per_target)
         else:
             errors[:] = 0.0
             folds = kfold_splits(n, int(self.cv), int(self.random_state))
@@ -471,31 +495,26 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
                     for sl in _chunks(v, self.chunk_size):
                         Y_tr = Y[train, sl]
                         m_tr = Y_tr.mean(axis=0) if center else np.zeros(Y_tr.shape[1])
-                        UTy = U_f.T @ (Y_tr - m_tr)
+                        UTy = (U_f.T @ (Y_tr - m_tr)).astype(work, copy=False)
                         Y_te = Y[test, sl] - m_tr
                         for i, a in enumerate(alphas):
                             # float64 minus a (small for large alpha) float32 product
-                            R = Y_te - Z @ (UTy / (s_f + a)[:, None]).astype(work, copy=False)
+                            R = Y_te - Z @ (UTy * (1.0 / (s_f + a)).astype(work)[:, None])
                             errors[i, sl] += np.einsum("ij,ij->j", R, R)
             errors /= n
-        timings["cv"] = time.perf_counter() - t0
+        timings["cv"] = time.perf_counter() - t0 - t_dual
 
         if self.alpha_per_target:
             best_idx = np.argmin(errors, axis=0)  # first minimum: the smaller alpha
         else:
             best_idx = np.full(v, int(np.argmin(errors.mean(axis=1))))
 
-        t0 = time.perf_counter()
-        if self.cv != "loo" or not self.alpha_per_target:
+        t0 = time.perf_counter() - t_dual
+        if not dual_done:  # duals at the chosen alphas, in float64
             with threadpool_limits(limits=self.n_threads):
                 for sl in _chunks(v, self.chunk_size):
                     UTy = U.T @ (Y[:, sl] - y_mean[sl])
-                    idx = best_idx[sl]
-                    block = np.empty((n, sl.stop - sl.start))
-                    for i in np.unique(idx):
-                        cols = np.flatnonzero(idx == i)
-                        block[:, cols] = U @ (UTy[:, cols] / (s + alphas[i])[:, None])
-                    dual[:, sl] = block
+                    dual[:, sl] = _duals(U, UTy, s, alphas, best_idx[sl])
         timings["dual"] = time.perf_counter() - t0
 
         self.alphas_ = alphas

@@ -292,12 +292,7 @@ class SubjectResponses:
         mask = self.roi_mask(roi)
         keep = mask & ~self.nan_mask
         cols = np.flatnonzero(keep)
-        if isinstance(roi, (int, np.integer)):
-            name = ROI_CODES[int(roi)]
-        else:
-            key = str(roi).strip().lower()
-            name = "all" if key == "all" else ROI_CODES[_ROI_BY_NAME[key]]
-        return CleanROI(roi=name, subject=self.subject,
+        return CleanROI(roi=canonical_roi(roi), subject=self.subject,
                         train=np.ascontiguousarray(self.train[:, cols]),
                         val=np.ascontiguousarray(self.val[:, cols]),
                         voxel_ids=self.voxel_ids[cols].copy(), columns=cols,
@@ -311,6 +306,29 @@ class SubjectResponses:
                                   f"outside 1..{N_VOLUME}, so they are not indices into a "
                                   "64x64x18 volume.")
         return np.stack(np.unravel_index(ids - 1, VOLUME_SHAPE, order="F"), axis=1)
+
+
+def canonical_roi(roi: str | int) -> str:
+    """The canonical ROI name ("v4" -> "V4", "LatOcc" -> "LO", 6 -> "V4", "ALL" -> "all").
+
+    Raises ConfigError for an unknown ROI, listing the valid names.
+    """
+    if isinstance(roi, (int, np.integer)) and not isinstance(roi, bool):
+        if int(roi) not in ROI_CODES:
+            raise ConfigError(f"roi code {int(roi)} is unknown; valid codes are 0-7.")
+        return ROI_CODES[int(roi)]
+    key = str(roi).strip().lower()
+    if key == "all":
+        return "all"
+    if key not in _ROI_BY_NAME:
+        valid = ", ".join(["all", *ROI_CODES.values()])
+        raise ConfigError(f"roi {roi!r} is unknown; valid names are {valid}.")
+    return ROI_CODES[_ROI_BY_NAME[key]]
+
+
+def canonical_subject(subject: str | int) -> str:
+    """"s1" / 1 / "S1" -> "S1"; ConfigError for anything else."""
+    return _check_subject(subject)
 
 
 def _responses_path(data_dir_or_file: str | os.PathLike) -> Path:

@@ -185,6 +185,17 @@ def packed_arrays(voxel_ids: np.ndarray, arrays: Mapping[str, np.ndarray]) -> di
     return out
 
 
+#: plain bucket fields also packed (as float32; booleans 1/0, missing NaN) when present
+PACKED_EXTRA = ("hyper", "p", "significant")
+
+
+def pack_list(values: Sequence[Any]) -> Any:
+    """float32 ``bson.Binary`` of a plain list (None -> NaN, True/False -> 1/0)."""
+    from bson import Binary
+
+    return Binary(np.array(values, dtype="<f4").tobytes())
+
+
 def unpack_array(name: str, data: bytes) -> np.ndarray:
     """Decode one :func:`packed_arrays` field (int64 voxel ids, float64 metrics)."""
     if name == "voxel_ids":

@@ -1,44 +1,38 @@
 """Figures regenerated from the database alone.
 
-Each figure has a *data* function (database -> plain rows, testable) and a *draw*
-function (rows -> matplotlib figure). Axis labels name the metric: ``r`` (Pearson),
-``r^2 of correlation`` (squared Pearson r, the 2019 "r-squared") or ``R^2``
-(coefficient of determination).
+Each figure has a *data* function here (database -> plain rows/arrays, testable: the
+same database gives the same data) and a *draw* function in :mod:`tracker.draw`
+(data -> matplotlib figure). Axis labels name the metric: ``r`` (Pearson), ``r^2 of
+correlation`` (squared Pearson r, the 2019 "r-squared") or ``R^2`` (coefficient of
+determination).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tracker import queries
+from tracker import queries, voxels
+from tracker.arrays import load_scores
+from tracker.ceilings import CeilingTable
+from tracker.draw import (  # noqa: F401  (draw functions re-exported)
+    METRIC_LABELS,
+    draw_bars,
+    draw_distributions,
+    draw_layers,
+    draw_roi_average,
+    draw_scatter,
+    draw_volume,
+)
 from tracker.store import Store
 
-METRIC_LABELS = {
-    "r": "Pearson r",
-    "r2_corr": "r² of correlation (squared Pearson r)",
-    "r2": "R² (coefficient of determination)",
-}
-SPLITS = ("test", "validation")
-
-
-def bars_data(store: Store, subject: str, roi: str = "V4", metric: str = "r2_corr") -> list[dict]:
-    """Mean and std across voxels per (split, method, preprocessing) for one subject."""
-    rows = []
-    for split in SPLITS:
-        for row in queries.compare(
-            store, ["method", "preprocessing"], roi=roi, split=split, metric=metric,
-            extra={"subject": subject},
-        ):
-            if row["n"]:
-                rows.append({
-                    "split": split, "method": row["method"], "preprocessing": row["preprocessing"],
-                    "mean": row["mean"], "std": row["std"], "sem": row["sem"], "n": row["n"],
-                    "n_runs": row["n_runs"], "chance_r2_corr": row["chance_r2_corr"],
-                })
-    return rows
+SPLITS = queries.SPLITS
+LAYER_ORDER = ("conv1", "norm1", "pool1", "conv2", "norm2", "pool2", "conv3", "conv4", "conv5",
+               "pool5", "fc6", "fc7", "fc8")
 
 
 def chance_level(metric: str, chance_r2_corr: float | None) -> float | None:
@@ -50,39 +44,20 @@ def chance_level(metric: str, chance_r2_corr: float | None) -> float | None:
     return chance_r2_corr if metric == "r2_corr" else -chance_r2_corr
 
 
-def draw_bars(rows: list[dict], subject: str, roi: str, metric: str):
-    """The 2019 figure: bars of mean +- std over voxels, test and validation, per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    conditions = sorted({(r["method"], r["preprocessing"]) for r in rows})
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(SPLITS) * max(1, len(conditions)) / 2, 4))
-    width = 0.8 / max(1, len(conditions))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ci, cond in enumerate(conditions):
-        xs, means, stds = [], [], []
-        for si, split in enumerate(SPLITS):
-            match = [r for r in rows if r["split"] == split and (r["method"], r["preprocessing"]) == cond]
-            if match:
-                xs.append(si + (ci - (len(conditions) - 1) / 2) * width)
-                means.append(match[0]["mean"])
-                stds.append(match[0]["std"])
-        ax.bar(xs, means, width * 0.95, yerr=stds, capsize=3, color=colors[ci % len(colors)],
-               label=f"{cond[0]} ({cond[1]})")
-    for si, split in enumerate(SPLITS):
-        match = [r for r in rows if r["split"] == split]
-        level = chance_level(metric, match[0]["chance_r2_corr"]) if match else None
-        if level is not None:
-            ax.hlines(level, si - 0.45, si + 0.45, colors="k", linestyles="--",
-                      label="chance" if si == 0 else None)
-    ax.set_xticks(range(len(SPLITS)), [s.capitalize() for s in SPLITS])
-    ax.set_ylabel(METRIC_LABELS[metric] + "\nmean ± std across voxels")
-    ax.set_title(f"{subject} {roi}: per-voxel encoding accuracy")
-    ax.legend(fontsize=8, frameon=False)
-    fig.tight_layout()
-    return fig
+def bars_data(store: Store, subject: str, roi: str = "V4", metric: str = "r2_corr",
+              n_boot: int = 1000, seed: int = 0) -> list[dict]:
+    """The 2019 bars: per (split, method, preprocessing) of one subject, the mean over
+    voxels with its seeded bootstrap 95% CI, std, SEM, n, chance level and, where a
+    noise ceiling exists, the fraction of it (``frac_ceiling``)."""
+    rows = []
+    for split in SPLITS:
+        for row in queries.compare(store, ["method", "preprocessing"], roi=roi, split=split,
+                                   metric=metric, extra={"subject": subject}, n_boot=n_boot, seed=seed):
+            if row["n"]:
+                rows.append({"split": split, **{k: row[k] for k in (
+                    "method", "preprocessing", "mean", "mean_low", "mean_high", "std", "sem", "n",
+                    "n_runs", "median", "chance_r2_corr", "frac_ceiling")}})
+    return rows
 
 
 def roi_average_data(store: Store, subject: str, roi: str = "V4", split: str = "validation") -> list[dict]:
@@ -104,51 +79,147 @@ def roi_average_data(store: Store, subject: str, roi: str = "V4", split: str = "
     return sorted(out, key=lambda d: (d["method"], d["preprocessing"]))
 
 
-def draw_roi_average(rows: list[dict], subject: str, roi: str, split: str):
-    """Scatter of predicted vs measured ROI average, one panel per fit."""
-    import matplotlib
+def scatter_data(store: Store, run_a: str, run_b: str, split: str = "validation",
+                 metric: str = "r") -> dict[str, Any]:
+    """Per-voxel scores of two runs paired by voxel id, with the paired statistics."""
+    (_, a), (_, b) = store.get_run(run_a), store.get_run(run_b)
+    return voxels.paired_scores(store, a, b, split, metric)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows), 3.6), squeeze=False)
-    for ax, row in zip(axes[0], rows):
-        yt, yp = np.asarray(row["y_true"]), np.asarray(row["y_pred"])
-        ax.scatter(yp, yt, s=10, alpha=0.7)
-        lo, hi = float(min(yt.min(), yp.min())), float(max(yt.max(), yp.max()))
-        ax.plot([lo, hi], [lo, hi], "k:", lw=1)
-        r = row["r"]
-        ax.set_title(f"{row['method']} ({row['preprocessing']})\nr = {r:.3f}, r² = {r * r:.3f}"
-                     if r is not None else row["method"], fontsize=9)
-        ax.set_xlabel(f"predicted {roi} average")
-        ax.set_ylabel(f"measured {roi} average")
-    fig.suptitle(f"{subject} {roi} average, {split} images (n = {len(rows[0]['y_true'])})")
-    fig.tight_layout()
-    return fig
+def distribution_data(store: Store, split: str = "validation", metric: str = "r",
+                      query: Mapping[str, Any] | None = None, by: str = "method",
+                      normalise: bool = False) -> list[dict[str, Any]]:
+    """Per-voxel score distributions per (ROI, ``by`` value), pooled over runs.
+
+    ``normalise`` divides each voxel's score by its noise ceiling (voxels without one
+    are left out). Rows: ``roi``, ``group``, ``values`` (sorted ndarray), ``n``,
+    ``median``, ``q25``, ``q75``; ROIs in name order.
+    """
+    by = queries.parse_by(by)[0]
+    runs = queries.completed_fits(store, None, "voxels", query)
+    scores = load_scores(store, [r["_id"] for r in runs], split, [metric])
+    table = CeilingTable(store)
+    pooled: dict[tuple, list[np.ndarray]] = {}
+    for run in runs:
+        s = scores.get(run["_id"])
+        if s is None:
+            continue
+        v = s.values[metric]
+        if normalise:
+            c = table.for_run(run, s.voxel_ids, metric)
+            if c is None:
+                continue
+            v = v / c
+        key = (run["roi"], str(queries.get_path(run, queries.GROUP_FIELDS[by])))
+        pooled.setdefault(key, []).append(v)
+    rows = []
+    for (roi, group), parts in sorted(pooled.items()):
+        v = np.concatenate(parts)
+        v = np.sort(v[np.isfinite(v)])
+        if v.size:
+            q25, med, q75 = np.quantile(v, [0.25, 0.5, 0.75])
+            rows.append({"roi": roi, "group": group, "values": v, "n": int(v.size),
+                         "median": float(med), "q25": float(q25), "q75": float(q75)})
+    return rows
+
+
+def volume_data(store: Store, run_id: str, split: str = "validation", metric: str = "r") -> dict[str, Any]:
+    """A run's per-voxel scores in the 64 x 64 x 18 volume (NaN elsewhere) and the axial
+    slices (k) that hold voxels."""
+    _, run = store.get_run(run_id)
+    vol = voxels.volume(store, run, split, metric)
+    slices = [int(k) for k in np.flatnonzero(np.isfinite(vol).any(axis=(0, 1)))]
+    return {"run": voxels.run_info(run), "split": split, "metric": metric, "volume": vol,
+            "slices": slices}
+
+
+def layer_key(name: Any) -> tuple:
+    """Sort key: AlexNet order (conv1 ... fc8), then other names naturally."""
+    text = str(name)
+    if text in LAYER_ORDER:
+        return (0, LAYER_ORDER.index(text), "")
+    return (1, 0, [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)])
+
+
+def layer_data(store: Store, split: str = "validation", metric: str = "r",
+               query: Mapping[str, Any] | None = None, n_boot: int = 1000) -> list[dict[str, Any]]:
+    """Score vs layer per ROI (and method): median over pooled voxels with bootstrap CI,
+    plus ``frac_ceiling`` where ceilings exist. Empty unless some ROI has 2+ layers."""
+    rows = queries.compare(store, ["roi", "method", "layer"], roi=None, split=split, metric=metric,
+                           extra=query, n_boot=n_boot)
+    keep = {k for k in {(r["roi"], r["method"]) for r in rows}
+            if len({r["layer"] for r in rows if (r["roi"], r["method"]) == k}) > 1}
+    out = [{k: r[k] for k in ("roi", "method", "layer", "n", "n_runs", "median", "median_low",
+                              "median_high", "mean", "frac_ceiling")}
+           for r in rows if (r["roi"], r["method"]) in keep and r["n"]]
+    return sorted(out, key=lambda r: (r["roi"], r["method"], layer_key(r["layer"])))
+
+
+def scatter_pairs(store: Store, roi: str, method_a: str = "ridge", method_b: str = "pls") -> list[tuple]:
+    """(subject, newest run of ``method_a``, newest of ``method_b``) on the same features."""
+    runs = queries.completed_fits(store, roi, "voxels")
+    pairs = []
+    seen = set()
+    for a in runs:
+        if a["config"].get("method") != method_a:
+            continue
+        key = (a["subject"], a["feature_run_id"])
+        b = next((r for r in runs if r["config"].get("method") == method_b
+                  and (r["subject"], r["feature_run_id"]) == key), None)
+        if b is not None and key not in seen:
+            seen.add(key)
+            pairs.append((a["subject"], a["_id"], b["_id"]))
+    return pairs
 
 
 def make_all(store: Store, out_dir: Path, roi: str = "V4", metric: str = "r2_corr",
              formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
     """Write every standard figure for which the database has data; returns the paths."""
-    import matplotlib.pyplot as plt
+    return [p for name, fig in standard_figures(store, roi, metric)
+            for p in save(fig, Path(out_dir) / name, formats)]
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    subjects = sorted({r["subject"] for r in queries.completed_fits(store, roi, target=None)})
-    for subject in subjects:
+
+def standard_figures(store: Store, roi: str = "V4", metric: str = "r2_corr"):
+    """Yield ``(name, figure)`` for every standard figure the database has data for."""
+    runs = queries.completed_fits(store, roi, target=None)
+    for subject in sorted({r["subject"] for r in runs}):
         rows = bars_data(store, subject, roi, metric)
-        figures: list[tuple[str, Any]] = []
         if rows:
-            figures.append((f"bars_{subject}_{roi}_{metric}", draw_bars(rows, subject, roi, metric)))
+            yield f"bars_{subject}_{roi}_{metric}", draw_bars(rows, subject, roi, metric)
+            if any(r["frac_ceiling"] is not None for r in rows):
+                yield (f"bars_{subject}_{roi}_{metric}_ceiling",
+                       draw_bars(rows, subject, roi, metric, normalised=True))
         avg = roi_average_data(store, subject, roi)
         if avg:
-            fig = draw_roi_average(avg, subject, roi, "validation")
-            figures.append((f"roi_average_{subject}_{roi}", fig))
-        for name, fig in figures:
-            for fmt in formats:
-                path = out_dir / f"{name}.{fmt}"
-                fig.savefig(path, dpi=120)
-                written.append(path)
-            plt.close(fig)
-    return written
+            yield f"roi_average_{subject}_{roi}", draw_roi_average(avg, subject, roi, "validation")
+    for subject, a, b in scatter_pairs(store, roi):
+        yield f"scatter_{subject}_{roi}_{a}_vs_{b}", draw_scatter(scatter_data(store, a, b, metric=metric))
+    dist = distribution_data(store, "validation", metric)
+    if dist:
+        yield f"distributions_validation_{metric}", draw_distributions(dist, "validation", metric)
+        ceil = distribution_data(store, "validation", metric, normalise=True)
+        if ceil:
+            yield (f"distributions_validation_{metric}_ceiling",
+                   draw_distributions(ceil, "validation", metric, normalised=True))
+    layers = layer_data(store, "validation", metric)
+    if layers:
+        yield f"layers_validation_{metric}", draw_layers(layers, "validation", metric)
+    best = queries.fit_summaries(store, {"roi": roi, "target": "voxels"}, "validation", metric)
+    for subject in sorted({b["subject"] for b in best}):
+        top = next(b for b in best if b["subject"] == subject)
+        yield (f"volume_{subject}_{top['run_id']}_{metric}",
+               draw_volume(volume_data(store, top["run_id"], "validation", metric)))
+
+
+def save(fig: Any, stem: Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+    """Save a figure as ``stem.<fmt>`` for each format, close it; returns the paths."""
+    import matplotlib.pyplot as plt
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        fig.savefig(path, dpi=120)
+        paths.append(path)
+    plt.close(fig)
+    return paths

@@ -1,13 +1,26 @@
-"""Questions asked of the database: run listings and comparisons across groups of fits.
+"""Questions asked of the database: run selection, comparisons across groups of fits,
+and the aggregation pipelines the server runs.
 
 Only COMPLETED runs count: score buckets of a run that failed, was interrupted or was
 superseded are never included (buckets are selected through the ids of completed runs).
+
+What runs where:
+
+- server side (aggregation pipelines): per-fit summaries (:func:`fit_summaries`),
+  grouping and sorting of those summaries (:func:`group_summaries`), and the lookup of
+  one voxel across runs (:func:`voxel_pipeline`, reading only buckets holding it);
+- client side: pooled per-voxel statistics (:func:`compare`: exact medians and seeded
+  bootstrap intervals), from the compact float32 copies of the buckets.
+
+SecantusDB bug avoided here: a path through an array of subdocuments evaluates to
+missing inside aggregation expressions, so no pipeline uses one.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +44,9 @@ GROUP_FIELDS: dict[str, str] = {
     "feature_run": "feature_run_id",
 }
 RUN_KINDS = {"fit": "fit_runs", "features": "feature_runs"}
+SPLITS = ("test", "validation")
+#: above this many resampled values a bootstrap gives way to analytic intervals
+BOOT_BUDGET = 60_000_000
 
 
 def parse_by(text: str) -> list[str]:
@@ -45,6 +61,13 @@ def parse_by(text: str) -> list[str]:
     return names
 
 
+def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else a ConfigError naming the option."""
+    if value not in choices:
+        raise ConfigError(f"--{name.replace('_', '-')} {value!r}: choose from {', '.join(choices)}")
+    return value
+
+
 def get_path(doc: Mapping[str, Any], dotted: str) -> Any:
     """``get_path(doc, "config.method")``; missing -> None."""
     cur: Any = doc
@@ -55,15 +78,81 @@ def get_path(doc: Mapping[str, Any], dotted: str) -> Any:
     return cur
 
 
+def run_filter(where: Iterable[str] | None = None, **exact: str | None) -> dict[str, Any]:
+    """A fit-run filter from ``--where`` expressions and exact-match options.
+
+    Parameters
+    ----------
+    where
+        Expressions of the safe ``--where`` grammar (:func:`tracker.filters.parse_where`).
+    **exact
+        ``GROUP_FIELDS`` names -> value (None ignored), e.g. ``subject="S1"``.
+    """
+    query: dict[str, Any] = {}
+    for name, value in exact.items():
+        if value is not None:
+            query[GROUP_FIELDS[name]] = value
+    where = [w for w in (where or []) if w.strip()]
+    if where:
+        from tracker.filters import parse_where
+
+        parsed = parse_where(where, "fit")
+        query = {"$and": [query, parsed]} if query else parsed
+    return query
+
+
 def completed_fits(store: Store, roi: str | None = None, target: str | None = "voxels",
                    extra: Mapping[str, Any] | None = None) -> list[dict]:
-    """Completed fit runs, optionally for one ROI and target."""
+    """Completed fit runs, optionally for one ROI and target, newest first."""
     query: dict[str, Any] = {"status": "COMPLETED", **(extra or {})}
     if roi is not None:
         query["roi"] = roi
     if target is not None:
         query["target"] = target
-    return store.find_runs("fit_runs", query, projection={"provenance": 0, "splits": 0})
+    return store.find_runs("fit_runs", query, projection={"provenance": 0, "splits": 0,
+                                                          "predictions": 0})
+
+
+def group_runs(runs: Iterable[dict], by: Sequence[str]) -> dict[tuple, list[dict]]:
+    """Runs keyed by their values of the ``by`` fields, keys in sorted order."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for run in runs:
+        groups[tuple(get_path(run, GROUP_FIELDS[b]) for b in by)].append(run)
+    return {k: groups[k] for k in sorted(groups, key=lambda k: tuple(str(x) for x in k))}
+
+
+def intervals(values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+              ) -> dict[str, Any]:
+    """Confidence intervals of the mean and median over voxels.
+
+    A seeded percentile bootstrap (:func:`pipeline.stats.bootstrap_ci`); when
+    ``n * n_boot`` exceeds :data:`BOOT_BUDGET` (millions of pooled voxels) the mean gets
+    ``mean +- z * SEM`` and the median the distribution-free binomial order-statistic
+    interval instead (``ci_method`` says which). ``n_boot=0`` gives no intervals.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    keys = ("mean_low", "mean_high", "median_low", "median_high")
+    if n_boot <= 0 or v.size == 0:
+        return {**dict.fromkeys(keys), "ci_method": None, "ci_level": None}
+    if v.size * n_boot <= BOOT_BUDGET:
+        from pipeline.stats import bootstrap_ci
+
+        mean = bootstrap_ci(v, "mean", n_boot, level, seed)
+        med = bootstrap_ci(v, "median", n_boot, level, seed)
+        lows = (mean.low, mean.high, med.low, med.high)
+        return {**dict(zip(keys, lows)), "ci_method": f"bootstrap({n_boot}, seed={seed})",
+                "ci_level": level}
+    from scipy import stats as sp_stats
+
+    n = v.size
+    half = sp_stats.norm.ppf(0.5 + level / 2) * v.std(ddof=1) / math.sqrt(n)
+    lo_k, hi_k = sp_stats.binom.ppf([(1 - level) / 2, (1 + level) / 2], n, 0.5).astype(int)
+    srt = np.partition(v, [max(lo_k - 1, 0), min(hi_k, n - 1)])
+    mean = float(v.mean())
+    return {"mean_low": mean - half, "mean_high": mean + half,
+            "median_low": float(srt[max(lo_k - 1, 0)]), "median_high": float(srt[min(hi_k, n - 1)]),
+            "ci_method": "analytic (normal mean, binomial median)", "ci_level": level}
 
 
 def compare(
@@ -74,44 +163,165 @@ def compare(
     metric: str = "r",
     target: str = "voxels",
     extra: Mapping[str, Any] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> list[dict[str, Any]]:
     """Pool per-voxel scores of completed fits by ``by`` and summarise each group.
+
+    Parameters
+    ----------
+    store
+        The database.
+    by
+        ``GROUP_FIELDS`` names to group by.
+    roi, target, extra
+        Which fits: ROI (None: all), target, and any further filter (``run_filter``).
+    split, metric
+        ``test`` / ``validation``; ``r``, ``r2_corr`` or ``r2``.
+    n_boot, seed, level
+        Bootstrap intervals of the mean and median (see :func:`intervals`); 0 skips.
 
     Returns
     -------
     rows
         One dict per group: the group fields, ``n_runs``, ``n`` (voxels pooled),
-        ``mean``, ``sem``, ``std``, ``median``, quantiles, and the chance level of r^2
-        (1/(n_test-1)) of that split.
+        ``mean``, ``sem``, ``std``, ``median``, quantiles, ``max``, interval bounds
+        ``mean_low`` ... ``median_high``, ``n_significant`` / ``frac_significant``
+        (None unless every run stored BH flags), ``ceiling`` and ``frac_ceiling``
+        (mean score / mean ceiling over voxels with a noise ceiling; None where no
+        ceiling is recorded), the chance level of r^2 (1/(n_test-1)), and the run ids.
     """
-    if metric not in METRICS:
-        raise ConfigError(f"--metric {metric!r}: choose from {', '.join(METRICS)}")
+    from tracker.arrays import load_scores, pooled
+    from tracker.ceilings import ceiling_summary
+
+    check_choice("metric", metric, METRICS)
+    check_choice("split", split, SPLITS)
     runs = completed_fits(store, roi, target, extra)
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for run in runs:
-        groups[tuple(get_path(run, GROUP_FIELDS[b]) for b in by)].append(run)
+    groups = group_runs(runs, by)
     if not groups:
         return []
-    by_run: dict[str, list[np.ndarray]] = defaultdict(list)
-    for bucket in store.buckets([r["_id"] for r in runs], split=split, fields=[metric]):
-        by_run[bucket["run_id"]].append(np.array(bucket[metric], dtype=np.float64))
+    scores = load_scores(store, [r["_id"] for r in runs], split, [metric, "significant"])
     rows = []
-    for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
-        members = groups[key]
-        values = [v for r in members for v in by_run.get(r["_id"], [])]
-        pooled = np.concatenate(values) if values else np.empty(0)
-        chance = [get_path(r, f"summary.{split}.chance_r2_corr") for r in members]
-        chance = [c for c in chance if c is not None]
+    for key, members in groups.items():
+        got = [scores[r["_id"]] for r in members if r["_id"] in scores]
+        values = pooled(got, metric)
+        chance = [c for r in members if (c := get_path(r, f"summary.{split}.chance_r2_corr")) is not None]
+        sig = None
+        if got and all("significant" in s.values for s in got):
+            sig = int(np.sum(pooled(got, "significant") == 1.0))
         rows.append({
             **dict(zip(by, key)),
             "n_runs": len(members),
-            **summarize(pooled),
+            **summarize(values),
+            **intervals(values, n_boot, seed, level),
+            "n_significant": sig,
+            "frac_significant": sig / values.size if sig is not None and values.size else None,
+            **ceiling_summary(store, members, got, metric),
             "metric": metric,
             "split": split,
             "chance_r2_corr": float(np.mean(chance)) if chance else None,
             "run_ids": [r["_id"] for r in members],
         })
     return rows
+
+
+# ----------------------------------------------------------------- server-side pipelines
+def fit_summary_pipeline(query: Mapping[str, Any], split: str, metric: str,
+                         sort: str = "median") -> list[dict]:
+    """Pipeline: one row per completed fit with its stored summary of ``metric`` on ``split``."""
+    base = f"$summary.{split}.{metric}"
+    return [
+        {"$match": {"status": "COMPLETED", **query}},
+        {"$project": {
+            "_id": 0, "run_id": "$_id", "subject": 1, "roi": 1, "target": 1,
+            "method": "$config.method", "protocol": "$config.protocol",
+            "preprocessing": "$features.preprocessing", "layer": "$features.layer",
+            "model": "$features.model", "n": f"{base}.n", "mean": f"{base}.mean",
+            "sem": f"{base}.sem", "median": f"{base}.median", "q25": f"{base}.q25",
+            "q75": f"{base}.q75", "max": f"{base}.max",
+            "n_above_p05": f"$summary.{split}.n_above_p05",
+            "n_significant": f"$summary.{split}.n_significant",
+            "chance_r2_corr": f"$summary.{split}.chance_r2_corr", "created": 1,
+        }},
+        {"$sort": {sort: -1, "run_id": 1}},
+    ]
+
+
+def fit_summaries(store: Store, query: Mapping[str, Any] | None = None, split: str = "validation",
+                  metric: str = "r", sort: str = "median") -> list[dict[str, Any]]:
+    """Per-fit summaries (stored at log time), computed and sorted by the server.
+
+    Returns one row per completed fit matching ``query``: identity fields, ``n``,
+    ``mean``, ``sem``, ``median``, ``q25``, ``q75``, ``max`` of ``metric`` on ``split``,
+    ``n_above_p05`` and (when stored) ``n_significant``; best ``sort`` first.
+    """
+    check_choice("metric", metric, METRICS)
+    check_choice("split", split, SPLITS)
+    check_choice("sort", sort, ("median", "mean", "max", "n", "created"))
+    rows = store.aggregate("fit_runs", fit_summary_pipeline(query or {}, split, metric, sort))
+    return [{k: row.get(k) for k in _SUMMARY_COLUMNS} | {"split": split, "metric": metric}
+            for row in rows]
+
+
+_SUMMARY_COLUMNS = ("run_id", "subject", "roi", "target", "method", "protocol", "preprocessing",
+                    "layer", "model", "n", "mean", "sem", "median", "q25", "q75", "max",
+                    "n_above_p05", "n_significant", "chance_r2_corr", "created")
+
+
+def group_summary_pipeline(by: Sequence[str], query: Mapping[str, Any], split: str,
+                           metric: str) -> list[dict]:
+    """Pipeline: group per-fit summaries by ``by`` (pooled mean exact, medians of fits)."""
+    base = f"$summary.{split}.{metric}"
+    return [
+        {"$match": {"status": "COMPLETED", f"summary.{split}.{metric}.n": {"$gt": 0}, **query}},
+        {"$project": {"key": {b: f"${GROUP_FIELDS[b]}" for b in by}, "n": f"{base}.n",
+                      "mean": f"{base}.mean", "median": f"{base}.median", "max": f"{base}.max",
+                      "weighted": {"$multiply": [f"{base}.n", f"{base}.mean"]}}},
+        {"$group": {"_id": "$key", "n_runs": {"$sum": 1}, "n": {"$sum": "$n"},
+                    "weighted": {"$sum": "$weighted"}, "best_median": {"$max": "$median"},
+                    "median_of_medians": {"$median": {"input": "$median", "method": "approximate"}},
+                    "max": {"$max": "$max"}}},
+        {"$project": {"_id": 0, "key": "$_id", "n_runs": 1, "n": 1, "best_median": 1,
+                      "median_of_medians": 1, "max": 1,
+                      "mean": {"$divide": ["$weighted", "$n"]}}},
+        {"$sort": {"mean": -1}},
+    ]
+
+
+def group_summaries(store: Store, by: Sequence[str], query: Mapping[str, Any] | None = None,
+                    split: str = "validation", metric: str = "r") -> list[dict[str, Any]]:
+    """Server-side comparison from stored per-fit summaries (fast; no per-voxel reads).
+
+    Returns per group: the ``by`` fields, ``n_runs``, ``n`` (voxels), ``mean`` (exact
+    pooled mean: sum of n * mean / sum of n), ``median_of_medians`` and ``best_median``
+    (over fits: a pooled median needs the voxels, see :func:`compare`), ``max``;
+    highest mean first.
+    """
+    check_choice("metric", metric, METRICS)
+    check_choice("split", split, SPLITS)
+    rows = store.aggregate("fit_runs", group_summary_pipeline(by, query or {}, split, metric))
+    return [{**{b: row["key"].get(b) for b in by}, **{k: v for k, v in row.items() if k != "key"},
+             "split": split, "metric": metric} for row in rows]
+
+
+def voxel_pipeline(run_ids: Sequence[str], voxel_id: int, split: str | None,
+                   fields: Sequence[str]) -> list[dict]:
+    """Pipeline: the values of one voxel in every bucket (of ``run_ids``) holding it.
+
+    Only buckets whose ``voxel_ids`` contain the voxel match; its position comes from
+    ``$indexOfArray`` and each field from ``$arrayElemAt`` (scalar arrays only).
+    """
+    match: dict[str, Any] = {"run_id": {"$in": list(run_ids)}, "voxel_ids": int(voxel_id)}
+    if split is not None:
+        match["split"] = split
+    return [
+        {"$match": match},
+        {"$project": {"_id": 0, "run_id": 1, "split": 1, "chunk": 1, "fields": {"$let": {
+            "vars": {"at": {"$indexOfArray": ["$voxel_ids", int(voxel_id)]}},
+            "in": {f: {"$arrayElemAt": [f"${f}", "$$at"]} for f in fields}}}}},
+        {"$sort": {"run_id": 1, "split": 1}},
+    ]
 
 
 def list_runs(store: Store, kind: str = "fit", status: str | None = None,

@@ -23,6 +23,8 @@ from tracker.settings import Settings
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "mongo" / "schema.json"
 RUN_COLLECTIONS = ("feature_runs", "fit_runs")
+#: compact (bson.Binary) copies of the score buckets, one per (run_id, split, chunk)
+PACKED = "voxel_arrays"
 DURABLE = WriteConcern(w=1, j=True)
 
 
@@ -193,7 +195,10 @@ class Store:
         """Write score buckets durably; returns how many were written."""
         if not docs:
             return 0
-        self.db.get_collection("voxel_scores", write_concern=DURABLE).insert_many(docs)
+        plain, packed = _split_packed(docs)
+        self.db.get_collection("voxel_scores", write_concern=DURABLE).insert_many(plain)
+        if packed:
+            self.db.get_collection(PACKED, write_concern=DURABLE).insert_many(packed)
         return len(docs)
 
     def buckets(
@@ -207,6 +212,24 @@ class Store:
         if fields:
             projection = {f: 1 for f in ("run_id", "split", "chunk", *fields)}
         return list(self.db.voxel_scores.find(query, projection, sort=[("run_id", 1), ("chunk", 1)]))
+
+    def packed_buckets(
+        self, run_ids: Iterable[str], split: str | None = None, fields: Iterable[str] = ()
+    ) -> list[dict]:
+        """The compact float32/int32 copies of score buckets (see ``documents.packed_arrays``).
+
+        Fast to read: the plain arrays of ``voxel_scores`` stay for server-side work.
+        Runs logged before these copies existed have none (read their buckets instead).
+        """
+        query: dict[str, Any] = {"run_id": {"$in": list(run_ids)}}
+        if split is not None:
+            query["split"] = split
+        projection = {f: 1 for f in ("run_id", "split", "chunk", *fields)} if fields else None
+        return list(self.db[PACKED].find(query, projection, sort=[("run_id", 1), ("chunk", 1)]))
+
+    def noise_ceilings(self, query: Mapping[str, Any]) -> list[dict]:
+        """Noise-ceiling records (per dataset and subject) matching ``query``, newest first."""
+        return list(self.db.noise_ceilings.find(dict(query), sort=[("created", -1)]))
 
     def aggregate(self, collection: str, pipeline: list[dict]) -> list[dict]:
         """Run an aggregation pipeline built by :mod:`tracker.queries`."""
@@ -254,12 +277,15 @@ class Store:
         """Write score buckets keyed by (run_id, split, chunk): replays never duplicate."""
         if not docs:
             return 0
-        ops = []
-        for doc in docs:
-            body = {k: v for k, v in doc.items() if k != "_id"}
-            key = {"run_id": body["run_id"], "split": body["split"], "chunk": body["chunk"]}
-            ops.append(pymongo.ReplaceOne(key, body, upsert=True))
-        self.db.get_collection("voxel_scores", write_concern=DURABLE).bulk_write(ops, ordered=False)
+        plain, packed = _split_packed(docs)
+        for name, bodies in (("voxel_scores", plain), (PACKED, packed)):
+            ops = []
+            for doc in bodies:
+                body = {k: v for k, v in doc.items() if k != "_id"}
+                key = {"run_id": body["run_id"], "split": body["split"], "chunk": body["chunk"]}
+                ops.append(pymongo.ReplaceOne(key, body, upsert=True))
+            if ops:
+                self.db.get_collection(name, write_concern=DURABLE).bulk_write(ops, ordered=False)
         return len(docs)
 
     def delete_run(self, collection: str, run_id: str) -> tuple[int, int]:
@@ -272,6 +298,7 @@ class Store:
         runs = self.db.get_collection(collection, write_concern=DURABLE).delete_one({"_id": run_id})
         buckets = self.db.get_collection("voxel_scores", write_concern=DURABLE).delete_many(
             {"run_id": run_id})
+        self.db.get_collection(PACKED, write_concern=DURABLE).delete_many({"run_id": run_id})
         return runs.deleted_count, buckets.deleted_count
 
     # --------------------------------------------------------------- status
@@ -296,6 +323,21 @@ class Store:
     def _check_collection(name: str) -> None:
         if name not in (*RUN_COLLECTIONS, "voxel_scores", "datasets"):
             raise ConfigError(f"unknown collection {name!r}")
+
+
+def _split_packed(docs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Score buckets without their ``packed`` field, and those fields as their own documents."""
+    from tracker.documents import PACKED_EXTRA, pack_list
+
+    plain, packed = [], []
+    for doc in docs:
+        plain.append({k: v for k, v in doc.items() if k != "packed"})
+        if "packed" in doc:
+            extra = {f: pack_list(doc[f]) for f in PACKED_EXTRA
+                     if isinstance(doc.get(f), list) and f not in doc["packed"]}
+            packed.append({"schema_version": doc.get("schema_version", 1), "run_id": doc["run_id"],
+                           "split": doc["split"], "chunk": doc["chunk"], **doc["packed"], **extra})
+    return plain, packed
 
 
 def _regex_escape(text: str) -> str:

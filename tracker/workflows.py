@@ -233,13 +233,13 @@ def fit_and_log(
     from pipeline.scores import r_threshold
 
     _, frun = store.get_run(feature_run_id)
-    data_dir = Path(data_dir) if data_dir is not None else Path(frun["data_dir"])
-    responses = vim1.load_responses(data_dir, subject)
-    clean = responses.select(roi)
+    subject, roi = vim1.canonical_subject(subject), vim1.canonical_roi(roi)
     key = fit_key(frun["config_key"], config, subject, roi)
     existing = store.find_completed("fit_runs", key)
     if existing is not None and not force:
         return Outcome(existing, True)
+    data_dir = Path(data_dir) if data_dir is not None else Path(frun["data_dir"])
+    clean = vim1.load_responses(data_dir, subject).select(roi)
     if callable(features):
         features = features()
     ff = features if features is not None else load_features(frun, settings)

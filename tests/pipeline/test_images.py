@@ -134,7 +134,7 @@ def test_caffe_chain_values_on_constant_image():
     out = CHAINS["caffe"](raw)
     expected = 0.6 * 255 - np.array(IMAGENET_MEAN_BGR)
     np.testing.assert_allclose(out[0, 100, 50], expected, atol=1e-3)
-    np.testing.assert_array_equal(np.ptp(out.reshape(-1, 3), axis=0), 0)
+    assert np.ptp(out.reshape(-1, 3), axis=0).max() < 1e-4  # constant up to float32 rounding
 
 
 def test_caffe_chain_reorders_colour_to_bgr():

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from tracker.cli import analysis
+from tracker.cli import analysis, maint
 from tracker.cli.common import print_json, print_table  # noqa: F401  (re-exported for scripts)
 from tracker.cli.data import data_app
 from tracker.cli.db import db_app
@@ -42,6 +42,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
 app.add_typer(sweep_app, name="sweep")
 analysis.register(app)
+maint.register(app)
 
 
 @app.callback()

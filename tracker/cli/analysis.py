@@ -1,29 +1,36 @@
-"""`tracker compare` and `tracker plot`: questions across runs."""
+"""`tracker compare`, `tracker summaries`, `tracker runs diff`: questions across runs.
+
+:func:`register` also adds ``scores``, ``export``, ``report`` and ``plot``.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from tracker import queries
-from tracker.cli.common import (
-    JsonOpt,
-    cli_errors,
-    console,
-    err,
-    open_store,
-    print_json,
-    print_table,
-    settings_of,
-)
-from tracker.store import Store
+from tracker.cli.common import JsonOpt, cli_errors, err, open_store
+from tracker.cli.listing import CsvOpt, MethodOpt, MetricOpt, SplitOpt, SubjectOpt, WhereOpt, emit
+
+COMPARE_COLUMNS = ["n_runs", "n", "mean", "mean_low", "mean_high", "median", "median_low",
+                   "median_high", "n_significant", "frac_ceiling", "chance_r2_corr"]
 
 
 def register(app: typer.Typer) -> None:
+    """Add the analysis commands to the ``tracker`` app (and ``diff`` to ``tracker runs``)."""
+    from tracker.cli.export import export_cmd, report_cmd
+    from tracker.cli.plot import plot_app
+    from tracker.cli.runs import runs_app
+    from tracker.cli.scores import scores_app
+
     app.command("compare")(compare_cmd)
-    app.command("plot")(plot_cmd)
+    app.command("summaries")(summaries_cmd)
+    app.command("export")(export_cmd)
+    app.command("report")(report_cmd)
+    app.add_typer(scores_app, name="scores")
+    app.add_typer(plot_app, name="plot")
+    runs_app.command("diff")(diff_cmd)
 
 
 @cli_errors
@@ -32,43 +39,72 @@ def compare_cmd(
     by: Annotated[str, typer.Option(help=f"Comma-separated fields: {', '.join(queries.GROUP_FIELDS)}.")]
     = "subject,method,preprocessing",
     roi: Annotated[str, typer.Option(help="ROI name (V1, V2, V3, V3A, V3B, V4, LO, other, all).")] = "V4",
-    split: Annotated[str, typer.Option(help="test (held out of training) or validation.")] = "validation",
-    metric: Annotated[str, typer.Option(help="r, r2_corr (squared r) or r2 (R^2).")] = "r",
+    split: SplitOpt = "validation",
+    metric: MetricOpt = "r",
     target: Annotated[str, typer.Option(help="voxels or roi_mean.")] = "voxels",
-    as_json: JsonOpt = False,
+    where: WhereOpt = None, subject: SubjectOpt = None, method: MethodOpt = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs (0: none).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    as_json: JsonOpt = False, as_csv: CsvOpt = False,
 ) -> None:
-    """Compare completed fits: per group n voxels (pooled), mean ± SEM, median.
+    """Compare completed fits: per group pooled voxels, mean and median with bootstrap
+    95% CIs, n significant (BH-FDR, when stored), fraction of noise ceiling (when known).
 
     Example: [bold]tracker compare --by subject,method --roi V4 --split validation[/bold]
     """
     fields = queries.parse_by(by)
+    extra = queries.run_filter(where, subject=subject, method=method)
     with open_store(ctx) as store:
-        rows = queries.compare(store, fields, roi=roi, split=split, metric=metric, target=target)
-    if as_json:
-        return print_json(rows)
-    if not rows:
+        rows = queries.compare(store, fields, roi=roi, split=split, metric=metric, target=target,
+                               extra=extra, n_boot=n_boot, seed=seed)
+    if not rows and not (as_json or as_csv):
         err.print(f"no completed fits for ROI {roi} / target {target}")
         raise typer.Exit(1)
-    print_table(rows, [*fields, "n_runs", "n", "mean", "sem", "median", "chance_r2_corr"],
-                title=f"{metric} on {split} images, {roi} ({target})")
+    emit(rows, [*fields, *COMPARE_COLUMNS], as_json, as_csv,
+         title=f"{metric} on {split} images, {roi} ({target}); n/a (-): not stored / no ceiling")
 
 
 @cli_errors
-def plot_cmd(
+def summaries_cmd(
     ctx: typer.Context,
-    out: Annotated[Path | None, typer.Option(help="Output directory (default $TRACKER_HOME/plots).")] = None,
-    roi: Annotated[str, typer.Option(help="ROI to plot.")] = "V4",
-    metric: Annotated[str, typer.Option(help="r, r2_corr or r2.")] = "r2_corr",
+    split: SplitOpt = "validation", metric: MetricOpt = "r",
+    by: Annotated[str | None, typer.Option(help="Group fits server-side by these fields.")] = None,
+    where: WhereOpt = None, subject: SubjectOpt = None, method: MethodOpt = None,
+    roi: Annotated[str | None, typer.Option(help="Only this ROI.")] = None,
+    as_json: JsonOpt = False, as_csv: CsvOpt = False,
 ) -> None:
-    """Regenerate the standard figures (PNG and SVG) from the database alone."""
-    from tracker.plots import make_all
+    """Per-fit summaries (or groups of them with --by), computed and sorted by the server.
 
-    settings = settings_of(ctx)
-    with Store.open(settings) as store:
-        paths = make_all(store, out or settings.plots_dir, roi=roi, metric=metric)
-    for p in paths:
-        console.print(str(p))
-    if not paths:
-        err.print("no completed fits to plot")
+    Example: [bold]tracker summaries --by method,layer --split test --metric r2_corr[/bold]
+    """
+    query = queries.run_filter(where, subject=subject, method=method, roi=roi)
+    with open_store(ctx) as store:
+        if by:
+            fields = queries.parse_by(by)
+            rows = queries.group_summaries(store, fields, query, split, metric)
+            cols = [*fields, "n_runs", "n", "mean", "median_of_medians", "best_median", "max"]
+        else:
+            rows = queries.fit_summaries(store, query, split, metric)
+            cols = ["run_id", "subject", "roi", "method", "preprocessing", "layer", "n", "mean",
+                    "median", "q75", "max", "n_significant"]
+    emit(rows, cols, as_json, as_csv, title=f"{metric} on {split} images (stored summaries)")
 
 
+@cli_errors
+def diff_cmd(
+    ctx: typer.Context,
+    run_a: Annotated[str, typer.Argument(help="First run id (or unique prefix).")],
+    run_b: Annotated[str, typer.Argument(help="Second run id (or unique prefix).")],
+    show_all: Annotated[bool, typer.Option("--all", help="Also list equal fields.")] = False,
+    as_json: JsonOpt = False, as_csv: CsvOpt = False,
+) -> None:
+    """What differs between two runs: config, inputs, splits, provenance.
+
+    Example: [bold]tracker runs diff fi-3a9c fi-77b0[/bold]
+    """
+    from tracker.rundiff import diff_runs
+
+    with open_store(ctx) as store:
+        (_, a), (_, b) = store.get_run(run_a), store.get_run(run_b)
+    rows = diff_runs(a, b, show_all=show_all)
+    emit(rows, ["field", "a", "b"], as_json, as_csv, title=f"{a['_id']} (a) vs {b['_id']} (b)")

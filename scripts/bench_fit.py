@@ -1,0 +1,348 @@
+"""Benchmark our ridge and PLS against scikit-learn and himalaya on a planted problem.
+
+Synthetic data: float32 features ``X = latent @ W + noise`` (50 latent factors spread
+over all features, as deep-net features are correlated) for 1750 training and 120
+held-out images; voxels ``signal + noise`` with the signal a random mix of the latent
+factors (true correlation ceilings spread over 0.1 ... 0.8, 30% of the voxels without
+signal). Everything runs in one process so the machine load is shared alike.
+
+Rows (all with the same 25-value alpha grid, features standardised):
+
+* ours ridge, LOO                vs scikit-learn ``RidgeCV(alpha_per_target=True)``
+  (exact LOO via its "gram" GCV mode, on the float64 standardised copy);
+* ours ridge, 5-fold             vs himalaya ``KernelRidgeCV`` (same 5 folds, intercept);
+* ours PLS, 5 components         vs scikit-learn ``PLSRegression`` fitted per voxel (a
+  few voxels timed, extrapolated linearly: each voxel is an independent fit);
+* ours PLS, grid + 5-fold CV     (the protocol default; no reference);
+* the floor: the kernel plus one eigendecomposition (no target work at all).
+
+"max |diff|" is the largest absolute difference of held-out predictions (the voxel
+responses have unit variance); "same hyper" the share of voxels with the same alpha.
+
+Then, in a fresh process (so peak RSS is its own), the full-size timing: our ridge (LOO)
+on every voxel (25,915) with 1750 x 64,896 features, prediction of 120 images and the
+permutation p-values (1000 permutations) of those 25,915 voxels.
+
+Examples
+--------
+python scripts/bench_fit.py                 # the full benchmark (several minutes)
+python scripts/bench_fit.py --quick         # small sizes: a smoke test in seconds
+python scripts/bench_fit.py --n-voxels 500 --sklearn-voxels 200 --no-full-size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pipeline.pls import BatchedPLS  # noqa: E402
+from pipeline.ridge import (  # noqa: E402
+    DEFAULT_ALPHAS,
+    FeatureScaler,
+    KernelRidgeCV,
+    centred_eigh,
+    linear_kernel,
+)
+from pipeline.splits import kfold_splits  # noqa: E402
+from pipeline.stats import fdr_significant, permutation_pvalues  # noqa: E402
+
+N_LATENT = 50
+PLS_COMPONENTS = 5
+N_FOLDS = 5
+
+
+# --------------------------------------------------------------------------- data
+def make_data(n_train: int, n_val: int, p: int, v: int, seed: int = 0):
+    """Planted problem: X (n, p) float32 train/val, Y (n, v) float64 train/val."""
+    rng = np.random.default_rng(seed)
+    n = n_train + n_val
+    latent = rng.standard_normal((n, N_LATENT)).astype(np.float32)
+    X = np.empty((n, p), dtype=np.float32)
+    block = 4096
+    for a in range(0, p, block):
+        b = min(a + block, p)
+        W = rng.standard_normal((N_LATENT, b - a), dtype=np.float32) * np.float32(0.3)
+        X[:, a:b] = rng.standard_normal((n, b - a), dtype=np.float32)
+        X[:, a:b] += latent @ W
+    Y = np.empty((n, v))
+    ceiling = rng.uniform(0.1, 0.8, v)
+    has_signal = rng.random(v) >= 0.3
+    for a in range(0, v, 2048):
+        b = min(a + 2048, v)
+        mix = rng.standard_normal((N_LATENT, b - a)) * (rng.random((N_LATENT, b - a)) < 0.2)
+        signal = latent.astype(np.float64) @ mix
+        signal /= np.maximum(signal.std(axis=0), 1e-12)
+        noise_sd = np.sqrt(1.0 / ceiling[a:b] ** 2 - 1.0)
+        Y[:, a:b] = signal * has_signal[a:b] + noise_sd * rng.standard_normal((n, b - a))
+    return X[:n_train], X[n_train:], Y[:n_train], Y[n_train:]
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
+
+
+# --------------------------------------------------------------------------- comparisons
+def sklearn_ridgecv(X_tr, Y_tr, X_va, alphas):
+    from sklearn.linear_model import RidgeCV
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(X_tr)
+    model = RidgeCV(alphas=alphas, alpha_per_target=True, gcv_mode="eigen")
+    model.fit(scaler.transform(X_tr), Y_tr)
+    return model.predict(scaler.transform(X_va)), np.atleast_1d(model.alpha_)
+
+
+def himalaya_kfold(X_tr, Y_tr, X_va, alphas, folds):
+    from himalaya.backend import set_backend
+    from himalaya.kernel_ridge import KernelRidgeCV as HKernelRidgeCV
+
+    set_backend("numpy")
+    scaler = FeatureScaler(X_tr, standardize=True)
+    Xs = np.concatenate([scaler.block(X_tr, slice(a, min(a + 4096, X_tr.shape[1])))
+                         for a in range(0, X_tr.shape[1], 4096)], axis=1)
+    Xv = np.concatenate([scaler.block(X_va, slice(a, min(a + 4096, X_va.shape[1])))
+                         for a in range(0, X_va.shape[1], 4096)], axis=1)
+    model = HKernelRidgeCV(alphas=alphas, kernel="linear", fit_intercept=True, cv=folds,
+                           solver_params={"n_targets_batch": 1000, "n_alphas_batch": 5},
+                           warn=False)
+    model.fit(Xs, Y_tr.astype(np.float32))
+    pred = np.asarray(model.predict(Xv), dtype=np.float64)
+    best = np.asarray(model.best_alphas_, dtype=np.float64)
+    return pred, best
+
+
+def sklearn_pls_per_voxel(X_tr, Y_tr, X_va, cols, k):
+    from sklearn.cross_decomposition import PLSRegression
+
+    return np.column_stack([
+        PLSRegression(n_components=k, scale=False).fit(X_tr, Y_tr[:, j]).predict(X_va).ravel()
+        for j in cols
+    ])
+
+
+def run_comparison(args) -> list[dict]:
+    print(f"data: {args.n_train} x {args.n_features} float32 features, {args.n_voxels} voxels, "
+          f"{args.n_val} held-out images", flush=True)
+    (X_tr, X_va, Y_tr, Y_va), t = timed(
+        lambda: make_data(args.n_train, args.n_val, args.n_features, args.n_voxels, args.seed))
+    print(f"  generated in {t:.1f} s", flush=True)
+    alphas = DEFAULT_ALPHAS
+    rows: list[dict] = []
+    # warm up: imports and first-call costs of every library stay out of the timings
+    warm = slice(0, min(args.n_train, 40))
+    sklearn_ridgecv(X_tr[warm, :50], Y_tr[warm, :2], X_va[:, :50], alphas)
+    sklearn_pls_per_voxel(X_tr[warm, :50], Y_tr[warm], X_va[:, :50], [0], 2)
+    try:
+        himalaya_kfold(X_tr[warm, :50], Y_tr[warm, :2], X_va[:, :50], alphas,
+                       kfold_splits(warm.stop, N_FOLDS, 0))
+    except ImportError:
+        pass
+
+    def row(method, seconds, ref=None, pred=None, ref_pred=None, hyper=None, ref_hyper=None,
+            note=""):
+        r = {"method": method, "seconds": seconds, "vs": ref, "note": note,
+             "max_abs_diff": None, "same_hyper": None}
+        if pred is not None and ref_pred is not None:
+            r["max_abs_diff"] = float(np.max(np.abs(pred - ref_pred)))
+        if hyper is not None and ref_hyper is not None:
+            # grid points are a factor 3.16 apart: rtol 1e-3 only absorbs float32 rounding
+            r["same_hyper"] = float(np.mean(np.isclose(hyper, ref_hyper, rtol=1e-3)))
+        rows.append(r)
+        print(f"  {method}: {seconds:.1f} s {note}", flush=True)
+        return r
+
+    # floor: kernel + one eigendecomposition
+    def floor():
+        K = linear_kernel(X_tr, FeatureScaler(X_tr, standardize=True))
+        return centred_eigh(K)
+
+    _, t_floor = timed(floor)
+    row("floor: kernel + eigh", t_floor, "ours ridge LOO")
+
+    # ours ridge LOO
+    ours = KernelRidgeCV(alphas=alphas)
+    _, t_ours = timed(lambda: ours.fit(X_tr, Y_tr))
+    pred_ours = ours.predict(X_va)
+    row("ours ridge LOO", t_ours, "ours ridge LOO",
+        note="(kernel {kernel:.1f} s, eigh {eigh:.1f} s, cv {cv:.1f} s)".format(**ours.timings_))
+
+    # sklearn RidgeCV (maybe on a subset, then extrapolated through two subset sizes)
+    sub = min(args.sklearn_voxels, args.n_voxels)
+    if sub < args.n_voxels:
+        half = max(sub // 2, 1)
+        _, t_half = timed(lambda: sklearn_ridgecv(X_tr, Y_tr[:, :half], X_va, alphas))
+        (pred_sk, alpha_sk), t_sub = timed(lambda: sklearn_ridgecv(X_tr, Y_tr[:, :sub], X_va, alphas))
+        slope = max(t_sub - t_half, 0.0) / max(sub - half, 1)
+        t_sk = t_sub + slope * (args.n_voxels - sub)
+        note = (f"EXTRAPOLATED: timed on {half} and {sub} voxels ({t_half:.1f} s, {t_sub:.1f} s), "
+                f"linear in voxels; diffs over those {sub}")
+    else:
+        (pred_sk, alpha_sk), t_sk = timed(lambda: sklearn_ridgecv(X_tr, Y_tr, X_va, alphas))
+        note = "all voxels"
+    row("sklearn RidgeCV (LOO)", t_sk, "ours ridge LOO", pred_ours[:, :sub], pred_sk,
+        ours.alpha_[:sub], alpha_sk, note)
+
+    # ours ridge k-fold vs himalaya
+    ours_kf = KernelRidgeCV(alphas=alphas, cv=N_FOLDS, random_state=args.seed)
+    _, t_kf = timed(lambda: ours_kf.fit(X_tr, Y_tr))
+    pred_kf = ours_kf.predict(X_va)
+    row(f"ours ridge {N_FOLDS}-fold", t_kf, f"ours ridge {N_FOLDS}-fold")
+    folds = kfold_splits(X_tr.shape[0], N_FOLDS, args.seed)
+    try:
+        (pred_h, alpha_h), t_h = timed(lambda: himalaya_kfold(X_tr, Y_tr, X_va, alphas, folds))
+        row(f"himalaya KernelRidgeCV ({N_FOLDS}-fold)", t_h, f"ours ridge {N_FOLDS}-fold", pred_kf,
+            pred_h, ours_kf.alpha_, alpha_h, "same folds, float32")
+    except ImportError:
+        print("  himalaya is not installed (pip install himalaya): row skipped", flush=True)
+
+    # PLS
+    ours_pls = BatchedPLS(n_components=PLS_COMPONENTS, cv=None)
+    _, t_pls = timed(lambda: ours_pls.fit(X_tr, Y_tr))
+    pred_pls = ours_pls.predict(X_va)
+    row(f"ours PLS {PLS_COMPONENTS} comp.", t_pls, f"ours PLS {PLS_COMPONENTS} comp.")
+    cols = list(range(min(args.pls_voxels, args.n_voxels)))
+    pred_skp, t_few = timed(lambda: sklearn_pls_per_voxel(X_tr, Y_tr, X_va, cols, PLS_COMPONENTS))
+    row(f"sklearn PLSRegression {PLS_COMPONENTS} comp. per voxel",
+        t_few / len(cols) * args.n_voxels, f"ours PLS {PLS_COMPONENTS} comp.",
+        pred_pls[:, cols], pred_skp,
+        note=f"EXTRAPOLATED from {len(cols)} voxels ({t_few:.1f} s), linear in voxels")
+    ours_cv = BatchedPLS(cv=N_FOLDS, random_state=args.seed)
+    _, t_plscv = timed(lambda: ours_cv.fit(X_tr, Y_tr))
+    row(f"ours PLS grid {list(ours_cv.n_components)} + {N_FOLDS}-fold", t_plscv,
+        f"ours PLS {PLS_COMPONENTS} comp.")
+
+    # validation r of our LOO ridge, for orientation
+    r = np.array([np.corrcoef(pred_ours[:, j], Y_va[:, j])[0, 1] for j in range(args.n_voxels)])
+    print(f"  ours ridge LOO: median held-out r {np.nanmedian(r):.3f}", flush=True)
+    ref_seconds = {r_["method"]: r_["seconds"] for r_ in rows}
+    for r_ in rows:
+        r_["ratio"] = r_["seconds"] / ref_seconds[r_["vs"]] if r_["vs"] in ref_seconds else None
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    head = f"{'method':<48} {'seconds':>9} {'ratio':>7}  {'vs':<22} {'max |diff|':>10} {'same hyper':>10}"
+    print()
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else ""
+        diff = f"{r['max_abs_diff']:.1e}" if r["max_abs_diff"] is not None else ""
+        same = f"{100 * r['same_hyper']:.1f}%" if r["same_hyper"] is not None else ""
+        print(f"{r['method']:<48} {r['seconds']:>9.2f} {ratio:>7}  {r['vs']:<22} {diff:>10} "
+              f"{same:>10}")
+    notes = [(r["method"], r["note"]) for r in rows if r["note"].startswith("EXTRAPOLATED")]
+    for method, note in notes:
+        print(f"* {method}: {note}")
+    print("ratio = seconds / seconds of the 'vs' row (ours). max |diff|: held-out predictions "
+          "(unit-variance voxels).")
+
+
+# --------------------------------------------------------------------------- full size
+def full_size(args) -> dict:
+    (X_tr, X_va, Y_tr, Y_va), t_gen = timed(
+        lambda: make_data(args.n_train, args.n_val, args.n_features, args.full_voxels, args.seed))
+    rss_data = peak_rss_gb()
+    model = KernelRidgeCV()
+    _, t_fit = timed(lambda: model.fit(X_tr, Y_tr))
+    pred, t_pred = timed(lambda: model.predict(X_va))
+    p, t_perm = timed(lambda: permutation_pvalues(Y_va, pred, 1000, seed=0))
+    sig = fdr_significant(p)
+    return {
+        "n_train": args.n_train, "n_val": args.n_val, "n_features": args.n_features,
+        "n_voxels": args.full_voxels,
+        "seconds_generate": t_gen, "seconds_fit": t_fit, "seconds_predict": t_pred,
+        "seconds_permutations": t_perm, "fit_timings": model.timings_,
+        "seconds_fit_and_predict": t_fit + t_pred,
+        "peak_rss_gb": peak_rss_gb(), "rss_after_data_gb": rss_data,
+        "n_alpha_at_edge": model.n_alpha_at_edge_, "n_significant": int(sig.sum()),
+    }
+
+
+def run_full_size_subprocess(args) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--full-size-only",
+           "--n-train", str(args.n_train), "--n-val", str(args.n_val),
+           "--n-features", str(args.n_features), "--full-voxels", str(args.full_voxels),
+           "--seed", str(args.seed)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_full(res: dict, time_target: float, mem_target: float) -> None:
+    fit_t = res["fit_timings"]
+    ok_t = res["seconds_fit_and_predict"] < time_target
+    ok_m = res["peak_rss_gb"] < mem_target
+    print()
+    print(f"full size: our ridge (LOO, 25 alphas, float32 features) on {res['n_voxels']} voxels, "
+          f"{res['n_train']} x {res['n_features']} features")
+    print(f"  fit {res['seconds_fit']:.1f} s (kernel {fit_t['kernel']:.1f}, eigh {fit_t['eigh']:.1f}, "
+          f"LOO {fit_t['cv']:.1f}, dual {fit_t['dual']:.1f}) + predict {res['seconds_predict']:.1f} s "
+          f"= {res['seconds_fit_and_predict']:.1f} s  [target < {time_target:.0f} s: "
+          f"{'OK' if ok_t else 'MISSED'}]")
+    print(f"  peak RSS {res['peak_rss_gb']:.2f} GB (of which data {res['rss_after_data_gb']:.2f} GB) "
+          f"[target < {mem_target:.0f} GB: {'OK' if ok_m else 'MISSED'}]")
+    print(f"  permutation p-values, {res['n_voxels']} voxels x {res['n_val']} images x 1000 "
+          f"permutations: {res['seconds_permutations']:.1f} s "
+          f"({res['n_significant']} FDR-significant at q = .05)")
+    print(f"  (data generation {res['seconds_generate']:.1f} s, not counted)")
+
+
+# --------------------------------------------------------------------------- main
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n-voxels", type=int, default=2000, help="voxels in the comparison (2000)")
+    p.add_argument("--n-features", type=int, default=64896, help="features (64,896)")
+    p.add_argument("--n-train", type=int, default=1750, help="training images (1750)")
+    p.add_argument("--n-val", type=int, default=120, help="held-out images (120)")
+    p.add_argument("--sklearn-voxels", type=int, default=2000,
+                   help="voxels given to sklearn RidgeCV; fewer than --n-voxels: timed on "
+                        "half and all of them and extrapolated linearly (default 2000)")
+    p.add_argument("--pls-voxels", type=int, default=3,
+                   help="voxels fitted with sklearn PLSRegression, extrapolated (3)")
+    p.add_argument("--full-voxels", type=int, default=25915,
+                   help="voxels of the full-size timing (25,915)")
+    p.add_argument("--no-full-size", action="store_true", help="skip the full-size timing")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes (300 x 3000, 200 voxels; full size 2000 voxels)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--full-size-only", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n_train, args.n_val, args.n_features = 300, 40, 3000
+        args.n_voxels, args.sklearn_voxels, args.full_voxels = 200, 100, 2000
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.full_size_only:
+        print(json.dumps(full_size(args)))
+        return 0
+    rows = run_comparison(args)
+    print_table(rows)
+    if not args.no_full_size:
+        print("\nfull-size timing in a fresh process ...", flush=True)
+        print_full(run_full_size_subprocess(args), 90.0, 4.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Run lifecycle, the reaper, config-key races and concurrent writers, on a real server
+and with real processes and signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError
+from tests.tracker.seed_db import add_fit
+from tests.tracker.workers import fake_fit_doc, log_fake_fit
+from tracker import documents, queries
+from tracker.runs import RunRecorder, now, reap
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spawn(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "tests.tracker.workers", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_line(proc: subprocess.Popen, expected: str) -> None:
+    line = proc.stdout.readline().strip()
+    assert line == expected, f"worker said {line!r}; stderr: {proc.stderr.read()[-2000:]}"
+
+
+def run_doc(store, run_id):
+    return store.db.fit_runs.find_one({"_id": run_id})
+
+
+# ------------------------------------------------------------------ lifecycle
+def test_heartbeat_interval_is_stored_and_heartbeats_never_revive_an_ended_run(store):
+    doc = fake_fit_doc()
+    with RunRecorder(store, "fit_runs", doc, heartbeat_s=0.05) as rec:
+        assert run_doc(store, rec.run_id)["heartbeat_interval_s"] == 0.05
+        rec.complete({"n_voxels": 1})
+    ended = run_doc(store, doc["_id"])
+    # A late beat (the thread is stopped, so call the store as the thread would) is ignored.
+    assert not store.update_run_if("fit_runs", doc["_id"], {"status": "RUNNING"}, {"heartbeat": now()})
+    assert run_doc(store, doc["_id"])["heartbeat"] == ended["heartbeat"]
+
+
+def test_reaper_marks_only_stale_runs_dead(store):
+    stale, live = fake_fit_doc(), fake_fit_doc()
+    for d, age in ((stale, 100), (live, 5)):
+        d.update(status="RUNNING", heartbeat=now() - timedelta(seconds=age), heartbeat_interval_s=10.0)
+        store.insert_run("fit_runs", d)
+    reaped = reap(store, stale_factor=4)  # limit: 40 s
+    assert [r["id"] for r in reaped] == [stale["_id"]] and reaped[0]["silent_s"] >= 100
+    dead = run_doc(store, stale["_id"])
+    assert dead["status"] == "DEAD" and "no heartbeat for 100 s (limit 4 x 10 s)" in dead["error"]["message"]
+    assert run_doc(store, live["_id"])["status"] == "RUNNING"
+    assert reap(store, stale_factor=4) == []  # idempotent
+    with pytest.raises(ConfigError, match="stale-factor"):
+        reap(store, stale_factor=1)
+
+
+def test_kill_9_leaves_a_running_run_that_the_reaper_marks_dead(store, mongo_uri):
+    run_id = documents.new_run_id("fi")
+    proc = spawn("hang", mongo_uri, store.db_name, run_id, "0.1")
+    try:
+        wait_line(proc, "running")
+        time.sleep(0.3)  # a few heartbeats
+        assert run_doc(store, run_id)["progress"] == {"stage": "fit", "done": 1, "total": 10}
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert run_doc(store, run_id)["status"] == "RUNNING"  # nobody could say otherwise
+        deadline = time.monotonic() + 10
+        while run_doc(store, run_id)["status"] == "RUNNING" and time.monotonic() < deadline:
+            reap(store, stale_factor=3)
+            time.sleep(0.1)
+        assert run_doc(store, run_id)["status"] == "DEAD"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_marks_run_interrupted(store, mongo_uri, sig):
+    run_id = documents.new_run_id("fi")
+    proc = spawn("hang", mongo_uri, store.db_name, run_id, "30")
+    try:
+        wait_line(proc, "running")
+        proc.send_signal(sig)
+        proc.wait(timeout=20)
+    finally:
+        proc.kill()
+    doc = run_doc(store, run_id)
+    assert proc.returncode != 0
+    assert doc["status"] == "INTERRUPTED" and doc["finished"] >= doc["started"]
+    assert doc["error"]["type"] == ("RunInterrupted" if sig == signal.SIGTERM else "KeyboardInterrupt")
+
+
+def test_buckets_of_runs_that_did_not_complete_are_never_counted(store):
+    good = add_fit(store, "S1", "ridge", [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+    for status in ("FAILED", "INTERRUPTED", "DEAD", "DUPLICATE", "SUPERSEDED", "RUNNING"):
+        add_fit(store, "S1", "ridge", [-0.9] * 3, [-0.9] * 3, status=status)
+    rows = queries.compare(store, ["subject", "method"], roi="V4", split="validation")
+    assert len(rows) == 1 and rows[0]["run_ids"] == [good["_id"]]
+    assert rows[0]["n"] == 3 and rows[0]["mean"] == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- identity
+def test_two_processes_racing_on_one_config_key_end_with_one_completed_run(store, mongo_uri, tmp_path):
+    key = documents.stable_key("race", tmp_path.name)
+    go = tmp_path / "go"
+    procs = [spawn("race", mongo_uri, store.db_name, key, str(tmp_path / f"ready{i}"), str(go))
+             for i in range(2)]
+    try:
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / f"ready{i}").exists() for i in range(2)):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+            time.sleep(0.01)
+        go.touch()
+        outs = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    pairs = [o[0].split() for o in outs]  # (own run id, run holding the result)
+    runs = {d["_id"]: d for d in store.db.fit_runs.find({"config_key": key})}
+    assert sorted(d["status"] for d in runs.values()) == ["COMPLETED", "DUPLICATE"]
+    winner = next(i for i, d in runs.items() if d["status"] == "COMPLETED")
+    loser = next(i for i, d in runs.items() if d["status"] == "DUPLICATE")
+    assert runs[loser]["duplicate_of"] == winner
+    assert all(final == winner for _, final in pairs)  # both processes report the winner
+    assert {own for own, _ in pairs} == {winner, loser}
+    rows = queries.compare(store, ["subject"], roi="V4", split="validation")
+    assert rows[0]["run_ids"] == [winner] and rows[0]["n"] == 7  # the loser's buckets stay out
+
+
+def test_forced_rerun_supersedes_the_completed_run(store):
+    key = documents.stable_key("forced")
+    first = log_fake_fit(store, fake_fit_doc(key=key))
+    second = log_fake_fit(store, fake_fit_doc(key=key), replace=True)
+    assert second.final_id == second.run_id
+    assert run_doc(store, first.run_id)["status"] == "SUPERSEDED"
+    assert run_doc(store, first.run_id)["superseded_by"] == second.run_id
+    assert run_doc(store, second.run_id)["status"] == "COMPLETED"
+
+
+# -------------------------------------------------------------- concurrency
+def test_four_processes_times_25_fits_lose_nothing(store, mongo_uri):
+    procs = [spawn("many", mongo_uri, store.db_name, "25", f"w{i}") for i in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [o[1][-2000:] for o in outs]
+    assert store.db.fit_runs.count_documents({"status": "COMPLETED"}) == 100
+    assert store.db.fit_runs.count_documents({}) == 100
+    # 7 voxels in buckets of 4 -> 2 buckets per split, 2 splits -> 4 per run
+    assert store.db.voxel_scores.count_documents({}) == 400
+    per_run = store.aggregate("voxel_scores", [{"$group": {"_id": "$run_id", "n": {"$sum": 1}}}])
+    assert len(per_run) == 100 and {r["n"] for r in per_run} == {4}
+    subjects = {d["subject"] for d in store.db.fit_runs.find({}, {"subject": 1})}
+    assert subjects == {f"w{i}-{j}" for i in range(4) for j in range(25)}

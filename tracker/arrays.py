@@ -1,0 +1,138 @@
+"""Per-voxel score arrays of fit runs, read from only the buckets a question needs.
+
+Two copies of every score bucket exist (see :mod:`tracker.documents`): the plain float64
+lists in ``voxel_scores`` (aggregated server-side) and a compact float32/int32
+``bson.Binary`` copy in ``voxel_arrays`` (fast to read). :func:`load_scores` reads the
+compact copy and falls back to the plain lists for runs logged before it existed, or
+everywhere with ``exact=True`` (float64 values).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.errors import ConfigError
+from tracker.documents import METRICS, PACKED_EXTRA, unpack_array
+from tracker.store import Store
+
+#: the 64 x 64 x 18 functional volume of vim-1 (voxel ids index it, 1-based, column-major)
+VOLUME_SHAPE = (64, 64, 18)
+#: per-voxel fields a bucket may hold (p and significant only when the fit computed them)
+FIELDS = (*METRICS, "hyper", "p", "significant")
+_PACKED = ("voxel_ids", *METRICS, *PACKED_EXTRA)
+
+
+@dataclass
+class RunScores:
+    """One run's per-voxel arrays for one split, in stored (chunk) order.
+
+    Attributes
+    ----------
+    run_id, split : str
+    voxel_ids : ndarray of int64, shape (v,)
+    chunk : ndarray of int64, shape (v,)
+        The bucket (chunk number) holding each voxel.
+    values : dict of str -> ndarray of float64, shape (v,)
+        Requested fields; a field the run's buckets lack (``p``, ``significant`` of a fit
+        without a permutation test) is absent. ``significant`` is 1.0 / 0.0 (NaN unknown).
+    """
+
+    run_id: str
+    split: str
+    voxel_ids: np.ndarray
+    chunk: np.ndarray
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def get(self, name: str) -> np.ndarray | None:
+        return self.values.get(name)
+
+
+def check_fields(fields: Iterable[str]) -> list[str]:
+    """Validate per-voxel field names (``r``, ``r2_corr``, ``r2``, ``hyper``, ``p``, ``significant``)."""
+    names = list(fields)
+    bad = [f for f in names if f not in FIELDS]
+    if bad:
+        raise ConfigError(f"unknown per-voxel field(s) {', '.join(bad)}; choose from {', '.join(FIELDS)}")
+    return names
+
+
+def load_scores(
+    store: Store, run_ids: Sequence[str], split: str, fields: Iterable[str] = ("r",),
+    exact: bool = False,
+) -> dict[str, RunScores]:
+    """Per-voxel arrays of ``run_ids`` for one split.
+
+    Parameters
+    ----------
+    store
+        The database.
+    run_ids
+        Fit runs to read (their buckets only).
+    split
+        ``test`` or ``validation``.
+    fields
+        Per-voxel fields to read (see :data:`FIELDS`); voxel ids always come along.
+    exact
+        Read the float64 lists of ``voxel_scores`` instead of the float32 copies.
+
+    Returns
+    -------
+    dict
+        run id -> :class:`RunScores`; runs without buckets for ``split`` are absent.
+    """
+    names = check_fields(fields)
+    parts: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    have: set[str] = set()
+    if not exact:
+        for b in store.packed_buckets(run_ids, split, ["voxel_ids", *names]):
+            have.add(b["run_id"])
+            _collect(parts[b["run_id"]], b, names, packed=True)
+    rest = [r for r in run_ids if r not in have]
+    if rest:
+        for b in store.buckets(rest, split, ["voxel_ids", *names]):
+            _collect(parts[b["run_id"]], b, names, packed=False)
+    out = {}
+    for run_id, p in parts.items():
+        n_chunks = len(p["voxel_ids"])
+        values = {f: np.concatenate(p[f]) for f in names if len(p[f]) == n_chunks}
+        out[run_id] = RunScores(run_id, split, np.concatenate(p["voxel_ids"]),
+                                np.concatenate(p["_chunk"]), values)
+    return out
+
+
+def _collect(acc: dict[str, list], bucket: dict, names: list[str], packed: bool) -> None:
+    ids = (unpack_array("voxel_ids", bucket["voxel_ids"]) if packed
+           else np.asarray(bucket["voxel_ids"], dtype=np.int64))
+    acc["voxel_ids"].append(ids)
+    acc["_chunk"].append(np.full(ids.size, bucket["chunk"], dtype=np.int64))
+    for f in names:
+        data = bucket.get(f)
+        if data is None:
+            continue
+        acc[f].append(unpack_array(f, data) if packed and f in _PACKED
+                      else np.array(data, dtype=np.float64))
+
+
+def pooled(scores: Iterable[RunScores], name: str) -> np.ndarray:
+    """One field of several runs concatenated (empty if no run has it)."""
+    parts = [s.values[name] for s in scores if name in s.values]
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+def voxel_coords(voxel_ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """0-based ``(i, j, k)`` indices into the 64 x 64 x 18 volume of 1-based MATLAB ids.
+
+    vim-1 voxel ids are MATLAB linear indices (1-based, column-major), so
+    ``np.unravel_index(id - 1, (64, 64, 18), order="F")``.
+    """
+    ids = np.asarray(voxel_ids, dtype=np.int64)
+    size = int(np.prod(VOLUME_SHAPE))
+    if ids.size and (ids.min() < 1 or ids.max() > size):
+        raise ConfigError(f"voxel ids must be between 1 and {size} (64 x 64 x 18), got "
+                          f"{int(ids.min())}..{int(ids.max())}")
+    i, j, k = np.unravel_index(ids - 1, VOLUME_SHAPE, order="F")
+    return i, j, k

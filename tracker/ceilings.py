@@ -1,0 +1,103 @@
+"""Noise ceilings applied at query time (never baked into stored scores).
+
+vim-1 releases only repeat-averaged responses, so it has no ceiling; where one was
+estimated (synthetic data with repeats, a user's own re-estimated responses) it is a
+``noise_ceilings`` record per dataset and subject::
+
+    {"dataset_id": ..., "subject": "S1", "method": "nsd", "n_reps": 13,
+     "voxel_ids": [...], "r_ceiling": [...], "created": <date>}
+
+``r_ceiling`` is the correlation ceiling (``sqrt(NC / 100)``, :mod:`pipeline.stats`).
+In the units of a metric the ceiling is ``r_ceiling`` for ``r`` and ``r_ceiling**2``
+for ``r2_corr`` and ``r2``. The newest record of a (dataset, subject) is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tracker.store import Store
+
+NOT_AVAILABLE = "n/a"
+
+
+class CeilingTable:
+    """Noise ceilings looked up (and cached) per (dataset, subject).
+
+    Parameters
+    ----------
+    store
+        The database (collection ``noise_ceilings``).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[tuple, tuple[np.ndarray, np.ndarray] | None] = {}
+
+    def _record(self, dataset_id: Any, subject: str) -> tuple[np.ndarray, np.ndarray] | None:
+        key = (dataset_id, subject)
+        if key not in self._cache:
+            docs = self.store.noise_ceilings({"dataset_id": dataset_id, "subject": subject})
+            if docs:
+                ids = np.asarray(docs[0]["voxel_ids"], dtype=np.int64)
+                r_c = np.array(docs[0]["r_ceiling"], dtype=np.float64)
+                order = np.argsort(ids)
+                self._cache[key] = (ids[order], r_c[order])
+            else:
+                self._cache[key] = None
+        return self._cache[key]
+
+    def for_run(self, run: Mapping[str, Any], voxel_ids: np.ndarray, metric: str) -> np.ndarray | None:
+        """The ceiling of each voxel of ``run`` in ``metric`` units (NaN where unknown).
+
+        Returns None when no ceiling is recorded for the run's dataset and subject.
+        """
+        rec = self._record(run.get("dataset_id"), run.get("subject"))
+        if rec is None:
+            return None
+        ids, r_c = rec
+        ids_q = np.asarray(voxel_ids, dtype=np.int64)
+        pos = np.clip(np.searchsorted(ids, ids_q), 0, max(ids.size - 1, 0))
+        found = ids.size > 0
+        out = np.full(ids_q.shape, np.nan)
+        if found:
+            hit = ids[pos] == ids_q
+            out[hit] = r_c[pos[hit]]
+        return out if metric == "r" else out ** 2
+
+
+def fraction(scores: np.ndarray, ceiling: np.ndarray) -> tuple[float | None, float | None]:
+    """(mean ceiling, mean score / mean ceiling) over voxels where both are finite."""
+    ok = np.isfinite(scores) & np.isfinite(ceiling)
+    if not ok.any() or np.mean(ceiling[ok]) <= 0:
+        return None, None
+    mean_c = float(np.mean(ceiling[ok]))
+    return mean_c, float(np.mean(scores[ok]) / mean_c)
+
+
+def ceiling_summary(store: Store, runs: Sequence[Mapping[str, Any]], scores: Iterable[Any],
+                    metric: str, table: CeilingTable | None = None) -> dict[str, float | None]:
+    """``{"ceiling", "frac_ceiling"}`` of a group of runs (None where no ceiling exists).
+
+    Parameters
+    ----------
+    runs
+        The group's run documents (``dataset_id``, ``subject``).
+    scores
+        Their :class:`tracker.arrays.RunScores` (holding ``metric``).
+    """
+    table = table or CeilingTable(store)
+    by_id = {r["_id"]: r for r in runs}
+    vals, ceils = [], []
+    for s in scores:
+        c = table.for_run(by_id[s.run_id], s.voxel_ids, metric)
+        if c is not None and metric in s.values:
+            vals.append(s.values[metric])
+            ceils.append(c)
+    if not vals:
+        return {"ceiling": None, "frac_ceiling": None}
+    mean_c, frac = fraction(np.concatenate(vals), np.concatenate(ceils))
+    return {"ceiling": mean_c, "frac_ceiling": frac}

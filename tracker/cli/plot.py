@@ -1,0 +1,114 @@
+"""`tracker plot [FIGURE]`: figures (PNG and SVG) regenerated from the database alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipeline.errors import ConfigError
+from tracker import plots, queries
+from tracker.cli.common import JsonOpt, cli_errors, console, err, open_store, print_json, settings_of
+from tracker.cli.listing import MethodOpt, MetricOpt, SplitOpt, SubjectOpt, WhereOpt
+
+plot_app = typer.Typer(help="Figures from the database (PNG and SVG). With no figure name: all "
+                            "standard figures.", invoke_without_command=True)
+OutOpt = Annotated[Path | None, typer.Option(help="Output directory (default $TRACKER_HOME/plots).")]
+CeilingOpt = Annotated[bool, typer.Option("--ceiling", help="Scores as a fraction of the noise ceiling.")]
+
+
+def _save(ctx: typer.Context, out: Path | None, name: str, fig: Any, as_json: bool) -> None:
+    paths = plots.save(fig, Path(out or settings_of(ctx).plots_dir) / name)
+    if as_json:
+        return print_json([str(p) for p in paths])
+    for p in paths:
+        console.print(str(p))
+    return None
+
+
+@plot_app.callback()
+@cli_errors
+def plot_all(ctx: typer.Context, out: OutOpt = None,
+             roi: Annotated[str, typer.Option(help="ROI to plot.")] = "V4",
+             metric: MetricOpt = "r2_corr", as_json: JsonOpt = False) -> None:
+    """Regenerate every standard figure (bars, ROI average, A-vs-B scatter, distributions,
+    layers, volume maps; ceiling-normalised variants where ceilings exist)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with open_store(ctx) as store:
+        paths = plots.make_all(store, out or settings_of(ctx).plots_dir, roi=roi, metric=metric)
+    if as_json:
+        return print_json([str(p) for p in paths])
+    for p in paths:
+        console.print(str(p))
+    if not paths:
+        err.print("no completed fits to plot")
+
+
+@plot_app.command("bars")
+@cli_errors
+def plot_bars(ctx: typer.Context, subject: Annotated[str, typer.Option(help="Subject.")] = "S1",
+              roi: Annotated[str, typer.Option(help="ROI.")] = "V4", metric: MetricOpt = "r2_corr",
+              ceiling: CeilingOpt = False, out: OutOpt = None, as_json: JsonOpt = False) -> None:
+    """The 2019 bars: test and validation, per method and preprocessing, CIs and chance."""
+    with open_store(ctx) as store:
+        rows = plots.bars_data(store, subject, roi, metric)
+    if not rows:
+        raise ConfigError(f"no completed fits for {subject} {roi}")
+    fig = plots.draw_bars(rows, subject, roi, metric, normalised=ceiling)
+    _save(ctx, out, f"bars_{subject}_{roi}_{metric}{'_ceiling' if ceiling else ''}", fig, as_json)
+
+
+@plot_app.command("scatter")
+@cli_errors
+def plot_scatter(ctx: typer.Context, run_a: Annotated[str, typer.Argument(help="Run A (x axis).")],
+                 run_b: Annotated[str, typer.Argument(help="Run B (y axis).")],
+                 split: SplitOpt = "validation", metric: MetricOpt = "r", out: OutOpt = None,
+                 as_json: JsonOpt = False) -> None:
+    """Per-voxel scores of run A vs run B over the voxels both scored (paired by voxel id)."""
+    with open_store(ctx) as store:
+        data = plots.scatter_data(store, run_a, run_b, split, metric)
+    name = f"scatter_{data['run_a']['run_id']}_vs_{data['run_b']['run_id']}_{split}_{metric}"
+    _save(ctx, out, name, plots.draw_scatter(data), as_json)
+
+
+@plot_app.command("distributions")
+@cli_errors
+def plot_distributions(ctx: typer.Context, split: SplitOpt = "validation", metric: MetricOpt = "r",
+                       by: Annotated[str, typer.Option(help="One box per value of this field.")] = "method",
+                       where: WhereOpt = None, subject: SubjectOpt = None, method: MethodOpt = None,
+                       ceiling: CeilingOpt = False, out: OutOpt = None, as_json: JsonOpt = False) -> None:
+    """Per-voxel score distributions per ROI."""
+    query = queries.run_filter(where, subject=subject, method=method)
+    with open_store(ctx) as store:
+        rows = plots.distribution_data(store, split, metric, query, by, normalise=ceiling)
+    if not rows:
+        raise ConfigError("no per-voxel scores match" + (" (with a noise ceiling)" if ceiling else ""))
+    fig = plots.draw_distributions(rows, split, metric, normalised=ceiling)
+    _save(ctx, out, f"distributions_{split}_{metric}{'_ceiling' if ceiling else ''}", fig, as_json)
+
+
+@plot_app.command("layers")
+@cli_errors
+def plot_layers(ctx: typer.Context, split: SplitOpt = "validation", metric: MetricOpt = "r",
+                where: WhereOpt = None, subject: SubjectOpt = None, ceiling: CeilingOpt = False,
+                out: OutOpt = None, as_json: JsonOpt = False) -> None:
+    """Score vs layer per ROI and method (needs fits of 2+ layers)."""
+    with open_store(ctx) as store:
+        rows = plots.layer_data(store, split, metric, queries.run_filter(where, subject=subject))
+    if not rows:
+        raise ConfigError("no ROI has fits of two or more layers")
+    fig = plots.draw_layers(rows, split, metric, normalised=ceiling)
+    _save(ctx, out, f"layers_{split}_{metric}{'_ceiling' if ceiling else ''}", fig, as_json)
+
+
+@plot_app.command("volume")
+@cli_errors
+def plot_volume(ctx: typer.Context, run: Annotated[str, typer.Argument(help="Fit run id.")],
+                split: SplitOpt = "validation", metric: MetricOpt = "r", out: OutOpt = None,
+                as_json: JsonOpt = False) -> None:
+    """A run's voxel scores on the 64x64x18 volume, one panel per axial slice."""
+    with open_store(ctx) as store:
+        data = plots.volume_data(store, run, split, metric)
+    _save(ctx, out, f"volume_{data['run']['run_id']}_{split}_{metric}", plots.draw_volume(data), as_json)

@@ -1,0 +1,232 @@
+"""Safe ``--where`` filters: a small hand-written grammar -> a MongoDB filter.
+
+Users never write MongoDB syntax. Each ``--where`` is an expression over friendly
+field names (a whitelist mapped to document paths) and a handful of operators;
+several ``--where`` are ANDed::
+
+    expr       := and_expr ("or" and_expr)*
+    and_expr   := atom ("and" atom)*
+    atom       := "(" expr ")" | comparison
+    comparison := FIELD OP VALUE | FIELD ["not"] "in" "[" VALUE ("," VALUE)* "]"
+    OP         := "=" | "==" | "!=" | ">" | ">=" | "<" | "<="
+    VALUE      := number | word | 'quoted' | "quoted"
+
+Examples: ``subject=S1``, ``method in [ridge,pls]``, ``val_median_r>0.1``,
+``subject=S1 or subject=S2``, ``(method=pls or layer=conv4) and r>=0.05``.
+
+The output only ever holds whitelisted paths and the operators ``$eq $ne $gt $gte
+$lt $lte $in $nin $or $and`` over plain strings and numbers: no ``$where``, no
+``$function``, no JavaScript, no ``$``-prefixed input (it is rejected with a
+:class:`~pipeline.errors.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from pipeline.errors import ConfigError
+from tracker.queries import GROUP_FIELDS
+
+OPERATORS = {"=": "$eq", "==": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
+ALLOWED_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$or", "$and"})
+_SPLITS = {"val": "validation", "test": "test"}
+_STATS = ("mean", "median", "q10", "q25", "q75", "q90", "max", "n")
+_METRICS = ("r", "r2_corr", "r2")
+
+
+def _metric_fields() -> dict[str, str]:
+    out = {}
+    for short, split in _SPLITS.items():
+        for stat in _STATS:
+            for metric in _METRICS:
+                out[f"{short}_{stat}_{metric}"] = f"summary.{split}.{metric}.{stat}"
+        out[f"{short}_n_above_p05"] = f"summary.{split}.n_above_p05"
+    return out
+
+
+#: friendly name -> (document path, value type) for ``fit_runs``
+FIT_FIELDS: dict[str, tuple[str, type]] = {
+    **{name: (path, str) for name, path in GROUP_FIELDS.items()},
+    "id": ("_id", str), "status": ("status", str), "config_key": ("config_key", str),
+    "seed": ("config.seed", float), "n_voxels": ("n_voxels", float),
+    "n_features": ("n_features", float), "elapsed_s": ("elapsed_s", float),
+    "r": ("summary.validation.r.median", float),
+    **{name: (path, float) for name, path in _metric_fields().items()},
+}
+#: friendly name -> (document path, value type) for ``feature_runs``
+FEATURE_FIELDS: dict[str, tuple[str, type]] = {
+    "id": ("_id", str), "status": ("status", str), "config_key": ("config_key", str),
+    **{name: (f"config.{name}", str) for name in ("model", "variant", "layer", "weights", "preprocess")},
+    "batch_size": ("config.batch_size", float), "dataset": ("dataset_id", str),
+    "images_per_s": ("timings.images_per_s", float),
+}
+FIELDS = {"fit": FIT_FIELDS, "features": FEATURE_FIELDS}
+
+_TOKEN = re.compile(r"""
+    \s*(?:
+      (?P<op>==|!=|>=|<=|=|>|<)
+    | (?P<punct>[()\[\],])
+    | '(?P<sq>[^']*)'
+    | "(?P<dq>[^"]*)"
+    | (?P<word>[\w.+\-:/@$]+)
+    )""", re.VERBOSE)
+
+
+def tokenize(text: str) -> list[tuple[str, str]]:
+    """``(kind, text)`` tokens; kinds: op, punct, str (quoted), word."""
+    tokens, pos = [], 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            raise ConfigError(f"--where {text!r}: unexpected character {text[pos:].strip()[:1]!r} "
+                              f"at position {pos}")
+        kind = m.lastgroup or ""
+        value = m.group(kind)
+        tokens.append(("str" if kind in ("sq", "dq") else kind, value))
+        pos = m.end()
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str, fields: dict[str, tuple[str, type]]) -> None:
+        self.text = text
+        self.fields = fields
+        self.tokens = tokenize(text)
+        self.i = 0
+
+    def fail(self, what: str) -> ConfigError:
+        return ConfigError(f"--where {self.text!r}: {what}")
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None:
+            raise self.fail("the expression ends too early")
+        self.i += 1
+        return tok
+
+    def keyword(self, word: str) -> bool:
+        tok = self.peek()
+        if tok is not None and tok[0] == "word" and tok[1].lower() == word:
+            self.i += 1
+            return True
+        return False
+
+    def expect(self, punct: str) -> None:
+        tok = self.take()
+        if tok != ("punct", punct):
+            raise self.fail(f"expected {punct!r}, found {tok[1]!r}")
+
+    def parse(self) -> dict[str, Any]:
+        if not self.tokens:
+            raise self.fail("empty expression")
+        node = self.expr()
+        if self.peek() is not None:
+            raise self.fail(f"unexpected {self.peek()[1]!r} (join conditions with 'and' / 'or')")
+        return node
+
+    def expr(self) -> dict[str, Any]:
+        parts = [self.and_expr()]
+        while self.keyword("or"):
+            parts.append(self.and_expr())
+        return parts[0] if len(parts) == 1 else {"$or": parts}
+
+    def and_expr(self) -> dict[str, Any]:
+        parts = [self.atom()]
+        while self.keyword("and"):
+            parts.append(self.atom())
+        return parts[0] if len(parts) == 1 else {"$and": parts}
+
+    def atom(self) -> dict[str, Any]:
+        if self.peek() == ("punct", "("):
+            self.take()
+            node = self.expr()
+            self.expect(")")
+            return node
+        return self.comparison()
+
+    def comparison(self) -> dict[str, Any]:
+        kind, name = self.take()
+        if kind != "word":
+            raise self.fail(f"expected a field name, found {name!r}")
+        if name.startswith("$"):
+            raise self.fail(f"{name!r}: MongoDB operators are not accepted, only field names")
+        if name not in self.fields:
+            raise self.fail(f"unknown field {name!r}; `tracker runs fields` lists them "
+                            f"(e.g. {', '.join(list(self.fields)[:6])}, ...)")
+        path, vtype = self.fields[name]
+        if self.keyword("not"):
+            if not self.keyword("in"):
+                raise self.fail(f"expected 'in' after '{name} not'")
+            return {path: {"$nin": self.value_list(name, vtype)}}
+        if self.keyword("in"):
+            return {path: {"$in": self.value_list(name, vtype)}}
+        kind, op = self.take()
+        if kind != "op":
+            raise self.fail(f"expected an operator (= != > >= < <= in) after {name!r}, found {op!r}")
+        return {path: {OPERATORS[op]: self.value(name, vtype)}}
+
+    def value_list(self, name: str, vtype: type) -> list[Any]:
+        self.expect("[")
+        values = [self.value(name, vtype)]
+        while self.peek() == ("punct", ","):
+            self.take()
+            values.append(self.value(name, vtype))
+        self.expect("]")
+        return values
+
+    def value(self, name: str, vtype: type) -> str | float | int:
+        kind, text = self.take()
+        if kind not in ("word", "str"):
+            raise self.fail(f"expected a value for {name!r}, found {text!r}")
+        if text.startswith("$"):
+            raise self.fail(f"value {text!r} for {name!r}: values may not start with '$'")
+        if vtype is str:
+            return text.upper() if name == "status" else text
+        try:
+            number = float(text)
+        except ValueError:
+            raise self.fail(f"{name!r} takes a number, got {text!r}") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise self.fail(f"{name!r} takes a finite number, got {text!r}")
+        return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+
+
+def parse_where(where: Iterable[str], kind: str = "fit") -> dict[str, Any]:
+    """Parse ``--where`` expressions (ANDed) into a MongoDB filter over whitelisted fields.
+
+    Parameters
+    ----------
+    where
+        Expressions such as ``"subject=S1 or subject=S2"``, ``"method in [ridge,pls]"``,
+        ``"val_median_r>0.1"``.
+    kind
+        ``"fit"`` (fields of :data:`FIT_FIELDS`) or ``"features"`` (:data:`FEATURE_FIELDS`).
+
+    Returns
+    -------
+    filter
+        ``{}`` when no expression is given; else a filter using only whitelisted paths
+        and the operators in :data:`ALLOWED_OPERATORS`.
+
+    Raises
+    ------
+    ConfigError
+        Unknown field or operator, ``$``-prefixed input, bad value or syntax.
+    """
+    if kind not in FIELDS:
+        raise ConfigError(f"--kind {kind!r}: choose from {', '.join(FIELDS)}")
+    parts = [_Parser(text, FIELDS[kind]).parse() for text in where if text.strip()]
+    if not parts:
+        return {}
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+def allowed_paths(kind: str = "fit") -> frozenset[str]:
+    """Document paths a parsed filter may name."""
+    return frozenset(path for path, _ in FIELDS[kind].values())

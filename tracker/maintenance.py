@@ -1,0 +1,183 @@
+"""Retention and housekeeping: delete a run, collect garbage, describe the database.
+
+- :func:`delete_run` removes one run and its score buckets, and optionally the feature
+  file of a feature run (refused while other runs still use it).
+- :func:`collect_garbage` lists (and with ``delete=True`` removes) feature files no run
+  references, temporary files left by killed writers, score buckets whose run is gone,
+  and feature runs whose file is gone.
+- :func:`database_status` is ``tracker db status``: server, counts per status,
+  schema versions, stale runs, pending spool files, indexes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError, IntegrityError
+from tracker.documents import SCHEMA_VERSION
+from tracker.settings import Settings
+from tracker.spool import Spool
+from tracker.store import RUN_COLLECTIONS, Store
+
+_TMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+def delete_run(store: Store, settings: Settings, run_id: str, with_files: bool = False) -> dict[str, Any]:
+    """Delete a run (id or unique prefix) and its score buckets.
+
+    Parameters
+    ----------
+    with_files
+        Also delete the feature file of a feature run, unless another run records the
+        same file.
+
+    Returns
+    -------
+    report
+        ``{"id", "collection", "runs", "buckets", "files"}`` (what was deleted).
+
+    Raises
+    ------
+    ConfigError
+        The run does not exist, or it is a feature run that fits still use.
+    IntegrityError
+        ``with_files`` and another run records the same feature file.
+    """
+    from tracker.workflows import resolve_feature_path
+
+    collection, doc = store.get_run(run_id)
+    run_id = str(doc["_id"])
+    path: Path | None = None
+    if collection == "feature_runs":
+        users = store.find_runs("fit_runs", {"feature_run_id": run_id}, projection={"_id": 1})
+        if users:
+            raise ConfigError(
+                f"feature run {run_id} is used by {len(users)} fit run(s) "
+                f"(e.g. {users[0]['_id']}); delete those first")
+        if with_files and doc.get("output", {}).get("path"):
+            recorded = doc["output"]["path"]
+            others = store.find_runs("feature_runs", {"output.path": recorded, "_id": {"$ne": run_id}},
+                                     projection={"_id": 1})
+            if others:
+                raise IntegrityError(f"feature file {recorded} is also recorded by run "
+                                     f"{others[0]['_id']}; not deleting it")
+            try:
+                path = resolve_feature_path(doc["output"], settings)
+            except IntegrityError:
+                path = None
+    runs, buckets = store.delete_run(collection, run_id)
+    files = []
+    if path is not None:
+        path.unlink(missing_ok=True)
+        files.append(str(path))
+    return {"id": run_id, "collection": collection, "runs": runs, "buckets": buckets, "files": files}
+
+
+def collect_garbage(store: Store, settings: Settings, delete: bool = False) -> dict[str, Any]:
+    """Find (and with ``delete`` remove) what no run needs and runs whose files are gone.
+
+    Returns
+    -------
+    report
+        ``orphan_files`` (feature files no run records), ``temp_files`` (left by a
+        killed writer whose process is gone), ``orphan_bucket_runs`` (run ids whose
+        buckets outlived the run), ``missing_file_runs`` (feature runs whose file is
+        gone; with ``delete`` those no fit uses are deleted, the rest are ``kept``),
+        and ``deleted`` (bool).
+    """
+    from tracker.workflows import resolve_feature_path
+
+    root = settings.feature_root
+    feature_runs = store.find_runs("feature_runs", {"output.path": {"$exists": True}},
+                                   projection={"output": 1, "status": 1})
+    referenced: set[str] = set()
+    missing: list[dict[str, Any]] = []
+    for doc in feature_runs:
+        try:
+            referenced.add(str(resolve_feature_path(doc["output"], settings).resolve()))
+        except IntegrityError:
+            missing.append({"id": doc["_id"], "path": doc["output"]["path"], "status": doc.get("status")})
+    files = sorted(root.glob("*.h5")) if root.is_dir() else []
+    orphans = [str(p) for p in files if str(p.resolve()) not in referenced]
+    temps = [str(p) for p in (root.glob(".*.tmp-*") if root.is_dir() else [])
+             if _dead_writer(p.name)]
+    run_ids = {d["_id"] for c in RUN_COLLECTIONS for d in store.find_runs(c, {}, projection={"_id": 1})}
+    bucket_runs = store.db.voxel_scores.distinct("run_id")
+    orphan_buckets = sorted(r for r in bucket_runs if r not in run_ids)
+    for item in missing:
+        item["used_by_fits"] = len(store.find_runs("fit_runs", {"feature_run_id": item["id"]},
+                                                   projection={"_id": 1}))
+    if delete:
+        for name in orphans + temps:
+            Path(name).unlink(missing_ok=True)
+        for run_id in orphan_buckets:
+            store.db.voxel_scores.delete_many({"run_id": run_id})
+        for item in missing:
+            item["kept"] = item["used_by_fits"] > 0
+            if not item["kept"]:
+                store.delete_run("feature_runs", item["id"])
+    return {"orphan_files": orphans, "temp_files": temps, "orphan_bucket_runs": orphan_buckets,
+            "missing_file_runs": missing, "deleted": delete}
+
+
+def _dead_writer(name: str) -> bool:
+    """A ``.name.tmp-PID`` file whose writing process no longer exists."""
+    m = _TMP_RE.match(name)
+    if m is None:
+        return False
+    try:
+        os.kill(int(m.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
+
+
+def database_status(store: Store, settings: Settings, stale_factor: float = 4.0) -> dict[str, Any]:
+    """Everything ``tracker db status`` shows.
+
+    Returns
+    -------
+    status
+        ``uri`` (redacted), ``server_version``, ``database``, ``embedded`` (bool),
+        ``schema_version`` (current), ``collections`` (documents, indexes, ``by_status``
+        and ``schema_versions`` counts), ``stale_running`` (runs the reaper would mark
+        DEAD now), ``spool`` (pending files and their directory).
+    """
+    from tracker.runs import DEFAULT_HEARTBEAT_S, now
+
+    status = store.status()
+    status["embedded"] = settings.mongo_uri is None
+    status["schema_version"] = SCHEMA_VERSION
+    for name, info in status["collections"].items():
+        coll = store.db[name]
+        versions = coll.aggregate([{"$group": {"_id": "$schema_version", "n": {"$sum": 1}}}])
+        info["schema_versions"] = {str(v["_id"]): v["n"] for v in versions}
+        if name in RUN_COLLECTIONS:
+            info["by_status"] = dict(Counter(d.get("status") for d in coll.find({}, {"status": 1})))
+    stale = []
+    at = now()
+    for name in RUN_COLLECTIONS:
+        if name not in status["collections"]:
+            continue
+        for doc in store.find_runs(name, {"status": "RUNNING"},
+                                   projection={"heartbeat": 1, "heartbeat_interval_s": 1}):
+            beat = doc.get("heartbeat")
+            interval = float(doc.get("heartbeat_interval_s") or DEFAULT_HEARTBEAT_S)
+            if beat is not None and (at - _aware(beat)).total_seconds() > stale_factor * interval:
+                stale.append(doc["_id"])
+    status["stale_running"] = stale
+    pending = Spool(settings.spool_dir, store.db_name).pending()
+    status["spool"] = {"directory": str(settings.spool_dir), "pending": [p.name for p in pending]}
+    return status
+
+
+def _aware(value):
+    from datetime import timezone
+
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

@@ -1,0 +1,183 @@
+"""Per-voxel questions: best voxels, one voxel across runs, paired voxels of two runs,
+score volumes, and per-voxel tables for export.
+
+Voxel ids are vim-1's 1-based MATLAB column-major linear indices into the subject's
+64 x 64 x 18 volume (:func:`tracker.arrays.voxel_coords`); ids are per subject.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import ConfigError
+from tracker import queries
+from tracker.arrays import FIELDS, VOLUME_SHAPE, RunScores, load_scores, voxel_coords
+from tracker.documents import METRICS
+from tracker.store import Store
+
+#: run fields copied onto per-voxel rows
+RUN_COLUMNS = ("subject", "roi", "method", "preprocessing", "layer")
+
+
+def run_info(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity of a fit run as flat columns."""
+    return {"run_id": run["_id"], **{c: queries.get_path(run, queries.GROUP_FIELDS[c])
+                                     for c in RUN_COLUMNS}}
+
+
+def select_runs(store: Store, run_ids: Sequence[str] = (), query: Mapping[str, Any] | None = None,
+                roi: str | None = None, target: str | None = "voxels") -> list[dict]:
+    """Completed fits named by id (or unique prefix), or else matching a filter."""
+    if run_ids:
+        docs = []
+        for rid in run_ids:
+            collection, doc = store.get_run(rid)
+            if collection != "fit_runs":
+                raise ConfigError(f"run {rid!r} is a feature run: per-voxel scores belong to fits")
+            docs.append(doc)
+        return docs
+    return queries.completed_fits(store, roi, target, query)
+
+
+def top_voxels(store: Store, runs: Sequence[dict], split: str = "validation", metric: str = "r",
+               n: int = 20, lowest: bool = False) -> list[dict[str, Any]]:
+    """The ``n`` best (or worst) voxels across ``runs`` by ``metric`` on ``split``.
+
+    Returns
+    -------
+    rows
+        Best first: ``rank``, run identity, ``voxel_id``, 0-based ``i, j, k`` in the
+        64 x 64 x 18 volume, ``r``, ``r2_corr``, ``r2``, ``hyper`` and, where the fit
+        stored them, ``p`` and ``significant``.
+    """
+    queries.check_choice("metric", metric, METRICS)
+    queries.check_choice("split", split, queries.SPLITS)
+    if n < 1:
+        raise ConfigError(f"--n must be at least 1, got {n}")
+    scores = load_scores(store, [r["_id"] for r in runs], split, FIELDS)
+    if not scores:
+        return []
+    order = [s for r in runs if (s := scores.get(r["_id"])) is not None]
+    values = np.concatenate([s.values[metric] for s in order])
+    owner = np.concatenate([np.full(s.voxel_ids.size, k) for k, s in enumerate(order)])
+    offset = np.concatenate([np.arange(s.voxel_ids.size) for s in order])
+    finite = np.flatnonzero(np.isfinite(values))
+    key = values[finite] if lowest else -values[finite]
+    pick = finite[np.lexsort((offset[finite], owner[finite], key))[:n]]
+    by_id = {r["_id"]: r for r in runs}
+    rows = []
+    for rank, idx in enumerate(pick, start=1):
+        s = order[owner[idx]]
+        rows.append({"rank": rank, **run_info(by_id[s.run_id]), "split": split,
+                     **_voxel_row(s, int(offset[idx]))})
+    return rows
+
+
+def _voxel_row(s: RunScores, at: int) -> dict[str, Any]:
+    vid = int(s.voxel_ids[at])
+    i, j, k = (int(c[0]) for c in voxel_coords([vid]))
+    row: dict[str, Any] = {"voxel_id": vid, "i": i, "j": j, "k": k}
+    for f in FIELDS:
+        v = s.values.get(f)
+        row[f] = None if v is None or not np.isfinite(v[at]) else float(v[at])
+    if row["significant"] is not None:
+        row["significant"] = bool(row["significant"])
+    return row
+
+
+def voxel_across_runs(store: Store, voxel_id: int, runs: Sequence[dict],
+                      split: str | None = None) -> list[dict[str, Any]]:
+    """One voxel in every given run that scored it (server-side lookup).
+
+    Returns one row per (run, split): run identity, ``split``, ``r``, ``r2_corr``,
+    ``r2``, ``hyper``, ``p``, ``significant`` (None where not stored), sorted by run id.
+    """
+    if split is not None:
+        queries.check_choice("split", split, queries.SPLITS)
+    voxel_coords([voxel_id])  # validates the id
+    by_id = {r["_id"]: r for r in runs}
+    pipeline = queries.voxel_pipeline(list(by_id), voxel_id, split, FIELDS)
+    rows = []
+    for hit in store.aggregate("voxel_scores", pipeline):
+        vals = hit.get("fields", {})
+        row = {**run_info(by_id[hit["run_id"]]), "split": hit["split"], "voxel_id": int(voxel_id)}
+        row.update({f: vals.get(f) for f in FIELDS})
+        if row["significant"] is not None:
+            row["significant"] = bool(row["significant"])
+        rows.append(row)
+    return rows
+
+
+def paired_scores(store: Store, run_a: dict, run_b: dict, split: str = "validation",
+                  metric: str = "r") -> dict[str, Any]:
+    """Scores of two runs over the voxels both scored, paired by voxel id.
+
+    Returns
+    -------
+    dict
+        ``voxel_ids`` (sorted), ``a``, ``b`` (lists of floats, NaN -> None), the two run
+        identities, and ``stats``: :func:`pipeline.stats.paired_comparison` of ``a - b``.
+    """
+    from pipeline.stats import paired_comparison
+
+    queries.check_choice("metric", metric, METRICS)
+    queries.check_choice("split", split, queries.SPLITS)
+    scores = load_scores(store, [run_a["_id"], run_b["_id"]], split, [metric])
+    missing = [r["_id"] for r in (run_a, run_b) if r["_id"] not in scores]
+    if missing:
+        raise ConfigError(f"run(s) {', '.join(missing)} have no {split} scores")
+    sa, sb = scores[run_a["_id"]], scores[run_b["_id"]]
+    ids, ia, ib = np.intersect1d(sa.voxel_ids, sb.voxel_ids, assume_unique=True, return_indices=True)
+    a, b = sa.values[metric][ia], sb.values[metric][ib]
+    return {"voxel_ids": ids.tolist(), "a": _floats(a), "b": _floats(b), "metric": metric,
+            "split": split, "run_a": run_info(run_a), "run_b": run_info(run_b),
+            "stats": paired_comparison(a, b, n_boot=1000, seed=0).to_dict()}
+
+
+def volume(store: Store, run: dict, split: str = "validation", metric: str = "r") -> np.ndarray:
+    """A run's scores placed in the 64 x 64 x 18 volume (NaN where no voxel was fit)."""
+    queries.check_choice("metric", metric, METRICS)
+    scores = load_scores(store, [run["_id"]], split, [metric]).get(run["_id"])
+    vol = np.full(VOLUME_SHAPE, np.nan)
+    if scores is not None:
+        vol[voxel_coords(scores.voxel_ids)] = scores.values[metric]
+    return vol
+
+
+def voxel_table(store: Store, runs: Sequence[dict], splits: Sequence[str] = queries.SPLITS,
+                exact: bool = True) -> dict[str, list]:
+    """Every voxel of ``runs`` as columns: run identity, split, voxel id, i, j, k, fields.
+
+    ``exact`` reads the float64 lists (default, for export); else the float32 copies.
+    Fields a run did not store (``p``, ``significant``) are None in its rows.
+    """
+    cols: dict[str, list] = {c: [] for c in ("run_id", *RUN_COLUMNS, "split", "voxel_id",
+                                              "i", "j", "k", *FIELDS)}
+    by_id = {r["_id"]: r for r in runs}
+    for split in splits:
+        scores = load_scores(store, list(by_id), split, FIELDS, exact=exact)
+        for run_id in sorted(scores):
+            s, info = scores[run_id], run_info(by_id[run_id])
+            n = s.voxel_ids.size
+            for c in ("run_id", *RUN_COLUMNS):
+                cols[c].extend([info[c]] * n)
+            cols["split"].extend([split] * n)
+            cols["voxel_id"].extend(s.voxel_ids.tolist())
+            for c, arr in zip("ijk", voxel_coords(s.voxel_ids)):
+                cols[c].extend(arr.tolist())
+            for f in FIELDS:
+                v = s.values.get(f)
+                cols[f].extend([None] * n if v is None else
+                               _bools(v) if f == "significant" else _floats(v))
+    return cols
+
+
+def _floats(a: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(x) else float(x) for x in a]
+
+
+def _bools(a: np.ndarray) -> list[bool | None]:
+    return [None if not np.isfinite(x) else bool(x) for x in a]
