@@ -40,6 +40,7 @@ import queue
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -751,6 +752,13 @@ def _check_splits(splits) -> dict[str, tuple[int, Iterable]]:
     return out
 
 
+def _sha256_into(path: Path, result: dict) -> None:
+    try:
+        result["sha256"] = sha256_file(path)
+    except BaseException as exc:  # re-raised by the caller
+        result["error"] = exc
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -923,7 +931,10 @@ def write_feature_file(
     tmp = out_path.parent / f".{out_path.name}.tmp-{os.getpid()}"
     start = time.perf_counter()
     seen_inputs: dict[str, tuple[str, int]] = {}
-    seen_rows: dict[str, dict[bytes, tuple[str, int]]] = {n: {} for n in layers}
+    # per layer: crc32 of a row's bytes -> the (split, index) of distinct rows with that crc
+    # (a match is confirmed by comparing the rows themselves)
+    seen_rows: dict[str, dict[int, list[tuple[str, int]]]] = {n: {} for n in layers}
+    all_dsets: dict[tuple[str, str], object] = {}
     all_hashes: dict[str, list[str]] = {}
     n_dup = 0
     total = 0
@@ -940,6 +951,7 @@ def write_feature_file(
                     )
                     for n in layers
                 }
+                all_dsets.update({(split, n): d for n, d in dsets.items()})
                 hashes: list[str] = []
                 done = 0
                 while True:
@@ -983,12 +995,19 @@ def write_feature_file(
                             )
                         seen = seen_rows[name]
                         for i, row in enumerate(rows):
-                            row_hash = hashlib.sha256(
-                                memoryview(np.ascontiguousarray(row)).cast("B")
-                            ).digest()
-                            prev_row = seen.get(row_hash)
-                            if prev_row is not None and not dup[i]:
-                                if not allow_duplicates:
+                            bits = np.ascontiguousarray(row).view(np.uint32)
+                            fingerprint = zlib.crc32(memoryview(bits).cast("B"))
+                            prev_row = None
+                            for cand_split, cand_index in seen.get(fingerprint, ()):
+                                if cand_split == split and cand_index >= done:
+                                    other = rows[cand_index - done]
+                                else:  # already written: read it back to compare exactly
+                                    other = all_dsets[cand_split, name][cand_index].reshape(-1)
+                                if np.array_equal(np.ascontiguousarray(other).view(np.uint32), bits):
+                                    prev_row = (cand_split, cand_index)
+                                    break
+                            if prev_row is not None:
+                                if not dup[i] and not allow_duplicates:
                                     where = f" ({name})" if multi else ""
                                     raise IntegrityError(
                                         f"split {split!r} image {done + i} gave the same feature row{where} "
@@ -996,7 +1015,8 @@ def write_feature_file(
                                         f"the input images differ."
                                     )
                                 dup[i] = True
-                            seen.setdefault(row_hash, (split, done + i))
+                            else:
+                                seen.setdefault(fingerprint, []).append((split, done + i))
                         dsets[name][done : done + n] = feats
                     n_dup += int(dup.sum())
                     hashes.extend(batch_hashes)
@@ -1029,8 +1049,16 @@ def write_feature_file(
             fh.attrs["batch_size"] = int(batch_size) if isinstance(batch_size, (int, np.integer)) else 0
         source.close()
         source = None
+        all_dsets.clear()
+        # hash the finished file while fsync waits for the disk
+        file_sha: dict[str, object] = {}
+        hasher = threading.Thread(target=_sha256_into, args=(tmp, file_sha), name="feature-sha256")
+        hasher.start()
         with open(tmp, "rb+") as raw_fh:
             os.fsync(raw_fh.fileno())
+        hasher.join()
+        if "error" in file_sha:
+            raise file_sha["error"]  # type: ignore[misc]
         os.replace(tmp, out_path)
         _fsync_dir(out_path.parent)
     except BaseException:
@@ -1044,7 +1072,7 @@ def write_feature_file(
     seconds = time.perf_counter() - start
     return FeatureFileInfo(
         path=str(out_path.resolve()),
-        sha256=sha256_file(out_path),
+        sha256=str(file_sha["sha256"]),
         size_bytes=out_path.stat().st_size,
         shapes={s: [c, *layer_shapes[layers[0]]] for s, (c, _) in checked.items()},
         image_hashes_digest=digest,

@@ -306,12 +306,11 @@ def _loo_chunk(
 def _duals(
     U: np.ndarray, UTy: np.ndarray, s: np.ndarray, alphas: np.ndarray, idx: np.ndarray
 ) -> np.ndarray:
-    """Dual coefficients ``U diag(1 / (s + alphas[idx_j])) U^T y_j`` per column (float64)."""
-    block = np.empty((U.shape[0], UTy.shape[1]))
-    for i in np.unique(idx):
-        cols = np.flatnonzero(idx == i)
-        block[:, cols] = U @ (UTy[:, cols] / (s + alphas[i])[:, None])
-    return block
+    """Dual coefficients ``U diag(1 / (s + alphas[idx_j])) U^T y_j`` per column (float64).
+
+    One (n x n) @ (n x c) product: the per-column penalty goes into the scaling.
+    """
+    return U @ (UTy / (s[:, None] + alphas[idx][None, :]))
 
 
 def _chunks(v: int, size: int) -> Iterator[slice]:

@@ -108,7 +108,10 @@ def _collect(acc: dict[str, list], bucket: dict, names: list[str], packed: bool)
     ids = (unpack_array("voxel_ids", bucket["voxel_ids"]) if packed
            else np.asarray(bucket["voxel_ids"], dtype=np.int64))
     acc["voxel_ids"].append(ids)
-    acc["_chunk"].append(np.full(ids.size, bucket["chunk"], dtype=np.int64))
+    if "sizes" in bucket:  # one packed document may hold several chunks
+        acc["_chunk"].append(np.repeat(np.asarray(bucket["chunks"], dtype=np.int64), bucket["sizes"]))
+    else:
+        acc["_chunk"].append(np.full(ids.size, bucket["chunk"], dtype=np.int64))
     for f in names:
         data = bucket.get(f)
         if data is None:

@@ -188,7 +188,8 @@ def draw_volume(data: dict[str, Any]):
     vol, slices = data["volume"], data["slices"] or [0]
     cols = min(6, len(slices))
     nrows = -(-len(slices) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(1.9 * cols + 1, 2 * nrows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(max(5.5, 1.9 * cols + 1.8), 2 * nrows + 1.0),
+                             squeeze=False, layout="constrained")
     finite = vol[np.isfinite(vol)]
     vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
     image = None
@@ -200,7 +201,8 @@ def draw_volume(data: dict[str, Any]):
         ax.set_xticks([])
         ax.set_yticks([])
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.8, label=METRIC_LABELS[data["metric"]])
+        fig.colorbar(image, ax=axes, shrink=0.8, label=METRIC_LABELS[data["metric"]].split(" (")[0])
     info = data["run"]
-    fig.suptitle(f"{info['subject']} {_run_label(info)}, {data['split']} images", fontsize=9)
+    fig.suptitle(f"{info['subject']} {info['roi']}: {_run_label(info)}\n{data['split']} images, "
+                 "axial slices of the 64 x 64 x 18 volume", fontsize=9)
     return fig

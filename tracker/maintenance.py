@@ -24,6 +24,8 @@ from tracker.spool import Spool
 from tracker.store import RUN_COLLECTIONS, Store
 
 _TMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
+#: collections holding per-voxel data keyed by ``run_id`` (plain and packed score buckets)
+BUCKET_COLLECTIONS = ("voxel_scores", "voxel_arrays")
 
 
 def delete_run(store: Store, settings: Settings, run_id: str, with_files: bool = False) -> dict[str, Any]:
@@ -106,7 +108,9 @@ def collect_garbage(store: Store, settings: Settings, delete: bool = False) -> d
     temps = [str(p) for p in (root.glob(".*.tmp-*") if root.is_dir() else [])
              if _dead_writer(p.name)]
     run_ids = {d["_id"] for c in RUN_COLLECTIONS for d in store.find_runs(c, {}, projection={"_id": 1})}
-    bucket_runs = store.db.voxel_scores.distinct("run_id")
+    present = set(store.db.list_collection_names())
+    bucket_colls = [c for c in BUCKET_COLLECTIONS if c in present]
+    bucket_runs = {r for c in bucket_colls for r in store.db[c].distinct("run_id")}
     orphan_buckets = sorted(r for r in bucket_runs if r not in run_ids)
     for item in missing:
         item["used_by_fits"] = len(store.find_runs("fit_runs", {"feature_run_id": item["id"]},
@@ -114,8 +118,8 @@ def collect_garbage(store: Store, settings: Settings, delete: bool = False) -> d
     if delete:
         for name in orphans + temps:
             Path(name).unlink(missing_ok=True)
-        for run_id in orphan_buckets:
-            store.db.voxel_scores.delete_many({"run_id": run_id})
+        for coll in bucket_colls:
+            store.db[coll].delete_many({"run_id": {"$in": orphan_buckets}})
         for item in missing:
             item["kept"] = item["used_by_fits"] > 0
             if not item["kept"]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pymongo
+from bson import Binary
 from pymongo import WriteConcern
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
@@ -224,7 +225,8 @@ class Store:
         query: dict[str, Any] = {"run_id": {"$in": list(run_ids)}}
         if split is not None:
             query["split"] = split
-        projection = {f: 1 for f in ("run_id", "split", "chunk", *fields)} if fields else None
+        keep = ("run_id", "split", "chunk", "chunks", "sizes", *fields)
+        projection = {f: 1 for f in keep} if fields else None
         return list(self.db[PACKED].find(query, projection, sort=[("run_id", 1), ("chunk", 1)]))
 
     def noise_ceilings(self, query: Mapping[str, Any]) -> list[dict]:
@@ -326,17 +328,33 @@ class Store:
 
 
 def _split_packed(docs: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Score buckets without their ``packed`` field, and those fields as their own documents."""
+    """Score buckets without their ``packed`` field, and those fields as documents of their own.
+
+    The packed copies of one (run, split) written together become ONE document (arrays
+    concatenated in chunk order, ``chunks`` and ``sizes`` recording the buckets), keyed by
+    its first chunk: reading a run's arrays is then one small document per split.
+    """
     from tracker.documents import PACKED_EXTRA, pack_list
 
-    plain, packed = [], []
+    plain: list[dict] = []
+    groups: dict[tuple, list[dict]] = {}
     for doc in docs:
         plain.append({k: v for k, v in doc.items() if k != "packed"})
         if "packed" in doc:
             extra = {f: pack_list(doc[f]) for f in PACKED_EXTRA
                      if isinstance(doc.get(f), list) and f not in doc["packed"]}
-            packed.append({"schema_version": doc.get("schema_version", 1), "run_id": doc["run_id"],
-                           "split": doc["split"], "chunk": doc["chunk"], **doc["packed"], **extra})
+            groups.setdefault((doc["run_id"], doc["split"]), []).append(
+                {"chunk": doc["chunk"], "size": len(doc["voxel_ids"]), "schema_version":
+                 doc.get("schema_version", 1), **doc["packed"], **extra})
+    packed = []
+    for (run_id, split), parts in groups.items():
+        parts.sort(key=lambda d: d["chunk"])
+        fields = [f for f in parts[0] if f not in ("chunk", "size", "schema_version")
+                  and all(f in d for d in parts)]
+        packed.append({"schema_version": parts[0]["schema_version"], "run_id": run_id, "split": split,
+                       "chunk": parts[0]["chunk"], "chunks": [d["chunk"] for d in parts],
+                       "sizes": [d["size"] for d in parts],
+                       **{f: Binary(b"".join(bytes(d[f]) for d in parts)) for f in fields}})
     return plain, packed
 
 

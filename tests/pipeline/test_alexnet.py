@@ -190,9 +190,7 @@ def test_lrn_and_conv_by_hand():
     conv1, norm1 = outs["conv1"].numpy(), outs["norm1"].numpy()
     np.testing.assert_allclose(conv1[0, 0, 0, 0], 363.0, rtol=1e-6)
     assert np.all(conv1[..., 1:] == 0)
-    np.testing.assert_allclose(
-        norm1[0, 10, 20, 0], 363.0 / (1 + 2e-5 * 363.0**2) ** 0.75, rtol=1e-5
-    )
+    np.testing.assert_allclose(norm1[0, 10, 20, 0], 363.0 / (1 + 2e-5 * 363.0**2) ** 0.75, rtol=1e-5)
     assert outs["pool1"].shape == (1, 27, 27, 96)
 
 

@@ -253,9 +253,7 @@ def test_crash_midway_leaves_nothing_and_keeps_old_file(tmp_path):
         raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError, match="disk on fire"):
-        write_feature_file(
-            out, FakeExtractor(), {"train": (8, exploding()), "val": (1, [images(1)])}, CFG
-        )
+        write_feature_file(out, FakeExtractor(), {"train": (8, exploding()), "val": (1, [images(1)])}, CFG)
     assert leftovers(tmp_path) == []
     assert sha256_file(out) == old.sha256
 
@@ -347,9 +345,7 @@ def test_real_extractor_file(tmp_path, caffe_extractor):
     assert ff.config == cfg.to_dict()
     assert json.loads(ff.metadata["preprocess_json"])["name"] == "caffe"
     with pytest.raises(ConfigError, match="not the config"):
-        write_feature_file(
-            tmp_path / "g.h5", caffe_extractor, {"train": (1, [train[:1]])}, FeatureConfig()
-        )
+        write_feature_file(tmp_path / "g.h5", caffe_extractor, {"train": (1, [train[:1]])}, FeatureConfig())
 
 
 # ----------------------------------------------------------------- new config fields
@@ -386,7 +382,9 @@ def test_keras_model_config():
     cfg = FeatureConfig(model="keras:/m/net.keras", layer="block3", preprocess="tf2019")
     assert (cfg.model, cfg.variant, cfg.weights) == ("keras", "/m/net.keras", "file")
     assert cfg.is_keras and cfg == FeatureConfig.for_keras("/m/net.keras", "block3", preprocess="tf2019")
-    assert FeatureConfig.for_keras("/m/net.keras", "b", weights="/m/w.weights.h5").weights == "/m/w.weights.h5"
+    assert (
+        FeatureConfig.for_keras("/m/net.keras", "b", weights="/m/w.weights.h5").weights == "/m/w.weights.h5"
+    )
     with pytest.raises(ConfigError, match="path of a Keras model file"):
         FeatureConfig(model="keras", layer="x")
     with pytest.raises(ConfigError, match="AlexNet only"):
@@ -483,7 +481,9 @@ def test_warped_extraction_and_the_2019_bug(tmp_path):
     assert ex.layers == ("conv1", "conv2") and ex.output_shapes["conv2"] == (27, 27, 256)
     assert ex.chain.warp is not None and ex.chain.warp.mode == "compat"
     train = images(5, 21, size=120)
-    info = write_feature_file(tmp_path / "w.h5", ex, {"train": (5, [train]), "val": (1, [images(1, 22, 120)])}, cfg)
+    info = write_feature_file(
+        tmp_path / "w.h5", ex, {"train": (5, [train]), "val": (1, [images(1, 22, 120)])}, cfg
+    )
     ff = read_feature_file(info.path, layer="conv2")
     np.testing.assert_allclose(ff.train, ex.forward_all(ex.preprocess(train))["conv2"], rtol=1e-5, atol=1e-5)
     pre = json.loads(ff.metadata["preprocess_json"])
@@ -541,3 +541,20 @@ def test_user_keras_model_file(tmp_path):
         build_extractor(FeatureConfig.for_keras(model_path, "block9", preprocess="tf2019"))
     with pytest.raises(DataFormatError, match="does not exist"):
         build_extractor(FeatureConfig.for_keras(tmp_path / "none.keras", "c1"))
+
+
+def test_row_fingerprint_collisions_are_checked_exactly(tmp_path, monkeypatch):
+    import pipeline.features as features
+
+    monkeypatch.setattr(features.zlib, "crc32", lambda data: 0)  # every row collides
+    train, val = images(6, 1), images(3, 2)
+    info = write_feature_file(
+        tmp_path / "ok.h5", FakeExtractor(), {"train": (6, batches(train, 2)), "val": (3, [val])}, CFG
+    )
+    assert info.n_duplicate_rows == 0
+    # a real repeat across batches and splits is still found (the earlier row read back)
+    dead = FakeExtractor(dead=True)
+    with pytest.raises(
+        IntegrityError, match="split 'val' image 0 gave the same feature row as split 'train'"
+    ):
+        write_feature_file(tmp_path / "bad.h5", dead, {"train": (1, [train[:1]]), "val": (1, [val[:1]])}, CFG)

@@ -34,8 +34,9 @@ def test_compare_pools_voxels_of_completed_runs_only(store, seeded):
     for row in rows:
         expected = summarize(seeded[(row["subject"], row["method"], row["preprocessing"])][1])
         assert row["n"] == 9 and row["n_runs"] == 1
-        assert row["mean"] == pytest.approx(expected["mean"], abs=1e-12)
-        assert row["median"] == pytest.approx(expected["median"], abs=1e-12)
+        # compare reads the float32 copies of the buckets (7 significant digits)
+        assert row["mean"] == pytest.approx(expected["mean"], abs=1e-6)
+        assert row["median"] == pytest.approx(expected["median"], abs=1e-6)
         planted = seeded[(row["subject"], row["method"], row["preprocessing"])][1]
         assert row["sem"] == pytest.approx(np.std(planted, ddof=1) / 3)
         assert row["chance_r2_corr"] == pytest.approx(1 / 119)

@@ -3,6 +3,7 @@ and with real processes and signals."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -62,6 +63,28 @@ def test_reaper_marks_only_stale_runs_dead(store):
     assert reap(store, stale_factor=4) == []  # idempotent
     with pytest.raises(ConfigError, match="stale-factor"):
         reap(store, stale_factor=1)
+
+
+def test_reap_command(store, settings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tracker.cli import app
+
+    for name, value in (("TRACKER_MONGO_URI", settings.mongo_uri), ("TRACKER_DB_NAME", settings.db_name),
+                        ("TRACKER_HOME", str(settings.home))):
+        monkeypatch.setenv(name, value)
+    doc = fake_fit_doc()
+    doc.update(status="RUNNING", heartbeat=now() - timedelta(seconds=30), heartbeat_interval_s=5.0)
+    store.insert_run("fit_runs", doc)
+    runner = CliRunner()
+    keep = runner.invoke(app, ["runs", "reap", "--stale-factor", "10", "--json"])
+    assert keep.exit_code == 0 and keep.output.strip() == "[]"
+    res = runner.invoke(app, ["runs", "reap", "--stale-factor", "4", "--json"])
+    assert res.exit_code == 0, res.output
+    assert [r["id"] for r in json.loads(res.output)] == [doc["_id"]]
+    assert run_doc(store, doc["_id"])["status"] == "DEAD"
+    bad = runner.invoke(app, ["runs", "reap", "--stale-factor", "0.5"])
+    assert bad.exit_code == 2 and "above 1" in bad.output
 
 
 def test_kill_9_leaves_a_running_run_that_the_reaper_marks_dead(store, mongo_uri):

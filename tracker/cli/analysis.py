@@ -47,8 +47,9 @@ def compare_cmd(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     as_json: JsonOpt = False, as_csv: CsvOpt = False,
 ) -> None:
-    """Compare completed fits: per group pooled voxels, mean and median with bootstrap
-    95% CIs, n significant (BH-FDR, when stored), fraction of noise ceiling (when known).
+    """Compare groups of fits: pooled voxels, mean/median with bootstrap 95% CIs.
+
+    Also n significant (BH-FDR, when stored) and fraction of the noise ceiling (when known).
 
     Example: [bold]tracker compare --by subject,method --roi V4 --split validation[/bold]
     """

@@ -1,0 +1,202 @@
+"""Benchmark the tracker: log one fit, compare across many, against MLflow in the same run.
+
+python scripts/bench_tracker.py [--fits 100] [--voxels 26000] [--repeats 3] [--no-mlflow] [--json]
+
+Seeds a fresh database (on $TRACKER_MONGO_URI, else a temporary embedded server) with
+``--fits`` completed fit runs of ``--voxels`` voxels x 2 splits, then times:
+
+- logging one such fit (summaries + score buckets + run document), target < 0.1 s;
+- ``compare`` across all fits (pooled per-voxel median and mean per group), < 0.5 s,
+  plus the same with bootstrap CIs, from the float64 lists, and server-side summaries;
+- the same with MLflow (``log_batch`` on a sqlite store in a temp dir): logging
+  ``--mlflow-fits`` fits, and reading their metric histories (scaled to ``--fits``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from _common import run_main
+
+from tracker import documents, queries
+from tracker.store import Store
+
+METRICS = documents.METRICS
+
+
+class _Split:
+    def __init__(self, name: str, r: np.ndarray) -> None:
+        self.name, self.kind, self.r = name, name, r
+        self.r2_corr, self.r2 = r ** 2, r ** 2 - 0.01
+        self.hyper = np.full(r.shape, 100.0)
+        self.n_train, self.n_test, self.test_indices = 1500, 250 if name == "test" else 120, None
+
+
+def fake_fit(i: int, n_voxels: int, rng: np.random.Generator):
+    """A fit-run document (COMPLETED) and its two splits of planted scores."""
+    frun = {"_id": "fe-bench", "config_key": "0" * 64, "dataset_id": "ds-bench",
+            "config": {"model": "alexnet", "layer": "conv3", "preprocess": "caffe"}}
+    config = {"method": ("ridge", "pls")[i % 2], "protocol": "recommended", "target": "voxels", "i": i}
+    subject = ("S1", "S2")[(i // 2) % 2]
+    doc = documents.fit_run_doc(config, documents.stable_key(config, uuid.uuid4().hex), frun,
+                                subject, "all", {"host": "bench"})
+    splits = [_Split(s, rng.normal(0.1, 0.1, n_voxels)) for s in ("test", "validation")]
+    return doc, splits
+
+
+def log_fit(store: Store, doc: dict, splits: list, voxel_ids: np.ndarray) -> float:
+    """Log one fit as the workflow does; returns the seconds taken."""
+    t0 = time.perf_counter()
+    buckets = []
+    for s in splits:
+        buckets += documents.score_buckets(doc["_id"], doc["subject"], doc["roi"], s, voxel_ids)
+    doc = {**doc, "status": "COMPLETED", "n_voxels": int(voxel_ids.size),
+           "summary": {s.name: documents.split_summary(s, 0.15) for s in splits}}
+    store.insert_buckets(buckets)
+    store.insert_run("fit_runs", doc)
+    return time.perf_counter() - t0
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def bench_ours(store: Store, n_fits: int, n_voxels: int, repeats: int, exact: bool) -> dict:
+    rng = np.random.default_rng(0)
+    ids = np.arange(n_voxels, dtype=np.int64) + 1
+    t0 = time.perf_counter()
+    for i in range(n_fits):
+        log_fit(store, *fake_fit(i, n_voxels, rng), ids)
+    seed_s = time.perf_counter() - t0
+    extra = [log_fit(store, *fake_fit(n_fits + k, n_voxels, rng), ids) for k in range(repeats)]
+    store.db.fit_runs.update_many({"config.i": {"$gte": n_fits}}, {"$set": {"status": "FAILED"}})
+    by = ["subject", "method"]
+
+    def run(**kw):
+        return queries.compare(store, by, roi="all", split="validation", metric="r", **kw)
+    compare_s, rows = timed(lambda: run(n_boot=0), repeats)
+    out = {"seed_s": seed_s, "log_fit_s": statistics.median(extra), "compare_s": compare_s,
+           "compare_groups": len(rows), "compare_voxels": sum(r["n"] for r in rows)}
+    out["compare_ci_s"] = timed(lambda: run(n_boot=1000), 1)[0]
+    out["summaries_server_s"] = timed(lambda: queries.group_summaries(store, by), repeats)[0]
+    if exact:
+        from tracker import arrays
+
+        runs = [r["_id"] for r in queries.completed_fits(store, "all")]
+        out["compare_float64_lists_s"] = timed(
+            lambda: arrays.load_scores(store, runs, "validation", ["r"], exact=True), 1)[0]
+    return out
+
+
+def bench_mlflow(n_fits: int, n_voxels: int, n_logged: int) -> dict:
+    try:
+        from mlflow.entities import Metric, Param
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        return {"skipped": "mlflow is not installed (pip install mlflow-skinny sqlalchemy alembic)"}
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        client = MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlflow.db")
+        exp = client.create_experiment("bench", artifact_location=f"{tmp}/artifacts")
+        client.set_terminated(client.create_run(exp).info.run_id)  # schema set-up, untimed
+        log_times, run_ids = [], []
+        for i in range(n_logged):
+            doc, splits = fake_fit(i, n_voxels, rng)
+            t0 = time.perf_counter()
+            run_id = client.create_run(exp, tags={"subject": doc["subject"]}).info.run_id
+            client.log_batch(run_id, params=[Param("method", doc["config"]["method"])])
+            metrics = [Metric(f"{s.name}_{m}", float(getattr(s, m)[v]), 0, v)
+                       for s in splits for m in METRICS for v in range(n_voxels)]
+            for start in range(0, len(metrics), 1000):
+                client.log_batch(run_id, metrics=metrics[start:start + 1000])
+            client.set_terminated(run_id)
+            log_times.append(time.perf_counter() - t0)
+            run_ids.append(run_id)
+        t0 = time.perf_counter()
+        values = [np.array([m.value for m in client.get_metric_history(r, "validation_r")]) for r in run_ids]
+        pooled = np.concatenate(values)
+        _ = float(np.median(pooled)), float(pooled.mean())
+        read_s = time.perf_counter() - t0
+    return {"log_fit_s": statistics.median(log_times), "fits_logged": n_logged,
+            "compare_read_s_measured": read_s,
+            "compare_s_extrapolated": read_s * n_fits / n_logged}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--fits", type=int, default=100)
+    p.add_argument("--voxels", type=int, default=26000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--mlflow-fits", type=int, default=2, help="fits logged with MLflow")
+    p.add_argument("--no-mlflow", action="store_true")
+    p.add_argument("--no-exact", action="store_true", help="skip timing the float64-list read")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    import os
+
+    from tracker.server import EmbeddedServer
+
+    uri = os.environ.get("TRACKER_MONGO_URI")
+    with tempfile.TemporaryDirectory() as tmp:
+        server = None if uri else EmbeddedServer(Path(tmp) / "db")
+        uri = uri or server.ensure().uri
+        name = "bench_" + uuid.uuid4().hex[:8]
+        store = Store(uri, name)
+        try:
+            store.init_schema()
+            ours = bench_ours(store, args.fits, args.voxels, args.repeats, not args.no_exact)
+        finally:
+            store.client.drop_database(name)
+            store.close()
+            if server is not None:
+                server.stop()
+    peer = ({"skipped": "--no-mlflow"} if args.no_mlflow
+            else bench_mlflow(args.fits, args.voxels, args.mlflow_fits))
+    result = {"fits": args.fits, "voxels": args.voxels, "splits": 2, "ours": ours, "mlflow": peer}
+    if "log_fit_s" in peer:
+        result["ratio_log_fit"] = peer["log_fit_s"] / ours["log_fit_s"]
+        result["ratio_compare"] = peer["compare_s_extrapolated"] / ours["compare_s"]
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print(result)
+    return 0
+
+
+def _print(res: dict) -> None:
+    o, m = res["ours"], res["mlflow"]
+    print(f"{res['fits']} fits x {res['voxels']} voxels x 2 splits")
+    print(f"  log one fit:               {o['log_fit_s']:.3f} s   (target < 0.1 s)")
+    print(f"  compare across all fits:   {o['compare_s']:.3f} s   (target < 0.5 s; "
+          f"{o['compare_voxels']} voxels, {o['compare_groups']} groups)")
+    print(f"  compare with bootstrap CI: {o['compare_ci_s']:.3f} s")
+    print(f"  server-side summaries:     {o['summaries_server_s']:.3f} s")
+    if "compare_float64_lists_s" in o:
+        print(f"  read float64 lists:        {o['compare_float64_lists_s']:.3f} s")
+    if "skipped" in m:
+        print(f"  MLflow: skipped ({m['skipped']})", file=sys.stderr)
+        return
+    print(f"  MLflow log one fit:        {m['log_fit_s']:.3f} s   (ratio {res['ratio_log_fit']:.0f}x)")
+    print(f"  MLflow compare (extrap.):  {m['compare_s_extrapolated']:.3f} s   "
+          f"(ratio {res['ratio_compare']:.0f}x; measured {m['compare_read_s_measured']:.3f} s "
+          f"for {m['fits_logged']} fits)")
+
+
+if __name__ == "__main__":
+    run_main(main)
