@@ -308,6 +308,44 @@ class SubjectResponses:
         return np.stack(np.unravel_index(ids - 1, VOLUME_SHAPE, order="F"), axis=1)
 
 
+REPEATS_FILES = ("RepeatResponses.h5", "synthetic_ground_truth.h5")
+
+
+def find_repeats_file(data_dir: str | os.PathLike) -> Path | None:
+    """A file of repeat-level responses beside the data, if any (vim-1 ships none)."""
+    for name in REPEATS_FILES:
+        if (Path(data_dir) / name).is_file():
+            return Path(data_dir) / name
+    return None
+
+
+def load_repeats(path: str | os.PathLike, subject: str | int) -> tuple[np.ndarray, np.ndarray]:
+    """Repeat-level validation responses, for noise ceilings.
+
+    The file is HDF5 with, per subject, ``/{S}/val_repeats`` (n_reps, n_images, n_vox)
+    and ``/{S}/voxel_ids`` (n_vox,) (the layout the synthetic generator's ground-truth
+    file uses; write your own re-estimated repeats the same way).
+
+    Returns
+    -------
+    repeats : (n_reps, n_images, n_vox) float64
+    voxel_ids : (n_vox,) int64
+    """
+    path, subject = Path(path), _check_subject(subject)
+    with _open_h5(path) as f:
+        need = [f"{subject}/val_repeats", f"{subject}/voxel_ids"]
+        missing = [n for n in need if n not in f]
+        if missing:
+            raise DataFormatError(f"{_where(path)} has no {', '.join(missing)}: a repeats file "
+                                  "holds /S1/val_repeats (n_reps, n_images, n_vox) and /S1/voxel_ids.")
+        repeats = _read_h5(path, f[need[0]]).astype(np.float64)
+        ids = _read_h5(path, f[need[1]]).astype(np.int64).ravel()
+    if repeats.ndim != 3 or repeats.shape[2] != ids.size or repeats.shape[0] < 2:
+        raise DataFormatError(f"{_where(path)}: {subject}/val_repeats has shape {_fmt_shape(repeats.shape)}; "
+                              f"expected (n_reps >= 2, n_images, {ids.size}).")
+    return repeats, ids
+
+
 def canonical_roi(roi: str | int) -> str:
     """The canonical ROI name ("v4" -> "V4", "LatOcc" -> "LO", 6 -> "V4", "ALL" -> "all").
 

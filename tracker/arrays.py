@@ -62,7 +62,7 @@ def check_fields(fields: Iterable[str]) -> list[str]:
 
 def load_scores(
     store: Store, run_ids: Sequence[str], split: str, fields: Iterable[str] = ("r",),
-    exact: bool = False,
+    exact: bool = False, ids: bool = True,
 ) -> dict[str, RunScores]:
     """Per-voxel arrays of ``run_ids`` for one split.
 
@@ -78,6 +78,8 @@ def load_scores(
         Per-voxel fields to read (see :data:`FIELDS`); voxel ids always come along.
     exact
         Read the float64 lists of ``voxel_scores`` instead of the float32 copies.
+    ids
+        Read the voxel ids too (False: ``voxel_ids`` holds -1 per voxel; less to read).
 
     Returns
     -------
@@ -88,7 +90,8 @@ def load_scores(
     parts: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     have: set[str] = set()
     if not exact:
-        for b in store.packed_buckets(run_ids, split, ["voxel_ids", *names]):
+        for b in store.packed_buckets(run_ids, split, ["voxel_ids", *names] if ids else
+                                      [names[0], *names]):
             have.add(b["run_id"])
             _collect(parts[b["run_id"]], b, names, packed=True)
     rest = [r for r in run_ids if r not in have]
@@ -105,8 +108,12 @@ def load_scores(
 
 
 def _collect(acc: dict[str, list], bucket: dict, names: list[str], packed: bool) -> None:
-    ids = (unpack_array("voxel_ids", bucket["voxel_ids"]) if packed
-           else np.asarray(bucket["voxel_ids"], dtype=np.int64))
+    if "voxel_ids" not in bucket:  # not asked for: as many -1 as the first field has values
+        first = bucket[names[0]]
+        ids = np.full(len(first) // 4 if packed else len(first), -1, dtype=np.int64)
+    else:
+        ids = (unpack_array("voxel_ids", bucket["voxel_ids"]) if packed
+               else np.asarray(bucket["voxel_ids"], dtype=np.int64))
     acc["voxel_ids"].append(ids)
     if "sizes" in bucket:  # one packed document may hold several chunks
         acc["_chunk"].append(np.repeat(np.asarray(bucket["chunks"], dtype=np.int64), bucket["sizes"]))

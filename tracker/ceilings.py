@@ -4,8 +4,12 @@ vim-1 releases only repeat-averaged responses, so it has no ceiling; where one w
 estimated (synthetic data with repeats, a user's own re-estimated responses) it is a
 ``noise_ceilings`` record per dataset and subject::
 
-    {"dataset_id": ..., "subject": "S1", "method": "nsd", "n_reps": 13,
-     "voxel_ids": [...], "r_ceiling": [...], "created": <date>}
+    {"dataset_id": ..., "subject": "S1", "split": "validation", "method": "nsd",
+     "n_reps": 13, "n_average": 13, "voxel_ids": [...], "r_ceiling": [...], "created": <date>}
+
+A ceiling depends on how many repeats were averaged into the scored responses, so there
+is one record per split kind: ``validation`` (vim-1: about 13 repeats) and ``test``
+(held-out training images: 2 repeats); ``test3`` or ``validation0`` use their kind's.
 
 ``r_ceiling`` is the correlation ceiling (``sqrt(NC / 100)``, :mod:`pipeline.stats`).
 In the units of a metric the ceiling is ``r_ceiling`` for ``r`` and ``r_ceiling**2``
@@ -14,6 +18,7 @@ for ``r2_corr`` and ``r2``. The newest record of a (dataset, subject) is used.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,6 +27,11 @@ import numpy as np
 from tracker.store import Store
 
 NOT_AVAILABLE = "n/a"
+
+
+def split_kind(split: str) -> str:
+    """``"test3"`` -> ``"test"``, ``"validation"`` -> ``"validation"``."""
+    return re.sub(r"\d+$", "", split)
 
 
 class CeilingTable:
@@ -33,14 +43,16 @@ class CeilingTable:
         The database (collection ``noise_ceilings``).
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, split: str = "validation") -> None:
         self.store = store
+        self.split_kind = split_kind(split)
         self._cache: dict[tuple, tuple[np.ndarray, np.ndarray] | None] = {}
 
     def _record(self, dataset_id: Any, subject: str) -> tuple[np.ndarray, np.ndarray] | None:
         key = (dataset_id, subject)
         if key not in self._cache:
-            docs = self.store.noise_ceilings({"dataset_id": dataset_id, "subject": subject})
+            docs = self.store.noise_ceilings(
+                {"dataset_id": dataset_id, "subject": subject, "split": self.split_kind})
             if docs:
                 ids = np.asarray(docs[0]["voxel_ids"], dtype=np.int64)
                 r_c = np.array(docs[0]["r_ceiling"], dtype=np.float64)
@@ -49,6 +61,10 @@ class CeilingTable:
             else:
                 self._cache[key] = None
         return self._cache[key]
+
+    def known(self, run: Mapping[str, Any]) -> bool:
+        """Whether a ceiling is recorded for the run's dataset and subject."""
+        return self._record(run.get("dataset_id"), run.get("subject")) is not None
 
     def for_run(self, run: Mapping[str, Any], voxel_ids: np.ndarray, metric: str) -> np.ndarray | None:
         """The ceiling of each voxel of ``run`` in ``metric`` units (NaN where unknown).

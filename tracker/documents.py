@@ -131,6 +131,11 @@ def split_summary(split: Any, r_threshold: float | None) -> dict[str, Any]:
     out["n_above_p05"] = int(np.sum(r > r_threshold)) if r_threshold is not None else None
     hyper = np.asarray(split.hyper, dtype=np.float64)
     out["hyper"] = summarize(hyper) if hyper.size else None
+    if getattr(split, "p", None) is not None:
+        sig = np.asarray(split.significant, dtype=bool)
+        out["n_permutations"] = int(getattr(split, "n_permutations", 0))
+        out["n_significant"] = int(sig.sum())  # BH-FDR within this split
+        out["frac_significant"] = float(sig.mean()) if sig.size else None
     return out
 
 
@@ -155,6 +160,11 @@ def score_buckets(
     ids = np.asarray(voxel_ids, dtype=np.int64)
     arrays = {m: np.asarray(getattr(split, m), dtype=np.float64) for m in METRICS}
     hyper = np.asarray(split.hyper, dtype=np.float64)
+    p_values = getattr(split, "p", None)
+    significant = getattr(split, "significant", None)
+    if p_values is not None:
+        p_values = np.asarray(p_values, dtype=np.float64)
+        significant = np.asarray(significant, dtype=bool)
     if any(a.shape != ids.shape for a in (*arrays.values(), hyper)):
         raise ValueError(f"split {split.name}: score arrays and voxel ids differ in length")
     docs = []
@@ -166,6 +176,9 @@ def score_buckets(
             "hyper": _clean(hyper[sl]),
         }
         doc.update({m: _clean(a[sl]) for m, a in arrays.items()})
+        if p_values is not None:  # permutation p and the BH flag, when the fit computed them
+            doc["p"] = _clean(p_values[sl])
+            doc["significant"] = [bool(x) for x in significant[sl]]
         doc["packed"] = packed_arrays(ids[sl], {m: a[sl] for m, a in arrays.items()})
         docs.append(doc)
     return docs

@@ -98,7 +98,7 @@ def distribution_data(store: Store, split: str = "validation", metric: str = "r"
     by = queries.parse_by(by)[0]
     runs = queries.completed_fits(store, None, "voxels", query)
     scores = load_scores(store, [r["_id"] for r in runs], split, [metric])
-    table = CeilingTable(store)
+    table = CeilingTable(store, split)
     pooled: dict[tuple, list[np.ndarray]] = {}
     for run in runs:
         s = scores.get(run["_id"])

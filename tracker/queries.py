@@ -193,7 +193,7 @@ def compare(
         ceiling is recorded), the chance level of r^2 (1/(n_test-1)), and the run ids.
     """
     from tracker.arrays import load_scores, pooled
-    from tracker.ceilings import ceiling_summary
+    from tracker.ceilings import CeilingTable, ceiling_summary
 
     check_choice("metric", metric, METRICS)
     check_choice("split", split, SPLITS)
@@ -201,7 +201,10 @@ def compare(
     groups = group_runs(runs, by)
     if not groups:
         return []
-    scores = load_scores(store, [r["_id"] for r in runs], split, [metric, "significant"])
+    table = CeilingTable(store, split)
+    need_ids = any(table.known(r) for r in runs)  # voxel ids only to match ceilings
+    scores = load_scores(store, [r["_id"] for r in runs], split, [metric, "significant"],
+                         ids=need_ids)
     rows = []
     for key, members in groups.items():
         got = [scores[r["_id"]] for r in members if r["_id"] in scores]
@@ -217,7 +220,7 @@ def compare(
             **intervals(values, n_boot, seed, level),
             "n_significant": sig,
             "frac_significant": sig / values.size if sig is not None and values.size else None,
-            **ceiling_summary(store, members, got, metric),
+            **ceiling_summary(store, members, got, metric, table),
             "metric": metric,
             "split": split,
             "chance_r2_corr": float(np.mean(chance)) if chance else None,

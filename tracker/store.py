@@ -229,6 +229,11 @@ class Store:
         projection = {f: 1 for f in keep} if fields else None
         return list(self.db[PACKED].find(query, projection, sort=[("run_id", 1), ("chunk", 1)]))
 
+    def save_noise_ceiling(self, doc: Mapping[str, Any]) -> str:
+        """Store a noise-ceiling record (durably); the newest per (dataset, subject, split) wins."""
+        self.db.get_collection("noise_ceilings", write_concern=DURABLE).insert_one(dict(doc))
+        return str(doc["_id"])
+
     def noise_ceilings(self, query: Mapping[str, Any]) -> list[dict]:
         """Noise-ceiling records (per dataset and subject) matching ``query``, newest first."""
         return list(self.db.noise_ceilings.find(dict(query), sort=[("created", -1)]))

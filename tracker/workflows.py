@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -335,3 +335,47 @@ def standard_comparison(
                 f" {subject} {roi} {config.method} ({config.target}): run {out.run_id}")
             outcomes.append(out)
     return outcomes
+
+
+def compute_ceilings(
+    store: Store,
+    data_dir: Path,
+    subjects: Iterable[str] = ("S1", "S2"),
+    repeats_file: Path | None = None,
+    n_average: Mapping[str, int] | None = None,
+) -> list[dict[str, Any]]:
+    """Estimate NSD noise ceilings from repeat-level responses and store them.
+
+    One record per subject and split kind (``validation``: the average of all the
+    validation repeats; ``test``: held-out training images averaged over
+    ``n_average["test"]`` repeats, vim-1: 2). Queries apply them at read time, so a new
+    estimate never needs a refit. vim-1 itself ships no repeats: DataFormatError then.
+    """
+    from pipeline.stats import ceiling_from_ncsnr, ncsnr
+
+    dataset = register_dataset(store, data_dir)
+    path = Path(repeats_file) if repeats_file else vim1.find_repeats_file(data_dir)
+    if path is None:
+        raise DataFormatError(
+            f"no repeat-level responses beside {data_dir} (looked for "
+            f"{', '.join(vim1.REPEATS_FILES)}): vim-1 releases only repeat-averaged responses, "
+            "so no noise ceiling can be estimated from it; give --repeats FILE if you have them"
+        )
+    n_average = {"test": 2, **(n_average or {})}
+    records = []
+    for subject in subjects:
+        repeats, ids = vim1.load_repeats(path, subject)
+        snr = ncsnr(repeats)
+        for split, n_avg in (("validation", repeats.shape[0]), ("test", n_average["test"])):
+            _, r_ceiling = ceiling_from_ncsnr(snr, n_avg)
+            doc = {
+                "_id": documents.new_run_id("nc"), "schema_version": documents.SCHEMA_VERSION,
+                "dataset_id": dataset["_id"], "subject": vim1.canonical_subject(subject),
+                "split": split, "method": "nsd", "n_reps": int(repeats.shape[0]),
+                "n_average": int(n_avg), "source": str(path.resolve()),
+                "voxel_ids": ids.tolist(), "r_ceiling": documents._clean(r_ceiling),
+                "created": documents._now(),
+            }
+            store.save_noise_ceiling(doc)
+            records.append(doc)
+    return records

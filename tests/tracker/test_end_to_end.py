@@ -186,3 +186,37 @@ def test_run_features_script_reuses_the_same_config(world, tiny_vim1_dir):
         [sys.executable, str(ROOT / "scripts" / "run_features.py"), "--data-dir", str(tiny_vim1_dir),
          "--layer", "conv9", "--quiet"], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "conv9" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_significance_is_stored_and_counted(world, tiny_vim1_dir):
+    _, store, _, fits = world
+    run = store.get_run(fits[("ridge", "voxels")].run_id)[1]
+    (bucket,) = store.buckets([run["_id"]], "validation", ["p", "significant", "r"])
+    p, sig = np.array(bucket["p"], dtype=float), np.array(bucket["significant"])
+    assert p.min() >= 1 / 1001 and p.max() <= 1  # permutation p floor with 1000 permutations
+    assert run["summary"]["validation"]["n_significant"] == int(sig.sum())
+    # every V4 voxel carries planted signal: most survive BH at n = 40
+    assert sig.mean() > 0.5
+    (row,) = queries.compare(store, ["subject"], roi="V4", split="validation", n_boot=200)
+    assert row["n_significant"] >= int(sig.sum())  # ridge's plus PLS's
+
+
+def test_noise_ceilings_are_estimated_stored_and_applied(world, tiny_vim1_dir):
+    from tracker.workflows import compute_ceilings
+
+    _, store, _, fits = world
+    docs = compute_ceilings(store, tiny_vim1_dir, subjects=["S1"])
+    assert {(d["subject"], d["split"]) for d in docs} == {("S1", "validation"), ("S1", "test")}
+    truth = load_ground_truth(tiny_vim1_dir, "S1")
+    val = next(d for d in docs if d["split"] == "validation")
+    est = np.array(val["r_ceiling"], dtype=float)
+    signal = truth.has_signal & (truth.ceiling_val > 0.6)
+    # the NSD estimate from 13 repeats tracks the planted ceiling of clearly driven voxels
+    assert np.median(np.abs(est[signal] - truth.ceiling_val[signal])) < 0.05
+    test_c = np.array(next(d for d in docs if d["split"] == "test")["r_ceiling"], dtype=float)
+    # the same ncsnr with 2 repeats averaged gives the planted training-image ceiling
+    assert np.median(np.abs(test_c[signal] - truth.ceiling_train[signal])) < 0.07
+    assert np.all(test_c[signal] <= est[signal])
+    (row,) = queries.compare(store, ["subject"], roi="V4", split="validation", n_boot=100)
+    _, r = _val_r(store, fits[("ridge", "voxels")].run_id)
+    assert row["ceiling"] is not None and 0.3 < row["frac_ceiling"] < 1.2

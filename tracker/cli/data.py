@@ -52,3 +52,37 @@ def data_describe(
     console.print_json(json.dumps(desc, default=jsonable))
 
 
+
+
+@data_app.command("ceilings")
+@cli_errors
+def data_ceilings(
+    ctx: typer.Context,
+    data_dir: Annotated[Path, typer.Argument(help="The dataset the ceilings belong to.")],
+    repeats: Annotated[Path | None, typer.Option(
+        help="HDF5 file with /S1/val_repeats (n_reps, n_images, n_vox) and /S1/voxel_ids "
+             "(default: a repeats file beside the data, e.g. the synthetic ground truth).")] = None,
+    subject: Annotated[list[str] | None, typer.Option(help="Subject(s) (default S1 and S2).")] = None,
+    train_repeats: Annotated[int, typer.Option(
+        help="Repeats averaged into each training-image response (vim-1: 2).")] = 2,
+    as_json: JsonOpt = False,
+) -> None:
+    """Estimate noise ceilings (NSD formula) from repeat-level responses and store them.
+
+    Queries then report scores as a fraction of the ceiling. vim-1 ships no repeats, so
+    for it this says so instead of inventing a ceiling.
+    """
+    import numpy as np
+
+    from tracker.cli.common import open_store, print_table
+    from tracker.workflows import compute_ceilings
+
+    with open_store(ctx) as store:
+        docs = compute_ceilings(store, data_dir, subject or ("S1", "S2"), repeats, {"test": train_repeats})
+    rows = [{"subject": d["subject"], "split": d["split"], "n_reps": d["n_reps"],
+             "n_average": d["n_average"], "n_voxels": len(d["voxel_ids"]),
+             "median_r_ceiling": float(np.nanmedian(np.array(d["r_ceiling"], dtype=float)))}
+            for d in docs]
+    if as_json:
+        return print_json(rows)
+    print_table(rows, list(rows[0]), title="noise ceilings stored")
