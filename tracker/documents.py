@@ -139,6 +139,24 @@ def split_summary(split: Any, r_threshold: float | None) -> dict[str, Any]:
     return out
 
 
+def cs431_summary(splits: Sequence[Any]) -> dict[str, Any]:
+    """The 2019 project's numbers: median over voxels of squared r, then mean over splits.
+
+    Keys ``train``, ``test``, ``validation`` (the per-split models) hold that mean and
+    the per-split medians; ``validation_all`` is the model refit on all training images.
+    Labelled as the cs431 protocol wherever shown.
+    """
+    out: dict[str, Any] = {"metric": "median over voxels of r^2 (squared Pearson r), mean over splits"}
+    for kind in ("train", "test", "validation"):
+        medians = [float(np.nanmedian(np.asarray(s.r2_corr, dtype=np.float64)))
+                   for s in splits if s.name.rstrip("0123456789") == kind and s.name != kind]
+        out[kind] = {"mean": float(np.mean(medians)) if medians else None, "per_split": medians}
+    final = [s for s in splits if s.name == "validation"]
+    out["validation_all"] = (float(np.nanmedian(np.asarray(final[0].r2_corr, dtype=np.float64)))
+                             if final else None)
+    return out
+
+
 def split_record(split: Any) -> dict[str, Any]:
     """Audit record of a split: exact indices (small) and their hash."""
     indices = None if split.test_indices is None else np.asarray(split.test_indices, dtype=np.int64)

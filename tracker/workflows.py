@@ -270,6 +270,7 @@ def fit_and_log(
             },
             "timings": dict(result.timings),
             "n_alpha_at_edge": getattr(result, "n_alpha_at_edge", None),
+            "cs431": documents.cs431_summary(result.splits) if config.protocol == "cs431" else None,
         }
         rec.complete(fields, replace=force)
     return _outcome(rec)

@@ -220,3 +220,23 @@ def test_noise_ceilings_are_estimated_stored_and_applied(world, tiny_vim1_dir):
     (row,) = queries.compare(store, ["subject"], roi="V4", split="validation", n_boot=100)
     _, r = _val_r(store, fits[("ridge", "voxels")].run_id)
     assert row["ceiling"] is not None and 0.3 < row["frac_ceiling"] < 1.2
+
+
+def test_cs431_protocol_reproduces_the_2019_splits(world):
+    from pipeline.splits import cs431_splits
+
+    settings, store, feat, _ = world
+    out = fit_and_log(store, settings, feat.run_id, "S1", "V4", FitConfig(method="ridge", protocol="cs431"))
+    run = out.run
+    assert run["status"] == "COMPLETED" and run["config"]["protocol"] == "cs431"
+    splits, _ = cs431_splits(240, round(240 / 7), 5, 0)
+    recorded = {s["name"]: s["test_indices"] for s in run["splits"]}
+    for i, (_, test) in enumerate(splits):
+        assert recorded[f"test{i}"] == test.tolist()
+    medians = []
+    for i in range(5):
+        buckets = store.buckets([run["_id"]], f"test{i}", ["r2_corr"])
+        medians.append(np.nanmedian(np.array(sum((b["r2_corr"] for b in buckets), []), dtype=float)))
+    assert run["cs431"]["test"]["mean"] == pytest.approx(np.mean(medians))
+    # the 2019 alpha grid (1e-4..1) on unscaled features overfits: train r^2 near 1
+    assert run["cs431"]["train"]["mean"] > 0.9
