@@ -5,10 +5,11 @@ images: read (a synthetic in-memory iterator of raw 500x500 vim-1-like images), 
 (resize or retina warp), hash each preprocessed image, run the model, check every feature
 row, write the HDF5 file atomically (fsync, rename) and hash it. The bare model is the
 extractor's compiled ``tf.function`` alone on the already preprocessed batches (plus the
-copy of its output to numpy). Repeats alternate bare / pipeline; the report gives the
-median images/s of each and the median of the paired ratios (target: pipeline >= 90 % of
-bare on CPU), and the same ratio in images per CPU-second of this process (steadier on a
-machine shared with other jobs). ``--stages`` times every stage on its own.
+copy of its output to numpy); Keras ``model.predict`` on the same batches is shown too.
+Repeats alternate bare / pipeline; the report gives the median images/s of each and the
+median of the paired ratios (target: pipeline >= 90 % of bare on CPU), and the same
+ratio in images per CPU-second of this process (steadier on a machine shared with other
+jobs). ``--stages`` times every stage on its own.
 
 Examples
 --------
@@ -129,6 +130,12 @@ def main(argv=None) -> int:
     batches = [extractor.preprocess(b) for b in raw_batches(raw, args.batch_size)]
     extractor.forward_all(batches[0])  # trace and warm up
 
+    def predict() -> float:
+        start = time.perf_counter()
+        for x in batches:
+            extractor.model.predict(x, batch_size=len(x), verbose=0)
+        return args.n_images / (time.perf_counter() - start)
+
     def bare() -> tuple[float, float]:
         start, cpu = time.perf_counter(), time.process_time()
         for x in batches:
@@ -149,7 +156,8 @@ def main(argv=None) -> int:
         wall = args.n_images / (time.perf_counter() - start)
         return wall, args.n_images / (time.process_time() - cpu), info.images_per_s
 
-    bare_rates, full_rates, loop_rates, ratios, cpu_ratios = [], [], [], [], []
+    bare_rates, full_rates, loop_rates, ratios, cpu_ratios, predict_rates = [], [], [], [], [], []
+    predict()  # Keras builds its predict function on the first call
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):  # alternate which goes first: load drifts on shared machines
             if r % 2 == 0:
@@ -159,6 +167,7 @@ def main(argv=None) -> int:
                 f, f_cpu, loop = full(Path(tmp))
                 b, b_cpu = bare()
             bare_rates.append(b)
+            predict_rates.append(predict())
             full_rates.append(f)
             loop_rates.append(loop)
             ratios.append(f / b)
@@ -172,6 +181,7 @@ def main(argv=None) -> int:
         "tf_threads": args.tf_threads,
         "device": extractor.device_info(),
         "bare_images_per_s": statistics.median(bare_rates),
+        "predict_images_per_s": statistics.median(predict_rates),
         "pipeline_images_per_s": statistics.median(full_rates),
         "pipeline_loop_images_per_s": statistics.median(loop_rates),
         "ratio": statistics.median(ratios),
@@ -192,7 +202,9 @@ def main(argv=None) -> int:
             f"prefetch {not args.no_prefetch}, TF threads {args.tf_threads or 'all'})"
         )
         runs = ", ".join(f"{r:.1f}" for r in bare_rates)
-        print(f"bare model : {result['bare_images_per_s']:8.1f} images/s  (runs: {runs})")
+        print(f"bare model : {result['bare_images_per_s']:8.1f} images/s  (runs: {runs})  [tf.function]")
+        runs = ", ".join(f"{r:.1f}" for r in predict_rates)
+        print(f"predict    : {result['predict_images_per_s']:8.1f} images/s  (runs: {runs})  [model.predict]")
         runs = ", ".join(f"{r:.1f}" for r in full_rates)
         print(f"pipeline   : {result['pipeline_images_per_s']:8.1f} images/s  (runs: {runs})")
         runs = ", ".join(f"{100 * r:.0f}" for r in ratios)

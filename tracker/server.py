@@ -62,7 +62,8 @@ def server_command() -> list[str]:
     )
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists here and is not a zombie."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -141,7 +142,7 @@ class EmbeddedServer:
             info = ServerInfo(int(state["pid"]), state["host"], int(state["port"]), state["storage"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if info.storage != str(self.storage) or not _alive(info.pid):
+        if info.storage != str(self.storage) or not pid_alive(info.pid):
             return None
         if not probe:
             return info
@@ -210,13 +211,13 @@ class EmbeddedServer:
                 return False
             os.kill(info.pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while _alive(info.pid) and time.monotonic() < deadline:
+            while pid_alive(info.pid) and time.monotonic() < deadline:
                 try:  # reap it if it is our child
                     os.waitpid(info.pid, os.WNOHANG)
                 except ChildProcessError:
                     pass
                 time.sleep(0.1)
-            if _alive(info.pid):
+            if pid_alive(info.pid):
                 os.kill(info.pid, signal.SIGKILL)
             self.state_path.unlink(missing_ok=True)
             return True

@@ -38,6 +38,7 @@ from typing import Any
 import tomllib
 
 from pipeline.errors import ConfigError, DataFormatError
+from tracker.server import pid_alive
 from tracker.settings import Settings
 from tracker.store import Store
 
@@ -223,7 +224,7 @@ def mark_dead_attempts(store: Store, keys: Iterable[str]) -> int:
         for doc in store.find_runs(coll, {"config_key": {"$in": list(keys)}, "status": "RUNNING"},
                                    projection={"provenance.host": 1, "provenance.pid": 1}):
             prov = doc.get("provenance") or {}
-            if prov.get("host") != host or _pid_alive(int(prov.get("pid", -1))):
+            if prov.get("host") != host or int(prov.get("pid", -1)) > 0 and pid_alive(int(prov["pid"])):
                 continue
             store.update_run(coll, doc["_id"], {"status": "DEAD", "finished": now(),
                                                 "error": {"type": "WorkerLost",
@@ -231,22 +232,6 @@ def mark_dead_attempts(store: Store, keys: Iterable[str]) -> int:
                              durable=True)
             n += 1
     return n
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 @dataclass

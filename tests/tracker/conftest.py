@@ -47,3 +47,12 @@ def store(mongo_uri, db_name):
 def settings(mongo_uri, db_name, tmp_path):
     return Settings(mongo_uri=mongo_uri, db_name=db_name, home=tmp_path / "home",
                     data_dir=tmp_path / "no_data")
+
+
+@pytest.fixture
+def env(settings, monkeypatch):
+    """The CLI's environment pointed at this test's database (for CliRunner tests)."""
+    monkeypatch.setenv("TRACKER_MONGO_URI", settings.mongo_uri)
+    monkeypatch.setenv("TRACKER_DB_NAME", settings.db_name)
+    monkeypatch.setenv("TRACKER_HOME", str(settings.home))
+    return settings

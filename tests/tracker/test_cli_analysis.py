@@ -18,14 +18,6 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def env(settings, monkeypatch):
-    monkeypatch.setenv("TRACKER_MONGO_URI", settings.mongo_uri)
-    monkeypatch.setenv("TRACKER_DB_NAME", settings.db_name)
-    monkeypatch.setenv("TRACKER_HOME", str(settings.home))
-    return settings
-
-
-@pytest.fixture
 def seeded(store):
     rng = np.random.default_rng(5)
     frun = feature_run()

@@ -11,14 +11,6 @@ from .seed_db import add_fit
 
 
 @pytest.fixture
-def env(settings, monkeypatch):
-    monkeypatch.setenv("TRACKER_MONGO_URI", settings.mongo_uri)
-    monkeypatch.setenv("TRACKER_DB_NAME", settings.db_name)
-    monkeypatch.setenv("TRACKER_HOME", str(settings.home))
-    return settings
-
-
-@pytest.fixture
 def seeded(store):
     rng = np.random.default_rng(0)
     runs = {}

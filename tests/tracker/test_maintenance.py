@@ -26,14 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
-@pytest.fixture
-def env(settings, monkeypatch):
-    monkeypatch.setenv("TRACKER_MONGO_URI", settings.mongo_uri)
-    monkeypatch.setenv("TRACKER_DB_NAME", settings.db_name)
-    monkeypatch.setenv("TRACKER_HOME", str(settings.home))
-    return settings
-
-
 def add_feature_run(store, settings, name: str | None, status: str = "COMPLETED") -> dict:
     doc = {"_id": documents.new_run_id("fe"), "schema_version": 1, "kind": "features",
            "status": status, "config": {"layer": "conv3"},
