@@ -219,6 +219,12 @@ class Chain:
         Returns
         -------
         (B, S, S, 3) float32 C-contiguous array, S = ``input_size``
+
+        Raises
+        ------
+        ConfigError : bad shape; a retina warp whose size range excludes the images.
+        DataFormatError : a NaN or infinite pixel reaches the output (pixels that no
+            output depends on are not looked at).
         """
         x = np.asarray(raw, dtype=np.float32)
         if not (x.ndim == 3 or (x.ndim == 4 and x.shape[3] == 3)):
