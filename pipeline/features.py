@@ -468,7 +468,7 @@ class Extractor:
         outputs = self._fn.get_concrete_function().structured_outputs
         self.output_shapes = {name: tuple(int(d) for d in outputs[name].shape[1:]) for name in self.layers}
         self.output_shape = self.output_shapes[self.layer]
-        if batch_size == "auto" or batch_size == 0:
+        if not isinstance(batch_size, bool) and (batch_size == "auto" or batch_size == 0):
             device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
             per_image = self.per_image_bytes()
             free = _available_memory(device)
@@ -772,15 +772,24 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _produce(extractor, checked, stop: threading.Event | None = None):
-    """Yield ("batch", split, raw count, preprocessed, hashes) ... ("end", split) per split."""
+def _produce(extractor, checked, stop: threading.Event | None = None, first_chunk: int = 0):
+    """Yield ("batch", split, raw count, preprocessed, hashes) ... ("end", split) per split.
+
+    ``first_chunk`` > 0 splits the very first batch into chunks of that many images, so
+    that the model can start on the first chunk while the rest is preprocessed.
+    """
+    first = True
     for split, (_count, batches) in checked.items():
         for batch in batches:
             if stop is not None and stop.is_set():
                 return
             raw = np.asarray(batch, dtype=np.float32)
-            x = extractor.preprocess(raw)
-            yield ("batch", split, len(raw), x, image_sha256(x))
+            step = first_chunk if first and first_chunk > 0 else max(len(raw), 1)
+            first = False
+            for i in range(0, max(len(raw), 1), step):
+                part = raw[i : i + step]
+                x = extractor.preprocess(part)
+                yield ("batch", split, len(part), x, image_sha256(x))
         yield ("end", split)
 
 
@@ -811,7 +820,7 @@ class _Prefetcher:
 
     def _run(self, extractor, checked) -> None:
         try:
-            for item in _produce(extractor, checked, self._stop):
+            for item in _produce(extractor, checked, self._stop, first_chunk=8):
                 if not self._put(item):
                     return
         except BaseException as exc:  # handed to the consumer, which re-raises it

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from numbers import Integral
 
 import numpy as np
@@ -38,6 +39,7 @@ from threadpoolctl import threadpool_limits
 from pipeline.errors import ConfigError
 from pipeline.ridge import (
     FeatureScaler,
+    TargetFit,
     as_feature_matrix,
     as_target_matrix,
     fold_kernels,
@@ -45,7 +47,7 @@ from pipeline.ridge import (
 )
 from pipeline.splits import kfold_splits
 
-__all__ = ["DEFAULT_N_COMPONENTS", "BatchedPLS", "PLS2", "krylov_pls_duals"]
+__all__ = ["DEFAULT_N_COMPONENTS", "BatchedPLS", "PLS2", "PLSKernel", "krylov_pls_duals"]
 
 #: Default component grid searched per target.
 DEFAULT_N_COMPONENTS: tuple[int, ...] = (1, 2, 3, 5, 8, 12, 17, 25)
@@ -128,6 +130,36 @@ def _check_grid(n_components) -> np.ndarray:
     return np.unique(grid.astype(np.int64))
 
 
+@dataclass
+class PLSKernel:
+    """The target-independent part of a :class:`BatchedPLS` fit (no features inside).
+
+    Attributes
+    ----------
+    K : ndarray, shape (n, n)
+        Training kernel of the transformed features (not centred).
+    grid : ndarray of int
+        Component counts searched.
+    cv : int or None
+    random_state : int
+    timings : dict
+    """
+
+    K: np.ndarray
+    grid: np.ndarray
+    cv: int | None
+    random_state: int
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.K.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.K.nbytes + self.grid.nbytes)
+
+
 class BatchedPLS(RegressorMixin, BaseEstimator):
     """One PLS1 per target column, all fitted together; component count chosen by CV.
 
@@ -189,15 +221,17 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
             return int(self.chunk_size)
         return max(16, int(_MEMORY_BUDGET // (2 * k_max * n * 8)))
 
-    def _search(self, K, Y, grid, chunk, timings):
+    def _search(self, K, Y, grid, chunk, timings, cv=None, random_state=None):
         """k-fold CV errors per component count and target; the chosen count per target."""
+        cv = self.cv if cv is None else cv
+        random_state = self.random_state if random_state is None else random_state
         t0 = time.perf_counter()
         n, v = Y.shape
         errors = None
         if grid.size > 1:
             errors = np.zeros((grid.size, v))
             position = {int(k): i for i, k in enumerate(grid)}
-            for train, test in kfold_splits(n, int(self.cv), int(self.random_state)):
+            for train, test in kfold_splits(n, int(cv), int(random_state)):
                 K_tr, K_te = fold_kernels(K, train, test)
                 for start in range(0, v, chunk):
                     sl = slice(start, min(start + chunk, v))
@@ -238,8 +272,8 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
         timings["final"] = time.perf_counter() - t0
         return dual_all, y_mean
 
-    def fit(self, X, y):
-        """Fit on features ``X`` (n, p) and targets ``y`` (n,) or (n, v); returns self."""
+    def _check(self, n: int) -> np.ndarray:
+        """Validated component grid for ``n`` training samples."""
         grid = _check_grid(self.n_components)
         cv = self.cv
         if cv is not None and (not isinstance(cv, Integral) or isinstance(cv, bool) or cv < 2):
@@ -248,9 +282,6 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
             raise ConfigError(
                 "cv=None needs a single n_components value; give cv folds to search a grid."
             )
-        X = as_feature_matrix(X, "X")
-        n = X.shape[0]
-        Y, one_d = as_target_matrix(y, n, "y")
         k_max = int(grid[-1])
         min_train = n - (-(-n // cv)) if cv is not None and grid.size > 1 else n
         if cv is not None and cv > n:
@@ -266,24 +297,62 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
             raise ConfigError(
                 f"n_threads must be a positive integer or None, got {self.n_threads!r}."
             )
-        chunk = self._chunk(n, k_max)
-        timings = {}
+        return grid
 
+    def block_size(self, n: int) -> int:
+        """Targets per batch for ``n`` training samples (``chunk_size`` or the memory budget)."""
+        return self._chunk(n, int(self._check(n)[-1]))
+
+    def prepare(self, X) -> tuple[PLSKernel, FeatureScaler]:
+        """The kernel of the features: everything that does not depend on the targets.
+
+        ``fit(X, Y)`` is ``fit_targets(prepare(X)[0], Y)`` plus bookkeeping; fitting a
+        column block of ``Y`` that starts at a multiple of the batch size
+        (:meth:`block_size`) reproduces those columns of the full fit exactly.
+        """
+        X = as_feature_matrix(X, "X")
+        grid = self._check(X.shape[0])
         t0 = time.perf_counter()
         scaler = FeatureScaler(X, bool(self.scale))
         K = linear_kernel(X, scaler)
-        timings["kernel"] = time.perf_counter() - t0
+        timings = {"kernel": time.perf_counter() - t0}
+        cv = int(self.cv) if self.cv is not None else None
+        return PLSKernel(K=K, grid=grid, cv=cv, random_state=int(self.random_state),
+                         timings=timings), scaler
 
+    def fit_targets(self, kernel: PLSKernel, Y) -> TargetFit:
+        """Component count per target by k-fold and dual coefficients, from a kernel."""
+        K, grid = kernel.K, kernel.grid
+        n = K.shape[0]
+        self._check(n)
+        Y, _ = as_target_matrix(Y, n, "y")
+        k_max = int(grid[-1])
+        chunk = self._chunk(n, k_max)
+        timings = {}
         with threadpool_limits(limits=self.n_threads):
-            errors, best = self._search(K, Y, grid, chunk, timings)
+            errors, best = self._search(K, Y, grid, chunk, timings, kernel.cv,
+                                        kernel.random_state)
             dual_all, y_mean = self._final(K, Y, best, chunk, timings)
+        n_at_max = int(np.sum(best == k_max)) if grid.size > 1 else 0
+        return TargetFit(hyper=best.astype(np.int64), dual=dual_all, y_mean=y_mean,
+                         cv_errors=errors, n_at_edge=n_at_max, timings=timings)
 
-        self.components_grid_ = grid
-        self.n_components_ = best.astype(np.int64)
-        self.cv_errors_ = errors
-        self.n_components_at_max_ = int(np.sum(best == k_max)) if grid.size > 1 else 0
-        self.dual_coef_ = dual_all
-        self.y_mean_ = y_mean
+    def fit(self, X, y):
+        """Fit on features ``X`` (n, p) and targets ``y`` (n,) or (n, v); returns self."""
+        self._check_early()
+        X = as_feature_matrix(X, "X")
+        n = X.shape[0]
+        Y, one_d = as_target_matrix(y, n, "y")
+        kernel, scaler = self.prepare(X)
+        res = self.fit_targets(kernel, Y)
+        timings = {**kernel.timings, **res.timings}
+
+        self.components_grid_ = kernel.grid
+        self.n_components_ = res.hyper
+        self.cv_errors_ = res.cv_errors
+        self.n_components_at_max_ = res.n_at_edge
+        self.dual_coef_ = res.dual
+        self.y_mean_ = res.y_mean
         self.X_mean_ = scaler.mean
         self.X_scale_ = scaler.std()
         self.X_fit_ = X
@@ -294,6 +363,17 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
         if one_d:
             self.n_components_ = int(self.n_components_[0])
         return self
+
+    def _check_early(self) -> None:
+        """Parameter errors that do not need the data (reported before data errors)."""
+        grid = _check_grid(self.n_components)
+        cv = self.cv
+        if cv is not None and (not isinstance(cv, Integral) or isinstance(cv, bool) or cv < 2):
+            raise ConfigError(f"cv must be an integer >= 2 or None, got {cv!r}.")
+        if cv is None and grid.size > 1:
+            raise ConfigError(
+                "cv=None needs a single n_components value; give cv folds to search a grid."
+            )
 
     def predict(self, X) -> np.ndarray:
         """Predict targets for ``X`` (m, p): returns (m, v), or (m,) if fitted on 1-D y."""

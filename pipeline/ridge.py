@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from numbers import Integral
 
 import numpy as np
@@ -46,6 +47,8 @@ __all__ = [
     "DEFAULT_ALPHAS",
     "KernelRidgeCV",
     "FeatureScaler",
+    "RidgeKernel",
+    "TargetFit",
     "centred_eigh",
     "fold_kernels",
     "linear_kernel",
@@ -318,6 +321,83 @@ def _chunks(v: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, v))
 
 
+@dataclass
+class TargetFit:
+    """Per-target outcome of ``fit_targets`` (ridge and batched PLS alike).
+
+    Attributes
+    ----------
+    hyper : ndarray, shape (v,)
+        Chosen alpha (ridge) or component count (PLS) per target.
+    dual : ndarray, shape (n, v)
+        Dual coefficients: predictions are ``K_new @ dual + y_mean``.
+    y_mean : ndarray, shape (v,)
+    cv_errors : ndarray, shape (n_grid, v), or None
+    n_at_edge : int
+        Ridge: targets whose alpha is at a grid edge; PLS: targets at the largest count.
+    timings : dict
+    """
+
+    hyper: np.ndarray
+    dual: np.ndarray
+    y_mean: np.ndarray
+    cv_errors: np.ndarray | None
+    n_at_edge: int
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass
+class RidgeKernel:
+    """The target-independent part of a :class:`KernelRidgeCV` fit (no features inside).
+
+    Computed once by :meth:`KernelRidgeCV.prepare` and shared by any number of
+    :meth:`KernelRidgeCV.fit_targets` calls on column blocks of the targets.
+
+    Attributes
+    ----------
+    alphas : ndarray
+        The (sorted) penalty grid.
+    cv : "loo" or int
+    center : bool
+        Fitted with an intercept.
+    work : type
+        ``np.float32`` or ``np.float64``: precision of the per-alpha products.
+    s, U : ndarray
+        Eigendecomposition of the (centred) training kernel.
+    inv_diag : ndarray, shape (n_alphas, n), or None
+        LOO: ``1 / diag((K + a)^-1)`` per alpha.
+    folds : list of (train, test, s_f, U_f, Z)
+        k-fold: indices, eigendecomposition of the fold's training kernel and
+        ``Z = K_te U_f`` (in ``work`` precision).
+    timings : dict
+        Seconds spent in "kernel", "eigh" and "cv" (the target-free part of it).
+    """
+
+    alphas: np.ndarray
+    cv: str | int
+    center: bool
+    work: type
+    s: np.ndarray
+    U: np.ndarray
+    inv_diag: np.ndarray | None = None
+    folds: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.U.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays held (what shipping it to a worker costs)."""
+        total = self.s.nbytes + self.U.nbytes
+        if self.inv_diag is not None:
+            total += self.inv_diag.nbytes
+        for fold in self.folds:
+            total += sum(a.nbytes for a in fold)
+        return int(total)
+
+
 # --------------------------------------------------------------------------------------
 # The estimator
 # --------------------------------------------------------------------------------------
@@ -424,33 +504,93 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
         return alphas
 
     # ---------------------------------------------------------------- fitting
-    def fit(self, X, y):
-        """Fit on features ``X`` (n, p) and targets ``y`` (n,) or (n, v); returns self."""
+    def prepare(self, X) -> tuple[RidgeKernel, FeatureScaler]:
+        """Everything that depends on the features only: kernel, eigendecomposition(s).
+
+        ``fit(X, Y)`` is ``fit_targets(prepare(X)[0], Y)`` plus bookkeeping, and
+        :meth:`fit_targets` on a column block of ``Y`` gives exactly the columns of the
+        full fit (see :class:`RidgeKernel`).
+
+        Returns
+        -------
+        kernel : RidgeKernel
+            Holds no features (safe to ship to other processes).
+        scaler : FeatureScaler
+            The feature means / scales (for predictions on new samples).
+        """
         alphas = self._check_params()
         X = as_feature_matrix(X, "X")
         n = X.shape[0]
-        Y, one_d = as_target_matrix(y, n, "y")
         if isinstance(self.cv, Integral) and self.cv > n:
             raise ConfigError(f"cv={self.cv} folds need at least {self.cv} samples, got {n}.")
         timings = {}
-
         t0 = time.perf_counter()
         center = bool(self.fit_intercept)
-        decompose = centred_eigh if center else plain_eigh
         scaler = FeatureScaler(X, bool(self.standardize), center=center)
         K = linear_kernel(X, scaler)
         timings["kernel"] = time.perf_counter() - t0
+        return self.decompose_kernel(K, _compute_dtype(X), alphas, timings), scaler
 
+    def decompose_kernel(
+        self, K: np.ndarray, work: type = np.float64, alphas: np.ndarray | None = None,
+        timings: dict | None = None,
+    ) -> RidgeKernel:
+        """The :class:`RidgeKernel` of a training kernel ``K`` (n x n, from :func:`linear_kernel`).
+
+        ``work`` is the precision of the per-alpha products (``np.float32`` for float32
+        features, as :meth:`fit` does).
+        """
+        if alphas is None:
+            alphas = self._check_params()
+        timings = dict(timings or {})
+        n = K.shape[0]
+        center = bool(self.fit_intercept)
+        decompose = centred_eigh if center else plain_eigh
+        timings["eigh"] = 0.0
+        t0 = time.perf_counter()
+        s, U = decompose(K, self.n_threads)
+        timings["eigh"] += time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        inv_diag = None
+        folds = []
+        if self.cv == "loo":
+            with threadpool_limits(limits=self.n_threads):
+                U2 = U * U
+                inv_diag = np.stack([1.0 / (U2 @ (1.0 / (s + a))) for a in alphas])  # (n_alphas, n)
+                del U2
+        else:
+            for train, test in kfold_splits(n, int(self.cv), int(self.random_state)):
+                K_tr, K_te = fold_kernels(K, train, test, center)
+                t1 = time.perf_counter()
+                s_f, U_f = decompose(K_tr, self.n_threads)
+                timings["eigh"] += time.perf_counter() - t1
+                with threadpool_limits(limits=self.n_threads):
+                    Z = (K_te @ U_f).astype(work, copy=False)
+                folds.append((train, test, s_f, U_f, Z))
+        timings["cv"] = time.perf_counter() - t0
+        return RidgeKernel(alphas=alphas, cv=self.cv, center=center, work=work, s=s, U=U,
+                           inv_diag=inv_diag, folds=folds, timings=timings)
+
+    def fit_targets(self, kernel: RidgeKernel, Y) -> TargetFit:
+        """Penalty per target by CV and dual coefficients, from a prepared kernel.
+
+        Targets are processed in blocks of ``chunk_size`` columns; the result for a
+        column depends only on the block it falls in, so fitting ``Y[:, a:b]`` with ``a``
+        a multiple of ``chunk_size`` reproduces those columns of the fit on all of ``Y``
+        (exactly, bit for bit, on the same machine).
+        """
+        self._check_params()
+        alphas, center, work = kernel.alphas, kernel.center, kernel.work
+        s, U = kernel.s, kernel.U
+        n = U.shape[0]
+        Y, _ = as_target_matrix(Y, n, "y")
+        timings = {"cv": 0.0}
         y_mean = Y.mean(axis=0) if center else np.zeros(Y.shape[1])
         v = Y.shape[1]
         n_alphas = alphas.size
         errors = np.empty((n_alphas, v))
         dual = np.zeros((n, v))
-        timings["eigh"] = 0.0
-
-        t0 = time.perf_counter()
-        s, U = decompose(K, self.n_threads)
-        timings["eigh"] += time.perf_counter() - t0
 
         t0 = time.perf_counter()
         # The per-alpha (n x n) @ (n x chunk) products dominate the cost; they run in the
@@ -463,18 +603,14 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
         # float32 product computes only the deviation from the alpha -> infinity limit
         # (see _loo_chunk; in k-fold the float64 residual minus a small float32 product
         # has the same effect).
-        work = _compute_dtype(X)
         dual_done, t_dual = False, 0.0
-        if self.cv == "loo":
+        if kernel.cv == "loo":
             with threadpool_limits(limits=self.n_threads):
-                U2 = U * U
-                inv_diag = np.stack([1.0 / (U2 @ (1.0 / (s + a))) for a in alphas])  # (n_alphas, n)
-                del U2
                 U_w = U.astype(work, copy=False)
                 for sl in _chunks(v, self.chunk_size):
                     Yc = Y[:, sl] - y_mean[sl]
                     UTy = U.T @ Yc
-                    _loo_chunk(U_w, s, alphas, inv_diag, Yc, UTy, errors[:, sl])
+                    _loo_chunk(U_w, s, alphas, kernel.inv_diag, Yc, UTy, errors[:, sl])
                     if self.alpha_per_target:  # duals now, while U^T y is at hand
                         t1 = time.perf_counter()
                         best = np.argmin(errors[:, sl], axis=0)
@@ -483,14 +619,8 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
                 dual_done = bool(self.alpha_per_target)
         else:
             errors[:] = 0.0
-            folds = kfold_splits(n, int(self.cv), int(self.random_state))
-            for train, test in folds:
-                K_tr, K_te = fold_kernels(K, train, test, center)
-                t1 = time.perf_counter()
-                s_f, U_f = decompose(K_tr, self.n_threads)
-                timings["eigh"] += time.perf_counter() - t1
+            for train, test, s_f, U_f, Z in kernel.folds:
                 with threadpool_limits(limits=self.n_threads):
-                    Z = (K_te @ U_f).astype(work, copy=False)
                     for sl in _chunks(v, self.chunk_size):
                         Y_tr = Y[train, sl]
                         m_tr = Y_tr.mean(axis=0) if center else np.zeros(Y_tr.shape[1])
@@ -515,21 +645,36 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
                     UTy = U.T @ (Y[:, sl] - y_mean[sl])
                     dual[:, sl] = _duals(U, UTy, s, alphas, best_idx[sl])
         timings["dual"] = time.perf_counter() - t0
-
-        self.alphas_ = alphas
-        self.alpha_ = alphas[best_idx]
-        self.cv_errors_ = errors
-        self.n_alpha_at_edge_ = (
+        n_at_edge = (
             0
             if n_alphas == 1
             else int(np.sum((best_idx == 0) | (best_idx == n_alphas - 1)))
         )
-        self.dual_coef_ = dual
-        self.y_mean_ = y_mean
+        return TargetFit(hyper=alphas[best_idx], dual=dual, y_mean=y_mean, cv_errors=errors,
+                         n_at_edge=n_at_edge, timings=timings)
+
+    def fit(self, X, y):
+        """Fit on features ``X`` (n, p) and targets ``y`` (n,) or (n, v); returns self."""
+        self._check_params()
+        X = as_feature_matrix(X, "X")
+        n = X.shape[0]
+        Y, one_d = as_target_matrix(y, n, "y")
+        kernel, scaler = self.prepare(X)
+        res = self.fit_targets(kernel, Y)
+        timings = dict(kernel.timings)
+        timings["cv"] = timings.get("cv", 0.0) + res.timings["cv"]
+        timings["dual"] = res.timings["dual"]
+
+        self.alphas_ = kernel.alphas
+        self.alpha_ = res.hyper
+        self.cv_errors_ = res.cv_errors
+        self.n_alpha_at_edge_ = res.n_at_edge
+        self.dual_coef_ = res.dual
+        self.y_mean_ = res.y_mean
         self.X_mean_ = scaler.mean
         self.X_scale_ = scaler.std()
         self.X_fit_ = X
-        self.eigenvalues_ = s
+        self.eigenvalues_ = kernel.s
         self.n_features_in_ = X.shape[1]
         self.timings_ = timings
         self._scaler = scaler

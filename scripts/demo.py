@@ -34,14 +34,18 @@ def main() -> int:
         t = stage("start database", t)
         data_dir = ensure_data(settings, progress=bars.update)
         t = stage("synthetic data", t)
-        feat = extract_and_log(store, settings, data_dir, FeatureConfig(), progress=bars.update)
-        err_console.print(("reusing finished" if feat.reused else "extracted") +
-                          f" feature run {feat.run_id} ({feat.run['output']['path']})")
-        t = stage("features (AlexNet conv3)", t)
+        # raw images and retina-warped ones (the 2019 question), AlexNet conv3 for both
+        feature_configs = [FeatureConfig(), FeatureConfig(retina_warp="default")]
+        for config in feature_configs:
+            feat = extract_and_log(store, settings, data_dir, config, progress=bars.update)
+            err_console.print(("reusing finished" if feat.reused else "extracted") +
+                              f" feature run {feat.run_id} ({feat.run['output']['path']})")
+        t = stage("features (AlexNet conv3, raw and retina-warped)", t)
         configs = [FitConfig(method=m, target=tg) for m in ("ridge", "pls") for tg in ("voxels", "roi_mean")]
-        standard_comparison(store, settings, data_dir, FeatureConfig(), configs,
-                            progress=bars.update, log=lambda m: err_console.print(m))
-        t = stage("fits (2 subjects x ridge/PLS x voxels/V4 average)", t)
+        for config in feature_configs:
+            standard_comparison(store, settings, data_dir, config, configs,
+                                progress=bars.update, log=lambda m: err_console.print(m))
+        t = stage("fits (2 subjects x ridge/PLS x voxels/V4 average x raw/warped)", t)
     with Store.open(settings) as store:
         for split in ("test", "validation"):
             rows = queries.compare(store, ["subject", "method", "preprocessing"], roi="V4",

@@ -3,7 +3,14 @@
 Examples
 --------
 python scripts/run_features.py --data-dir demo_data
-python scripts/run_features.py --data-dir ~/vim1 --weights /data/bvlc_alexnet.npy --layer conv3
+python scripts/run_features.py --data-dir ~/vim1 --weights /data/bvlc_alexnet.npy --layers conv3
+python scripts/run_features.py --variant tfutils --preprocess tf2019 --retina-warp compat
+python scripts/run_features.py --layers conv3,conv5,fc6 --batch-size auto
+python scripts/run_features.py --model keras:/models/cornet.keras --layers V4_output
+
+Weights: random:SEED (seeded random, for tests and demos); bvlc_alexnet.npy (a pickle:
+loading it can run code, so only name a file you trust); a TF1/TF2 checkpoint prefix
+(with --weights-map for variable names); a Keras .weights.h5 file.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ import json
 
 from _common import run_main
 
-from pipeline.features import FeatureConfig
+from pipeline.errors import ConfigError
+from pipeline.features import CHAINS, VARIANTS, FeatureConfig
 from tracker.progress import ProgressBars, err_console
 from tracker.settings import load_settings
 from tracker.store import Store
@@ -23,25 +31,59 @@ from tracker.workflows import default_data_dir, extract_and_log
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", help="vim-1 directory (default $TRACKER_DATA_DIR or ./demo_data)")
-    p.add_argument("--model", default="alexnet", help="model family (default alexnet)")
-    p.add_argument("--variant", default="caffe", help="AlexNet variant (default caffe)")
-    p.add_argument("--layer", default="conv3", help="layer to extract (default conv3)")
+    p.add_argument("--model", default="alexnet",
+                   help="alexnet (default) or keras:PATH (any Keras model file; name its layer)")
+    p.add_argument("--variant", default="caffe",
+                   help=f"AlexNet variant: {', '.join(VARIANTS)} (default caffe)")
+    p.add_argument("--layers", "--layer", dest="layer", default="conv3",
+                   help="layer(s), comma-separated, extracted in one pass (default conv3)")
     p.add_argument("--weights", default="random:0",
-                   help="random:SEED (seeded random weights) or a path to bvlc_alexnet.npy "
-                        "(a pickle: only use a file you trust)")
-    p.add_argument("--preprocess", default="caffe", help="preprocessing chain (default caffe)")
-    p.add_argument("--batch-size", type=int, default=64)
+                   help="random:SEED, bvlc_alexnet.npy, a checkpoint prefix or a .weights.h5 file")
+    p.add_argument("--weights-map", help="checkpoint variable names as JSON: "
+                   '{"conv1": ["conv1/weights", "conv1/biases"], ...}')
+    p.add_argument("--preprocess",
+                   help=f"preprocessing chain: {', '.join(CHAINS)} (default: the variant's)")
+    p.add_argument("--retina-warp",
+                   help="default | compat | default:max_ratio=10,in_size=500 (default: none)")
+    p.add_argument("--batch-size", default="64", help="images per batch, or auto (fit to free memory)")
     p.add_argument("--force", action="store_true", help="recompute even if a finished run exists")
     p.add_argument("--json", action="store_true", help="print the run document as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
 
+def feature_config(args: argparse.Namespace) -> FeatureConfig:
+    """The FeatureConfig the flags describe (its own validation names a bad field)."""
+    batch = args.batch_size if args.batch_size == "auto" else _int(args.batch_size, "--batch-size")
+    extra = {"retina_warp": args.retina_warp}
+    if args.weights_map:
+        try:
+            extra["weights_map"] = json.loads(args.weights_map)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--weights-map is not valid JSON: {err}") from None
+    layer = args.layer if "," not in args.layer else [x.strip() for x in args.layer.split(",")]
+    if args.model.startswith("keras:"):
+        chain = {"preprocess": args.preprocess} if args.preprocess else {}
+        return FeatureConfig.for_keras(args.model.removeprefix("keras:"), layer, batch_size=batch,
+                                       **chain, **extra)
+    if args.preprocess is None:
+        return FeatureConfig.for_variant(args.variant, model=args.model, layer=layer, weights=args.weights,
+                                         batch_size=batch, **extra)
+    return FeatureConfig(model=args.model, variant=args.variant, layer=layer, weights=args.weights,
+                         preprocess=args.preprocess, batch_size=batch, **extra)
+
+
+def _int(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected a whole number or 'auto'") from None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     settings = load_settings(data_dir=args.data_dir)
-    config = FeatureConfig(model=args.model, variant=args.variant, layer=args.layer,
-                           weights=args.weights, preprocess=args.preprocess, batch_size=args.batch_size)
+    config = feature_config(args)
     with Store.open(settings) as store, ProgressBars(enabled=not args.quiet) as bars:
         outcome = extract_and_log(store, settings, default_data_dir(settings), config,
                                   force=args.force, progress=bars.update)

@@ -1,10 +1,11 @@
-"""Per-voxel score arrays of fit runs, read from only the buckets a question needs.
+"""Per-voxel score arrays of fit runs, read from only the documents a question needs.
 
-Two copies of every score bucket exist (see :mod:`tracker.documents`): the plain float64
-lists in ``voxel_scores`` (aggregated server-side) and a compact float32/int32
-``bson.Binary`` copy in ``voxel_arrays`` (fast to read). :func:`load_scores` reads the
-compact copy and falls back to the plain lists for runs logged before it existed, or
-everywhere with ``exact=True`` (float64 values).
+Every layout a run may have been logged in is read (see :mod:`tracker.documents`):
+
+- score columns (``voxel_columns``, current): one ``bson.Binary`` array per (run, split,
+  field); a question reads only the fields it needs (``compare``: one metric);
+- legacy runs: compact float32 copies (``voxel_arrays``) where they exist, else (or with
+  ``exact=True``) their float64 lists (``voxel_scores``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.errors import ConfigError
-from tracker.documents import METRICS, PACKED_EXTRA, unpack_array
+from tracker.documents import METRICS, PACKED_EXTRA, decode_column, unpack_array
 from tracker.store import Store
 
 #: the 64 x 64 x 18 functional volume of vim-1 (voxel ids index it, 1-based, column-major)
@@ -35,7 +36,7 @@ class RunScores:
     run_id, split : str
     voxel_ids : ndarray of int64, shape (v,)
     chunk : ndarray of int64, shape (v,)
-        The bucket (chunk number) holding each voxel.
+        The chunk (document number) holding each voxel.
     values : dict of str -> ndarray of float64, shape (v,)
         Requested fields; a field the run's buckets lack (``p``, ``significant`` of a fit
         without a permutation test) is absent. ``significant`` is 1.0 / 0.0 (NaN unknown).
@@ -77,16 +78,49 @@ def load_scores(
     fields
         Per-voxel fields to read (see :data:`FIELDS`); voxel ids always come along.
     exact
-        Read the float64 lists of ``voxel_scores`` instead of the float32 copies.
+        For legacy runs, read their float64 lists instead of their float32 copies. Runs
+        logged as score columns have one copy: the stored values (float32 metrics and p,
+        float64 hyper-parameters), whatever ``exact`` says.
     ids
         Read the voxel ids too (False: ``voxel_ids`` holds -1 per voxel; less to read).
 
     Returns
     -------
     dict
-        run id -> :class:`RunScores`; runs without buckets for ``split`` are absent.
+        run id -> :class:`RunScores`; runs without scores for ``split`` are absent.
     """
     names = check_fields(fields)
+    run_ids = list(dict.fromkeys(run_ids))
+    out = _load_columns(store, run_ids, split, names, ids)
+    rest = [r for r in run_ids if r not in out]
+    if rest:
+        out.update(_load_legacy(store, rest, split, names, exact, ids))
+    return out
+
+
+def _load_columns(store: Store, run_ids: list[str], split: str, names: list[str],
+                  ids: bool) -> dict[str, RunScores]:
+    """Runs stored as score columns (one query; only the fields asked for)."""
+    want = list(dict.fromkeys(["voxel_ids", *names] if ids else names))
+    docs: dict[str, dict[str, list[tuple[int, dict]]]] = defaultdict(lambda: defaultdict(list))
+    for doc in store.columns(run_ids, [split], want):
+        docs[doc["run_id"]][doc["field"]].append((doc["chunk"], doc))
+    out = {}
+    for run_id, by_field in docs.items():
+        parts = {f: [d for _, d in sorted(got, key=lambda x: x[0])] for f, got in by_field.items()}
+        values = {f: np.concatenate([decode_column(d) for d in parts[f]]) for f in names if f in parts}
+        first = parts["voxel_ids"] if ids and "voxel_ids" in parts else next(iter(parts.values()))
+        sizes = [len(d["data"]) // np.dtype(d["dtype"]).itemsize for d in first]
+        chunk = np.repeat(np.asarray([d["chunk"] for d in first], dtype=np.int64), sizes)
+        voxel_ids = (np.concatenate([decode_column(d) for d in parts["voxel_ids"]])
+                     if ids and "voxel_ids" in parts else np.full(chunk.size, -1, dtype=np.int64))
+        out[run_id] = RunScores(run_id, split, voxel_ids, chunk, values)
+    return out
+
+
+def _load_legacy(store: Store, run_ids: list[str], split: str, names: list[str], exact: bool,
+                 ids: bool) -> dict[str, RunScores]:
+    """Runs logged before score columns: packed copies, else float64 lists."""
     parts: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     have: set[str] = set()
     if not exact:

@@ -8,8 +8,13 @@ Documents (``schema_version`` on every one):
   size, sha256, shapes, per-image hash digest), device, timings, provenance.
 - ``fit_runs``: a fit: config, feature run, subject, ROI, target, split indices, and a
   summary per split (plain numbers the server can sort and group).
-- ``voxel_scores``: per-voxel arrays in buckets of at most ``BUCKET_SIZE`` voxels, one
-  document per (run, split, chunk).
+- ``voxel_columns``: per-voxel arrays, one document per (run, split, field) holding the
+  field as a little-endian ``bson.Binary`` array (``dtype`` says which: int32 voxel ids,
+  float32 metrics and p, float64 hyper-parameters, uint8 significance flags); a field of
+  more than ``BUCKET_SIZE`` voxels is cut into chunks. Built by :func:`score_buckets`.
+- older layouts, still read (never written): ``voxel_scores`` buckets of float64 lists
+  (one per run, split and chunk of <= 5000 voxels) and their compact float32 copies in
+  ``voxel_arrays`` (:func:`legacy_score_buckets` builds them for tests and benchmarks).
 """
 
 from __future__ import annotations
@@ -24,8 +29,14 @@ from typing import Any
 import numpy as np
 
 SCHEMA_VERSION = 1
-BUCKET_SIZE = 5000
+#: most voxels in one score document (vim-1 has at most 73,728 per subject: one chunk)
+BUCKET_SIZE = 500_000
+#: chunk size of the legacy float64-list buckets
+LEGACY_BUCKET_SIZE = 5000
 METRICS = ("r", "r2_corr", "r2")
+#: per-voxel fields of a score-column document and how each is stored (numpy dtype strings)
+COLUMN_DTYPES = {"voxel_ids": "<i4", "r": "<f4", "r2_corr": "<f4", "r2": "<f4", "hyper": "<f8",
+                 "p": "<f4", "significant": "|u1"}
 
 
 def new_run_id(prefix: str) -> str:
@@ -174,7 +185,66 @@ def score_buckets(
     run_id: str, subject: str, roi: str, split: Any, voxel_ids: Sequence[int],
     bucket_size: int = BUCKET_SIZE,
 ) -> list[dict[str, Any]]:
-    """Per-voxel arrays of one split cut into buckets of at most ``bucket_size`` voxels."""
+    """Per-voxel arrays of one split as score-column documents (collection ``voxel_columns``).
+
+    One document per field (``voxel_ids``, ``r``, ``r2_corr``, ``r2``, ``hyper`` and, when the
+    fit computed them, ``p`` and ``significant``) and chunk of at most ``bucket_size`` voxels:
+    ``{schema_version, run_id, subject, roi, split, field, chunk, n, dtype, data}`` with
+    ``data`` the values as a little-endian ``bson.Binary`` array of numpy type ``dtype``
+    (:data:`COLUMN_DTYPES`; ids beyond int32 are stored as int64). NaN is kept as NaN.
+    Decode with :func:`decode_column`. Float32 metrics keep about 7 significant digits
+    (relative error below 6e-8); the per-fit summaries are computed from the float64 values.
+    """
+    from bson import Binary
+
+    ids = np.asarray(voxel_ids, dtype=np.int64)
+    columns: dict[str, np.ndarray] = {"voxel_ids": ids}
+    columns.update({m: np.asarray(getattr(split, m), dtype=np.float64) for m in METRICS})
+    columns["hyper"] = np.asarray(split.hyper, dtype=np.float64)
+    if getattr(split, "p", None) is not None:  # permutation p and the BH flag
+        columns["p"] = np.asarray(split.p, dtype=np.float64)
+        columns["significant"] = np.asarray(split.significant, dtype=bool)
+    if any(a.shape != ids.shape for a in columns.values()):
+        raise ValueError(f"split {split.name}: score arrays and voxel ids differ in length")
+    dtypes = dict(COLUMN_DTYPES)
+    if ids.size and (ids.min() < np.iinfo(np.int32).min or ids.max() > np.iinfo(np.int32).max):
+        dtypes["voxel_ids"] = "<i8"
+    base = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "subject": subject, "roi": roi,
+            "split": split.name}
+    docs = []
+    for chunk, start in enumerate(range(0, ids.size, bucket_size)):
+        sl = slice(start, start + bucket_size)
+        n = len(ids[sl])
+        for name, values in columns.items():
+            data = np.ascontiguousarray(values[sl], dtype=dtypes[name]).tobytes()
+            docs.append({**base, "field": name, "chunk": chunk, "n": n, "dtype": dtypes[name],
+                         "data": Binary(data)})
+    return docs
+
+
+def decode_column(doc: Mapping[str, Any]) -> np.ndarray:
+    """The values of one score-column document: int64 voxel ids, else float64."""
+    values = np.frombuffer(doc["data"], dtype=np.dtype(doc["dtype"]))
+    return values.astype(np.int64 if doc["field"] == "voxel_ids" else np.float64)
+
+
+def is_column_doc(doc: Mapping[str, Any]) -> bool:
+    """Whether a score document is a column (current layout) rather than a legacy bucket."""
+    return "field" in doc and "data" in doc
+
+
+def legacy_score_buckets(
+    run_id: str, subject: str, roi: str, split: Any, voxel_ids: Sequence[int],
+    bucket_size: int = LEGACY_BUCKET_SIZE,
+) -> list[dict[str, Any]]:
+    """The layout written before score columns: float64-list buckets with a packed copy.
+
+    Per-voxel arrays of one split cut into buckets of at most ``bucket_size`` voxels, each
+    with a ``packed`` float32 copy (:func:`packed_arrays`) that :meth:`Store.insert_buckets`
+    writes to ``voxel_arrays``. The tracker no longer writes this layout (logging the float64
+    lists cost more than the whole target for logging a fit); it still reads it. Kept to
+    build fixtures and benchmarks of databases logged before the change.
+    """
     ids = np.asarray(voxel_ids, dtype=np.int64)
     arrays = {m: np.asarray(getattr(split, m), dtype=np.float64) for m in METRICS}
     hyper = np.asarray(split.hyper, dtype=np.float64)

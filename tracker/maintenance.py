@@ -21,11 +21,12 @@ from pipeline.errors import ConfigError, IntegrityError
 from tracker.documents import SCHEMA_VERSION
 from tracker.settings import Settings
 from tracker.spool import Spool
-from tracker.store import RUN_COLLECTIONS, Store
+from tracker.store import RUN_COLLECTIONS, SCORE_COLLECTIONS, Store
 
 _TMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
-#: collections holding per-voxel data keyed by ``run_id`` (plain and packed score buckets)
-BUCKET_COLLECTIONS = ("voxel_scores", "voxel_arrays")
+#: collections holding per-voxel data keyed by ``run_id`` (score columns; legacy buckets
+#: and their packed copies)
+BUCKET_COLLECTIONS = SCORE_COLLECTIONS
 
 
 def delete_run(store: Store, settings: Settings, run_id: str, with_files: bool = False) -> dict[str, Any]:
@@ -40,7 +41,8 @@ def delete_run(store: Store, settings: Settings, run_id: str, with_files: bool =
     Returns
     -------
     report
-        ``{"id", "collection", "runs", "buckets", "files"}`` (what was deleted).
+        ``{"id", "collection", "runs", "buckets", "files"}`` (what was deleted; ``buckets``
+        counts score documents of every layout).
 
     Raises
     ------

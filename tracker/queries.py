@@ -1,16 +1,18 @@
 """Questions asked of the database: run selection, comparisons across groups of fits,
 and the aggregation pipelines the server runs.
 
-Only COMPLETED runs count: score buckets of a run that failed, was interrupted or was
-superseded are never included (buckets are selected through the ids of completed runs).
+Only COMPLETED runs count: scores of a run that failed, was interrupted or was
+superseded are never included (they are selected through the ids of completed runs).
 
 What runs where:
 
 - server side (aggregation pipelines): per-fit summaries (:func:`fit_summaries`),
-  grouping and sorting of those summaries (:func:`group_summaries`), and the lookup of
-  one voxel across runs (:func:`voxel_pipeline`, reading only buckets holding it);
+  grouping and sorting of those summaries (:func:`group_summaries`), and, for runs logged
+  as float64-list buckets (the legacy layout), the lookup of one voxel across runs
+  (:func:`voxel_pipeline`);
 - client side: pooled per-voxel statistics (:func:`compare`: exact medians and seeded
-  bootstrap intervals), from the compact float32 copies of the buckets.
+  bootstrap intervals), read from the score columns (``bson.Binary``; one metric's
+  documents only), and the voxel lookup for runs stored as score columns.
 
 SecantusDB bug avoided here: a path through an array of subdocuments evaluates to
 missing inside aggregation expressions, so no pipeline uses one.
@@ -310,7 +312,7 @@ def group_summaries(store: Store, by: Sequence[str], query: Mapping[str, Any] | 
 
 def voxel_pipeline(run_ids: Sequence[str], voxel_id: int, split: str | None,
                    fields: Sequence[str]) -> list[dict]:
-    """Pipeline: the values of one voxel in every bucket (of ``run_ids``) holding it.
+    """Pipeline: the values of one voxel in every legacy bucket (of ``run_ids``) holding it.
 
     Only buckets whose ``voxel_ids`` contain the voxel match; its position comes from
     ``$indexOfArray`` and each field from ``$arrayElemAt`` (scalar arrays only).

@@ -3,6 +3,12 @@
 Pure functions in :mod:`tracker.documents` build the documents; this class only
 reads and writes them. Final results (run status, score buckets) are written with
 write concern ``j=True``: losing an acknowledged result is a bug.
+
+Per-voxel scores live in ``voxel_columns`` (one ``bson.Binary`` array per run, split and
+field). Runs logged before that layout keep theirs: float64-list buckets in
+``voxel_scores`` and, for later ones, float32 copies in ``voxel_arrays``; they are read
+(:meth:`Store.buckets`, :meth:`Store.packed_buckets`) and deleted, never written again
+except when a spool file from that time is synced.
 """
 
 from __future__ import annotations
@@ -24,8 +30,14 @@ from tracker.settings import Settings
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "mongo" / "schema.json"
 RUN_COLLECTIONS = ("feature_runs", "fit_runs")
-#: compact (bson.Binary) copies of the score buckets, one per (run_id, split, chunk)
+#: per-voxel score columns (current layout), one per (run_id, split, field, chunk)
+COLUMNS = "voxel_columns"
+#: legacy: compact (bson.Binary) copies of the score buckets, one per (run_id, split)
 PACKED = "voxel_arrays"
+#: legacy: float64-list score buckets, one per (run_id, split, chunk)
+LISTS = "voxel_scores"
+#: every collection holding per-voxel data keyed by ``run_id``
+SCORE_COLLECTIONS = (COLUMNS, PACKED, LISTS)
 DURABLE = WriteConcern(w=1, j=True)
 
 
@@ -193,34 +205,63 @@ class Store:
 
     # --------------------------------------------------------------- scores
     def insert_buckets(self, docs: list[dict]) -> int:
-        """Write score buckets durably; returns how many were written."""
+        """Write score documents durably (one round trip); returns how many were given.
+
+        ``docs`` are score columns (:func:`tracker.documents.score_buckets`); legacy
+        buckets (:func:`tracker.documents.legacy_score_buckets`) go to their old collections.
+        """
         if not docs:
             return 0
-        plain, packed = _split_packed(docs)
-        self.db.get_collection("voxel_scores", write_concern=DURABLE).insert_many(plain)
-        if packed:
-            self.db.get_collection(PACKED, write_concern=DURABLE).insert_many(packed)
+        columns, legacy = _partition(docs)
+        if columns:
+            self.db.get_collection(COLUMNS, write_concern=DURABLE).insert_many(columns)
+        if legacy:
+            plain, packed = _split_packed(legacy)
+            self.db.get_collection(LISTS, write_concern=DURABLE).insert_many(plain)
+            if packed:
+                self.db.get_collection(PACKED, write_concern=DURABLE).insert_many(packed)
         return len(docs)
+
+    def columns(
+        self, run_ids: Iterable[str], splits: Iterable[str], fields: Iterable[str],
+    ) -> list[dict]:
+        """Score-column documents of the given runs, splits and fields (chunks unsorted).
+
+        One query per (split, field), each an index scan (``split_field_run``) fetching only
+        the documents asked for: a ``$in`` on another key too made the embedded server scan
+        the whole collection. Only what decoding needs comes back.
+        """
+        ids = list(run_ids)
+        projection = {"_id": 0, "run_id": 1, "split": 1, "field": 1, "chunk": 1, "dtype": 1,
+                      "data": 1}
+        out: list[dict] = []
+        for split in dict.fromkeys(splits):
+            for field in dict.fromkeys(fields):
+                out += self.db[COLUMNS].find({"split": split, "field": field, "run_id": {"$in": ids}},
+                                             projection)
+        return out
 
     def buckets(
         self, run_ids: Iterable[str], split: str | None = None, fields: Iterable[str] = ()
     ) -> list[dict]:
-        """Score buckets of the given runs (optionally one split), in chunk order."""
+        """Legacy float64-list score buckets of the given runs (optionally one split), in
+        chunk order. Runs logged since score columns exist have none: read scores with
+        :func:`tracker.arrays.load_scores`, which reads every layout."""
         query: dict[str, Any] = {"run_id": {"$in": list(run_ids)}}
         if split is not None:
             query["split"] = split
         projection = None
         if fields:
             projection = {f: 1 for f in ("run_id", "split", "chunk", *fields)}
-        return list(self.db.voxel_scores.find(query, projection, sort=[("run_id", 1), ("chunk", 1)]))
+        return list(self.db[LISTS].find(query, projection, sort=[("run_id", 1), ("chunk", 1)]))
 
     def packed_buckets(
         self, run_ids: Iterable[str], split: str | None = None, fields: Iterable[str] = ()
     ) -> list[dict]:
-        """The compact float32/int32 copies of score buckets (see ``documents.packed_arrays``).
+        """Legacy compact float32/int32 copies of score buckets (``documents.packed_arrays``).
 
-        Fast to read: the plain arrays of ``voxel_scores`` stay for server-side work.
-        Runs logged before these copies existed have none (read their buckets instead).
+        Written beside the float64 lists of ``voxel_scores`` before score columns existed;
+        runs logged before these copies existed have none (read their buckets instead).
         """
         query: dict[str, Any] = {"run_id": {"$in": list(run_ids)}}
         if split is not None:
@@ -281,32 +322,38 @@ class Store:
         coll.replace_one({"_id": doc["_id"]}, dict(doc), upsert=True)
 
     def upsert_buckets(self, docs: list[dict]) -> int:
-        """Write score buckets keyed by (run_id, split, chunk): replays never duplicate."""
+        """Write score documents keyed by their unique key (run_id, split[, field], chunk):
+        replays never duplicate. Legacy buckets (old spool files) go to their old collections."""
         if not docs:
             return 0
-        plain, packed = _split_packed(docs)
-        for name, bodies in (("voxel_scores", plain), (PACKED, packed)):
+        columns, legacy = _partition(docs)
+        plain, packed = _split_packed(legacy)
+        for name, bodies in ((COLUMNS, columns), (LISTS, plain), (PACKED, packed)):
             ops = []
             for doc in bodies:
                 body = {k: v for k, v in doc.items() if k != "_id"}
                 key = {"run_id": body["run_id"], "split": body["split"], "chunk": body["chunk"]}
+                if name == COLUMNS:
+                    key["field"] = body["field"]
                 ops.append(pymongo.ReplaceOne(key, body, upsert=True))
             if ops:
                 self.db.get_collection(name, write_concern=DURABLE).bulk_write(ops, ordered=False)
         return len(docs)
 
     def delete_run(self, collection: str, run_id: str) -> tuple[int, int]:
-        """Delete a run document, then its score buckets; returns (runs, buckets) deleted.
+        """Delete a run document, then its score documents; returns (runs, score documents).
 
-        The document goes first: a crash in between leaves orphan buckets, which no
-        query counts and ``tracker gc`` removes.
+        Score documents are counted in every layout (columns, legacy buckets and their
+        packed copies). The run goes first: a crash in between leaves orphan score
+        documents, which no query counts and ``tracker gc`` removes.
         """
         self._check_collection(collection)
         runs = self.db.get_collection(collection, write_concern=DURABLE).delete_one({"_id": run_id})
-        buckets = self.db.get_collection("voxel_scores", write_concern=DURABLE).delete_many(
-            {"run_id": run_id})
-        self.db.get_collection(PACKED, write_concern=DURABLE).delete_many({"run_id": run_id})
-        return runs.deleted_count, buckets.deleted_count
+        scores = 0
+        for name in SCORE_COLLECTIONS:
+            scores += self.db.get_collection(name, write_concern=DURABLE).delete_many(
+                {"run_id": run_id}).deleted_count
+        return runs.deleted_count, scores
 
     # --------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:
@@ -328,8 +375,19 @@ class Store:
 
     @staticmethod
     def _check_collection(name: str) -> None:
-        if name not in (*RUN_COLLECTIONS, "voxel_scores", "datasets"):
+        if name not in (*RUN_COLLECTIONS, LISTS, "datasets"):
             raise ConfigError(f"unknown collection {name!r}")
+
+
+def _partition(docs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Score columns (current layout) and legacy buckets, in their given order."""
+    from tracker.documents import is_column_doc
+
+    columns: list[dict] = []
+    legacy: list[dict] = []
+    for doc in docs:
+        (columns if is_column_doc(doc) else legacy).append(doc)
+    return columns, legacy
 
 
 def _split_packed(docs: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -20,6 +20,15 @@ Every task has the ``config_key`` it will record, computed before anything runs,
 task whose key already COMPLETED is skipped and a finished sweep re-runs as a no-op.
 Feature tasks run first; each fit waits for its features (a Dask dependency). Every
 task opens its own connection to the one MongoDB the URI names.
+
+Large single fits (``voxel_chunks = N`` under ``[sweep]``, or ``--voxel-chunks N``):
+a voxel-target fit of the recommended protocol computes its kernels once
+(:func:`pipeline.fit.prepare`: kernel, eigendecomposition and cross kernels of the
+"test" and "all" models), broadcasts them to every worker, fits up to N voxel chunks
+as separate tasks (:func:`pipeline.fit.fit_voxels`), and merges them
+(:func:`pipeline.fit.merge_results`: BH-FDR over all voxels) into ONE fit run whose
+numbers and ``config_key`` are those of the unchunked fit; the run records how it was
+executed under ``execution``. See :func:`chunked_fit`.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tomllib
 
 from pipeline.errors import ConfigError, DataFormatError
@@ -194,16 +204,32 @@ def run_feature_task(settings: Settings, data_dir: str, task: FeatureTask) -> di
     return {"task": task.label, "run_id": out.run_id, "reused": out.reused, "key": task.key}
 
 
-def run_fit_task(settings: Settings, data_dir: str, task: FitTask, feature: dict[str, Any]) -> dict[str, Any]:
-    """Dask task: fit one model once its features exist (``feature`` is their summary)."""
+def run_fit_task(settings: Settings, data_dir: str, task: FitTask, feature: dict[str, Any],
+                 voxel_chunks: int | None = None, voxel_block: int | None = None) -> dict[str, Any]:
+    """Dask task: fit one model once its features exist (``feature`` is their summary).
+
+    With ``voxel_chunks`` > 1 a chunkable fit fans its voxel chunks out over the
+    cluster from inside this task (see :func:`chunked_fit`).
+    """
+    from pipeline.fit import chunkable
     from tracker.workflows import fit_and_log
 
     def progress(stage: str, done: int, total: int) -> None:
         _maybe_die()
 
+    def fit(store: Store, client: Any = None) -> Any:
+        return fit_and_log(store, settings, feature["run_id"], task.subject, task.roi, task.config,
+                           data_dir=Path(data_dir), progress=progress,
+                           n_chunks=voxel_chunks, client=client, voxel_block=voxel_block)
+
     with Store.open(settings, init=False) as store:
-        out = fit_and_log(store, settings, feature["run_id"], task.subject, task.roi, task.config,
-                          data_dir=Path(data_dir), progress=progress)
+        if voxel_chunks and voxel_chunks > 1 and chunkable(task.config):
+            from distributed import worker_client
+
+            with worker_client() as client:  # secedes: chunk tasks may use this thread
+                out = fit(store, client)
+        else:
+            out = fit(store)
         summary = (out.run.get("summary") or {}).get("validation", {}).get("r", {})
     return {"task": task.label, "run_id": out.run_id, "reused": out.reused, "key": task.key,
             "val_median_r": summary.get("median"), "val_mean_r": summary.get("mean")}
@@ -234,6 +260,122 @@ def mark_dead_attempts(store: Store, keys: Iterable[str]) -> int:
     return n
 
 
+def check_voxel_chunks(value: Any, where: str = "voxel_chunks") -> int | None:
+    """None, or a positive integer number of voxel chunks (ConfigError otherwise)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def chunked_fit(
+    client: Any,
+    X_train: Any,
+    X_val: Any,
+    Y_train: Any,
+    Y_val: Any,
+    config: Any,
+    n_chunks: int,
+    block: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """One fit split by voxel chunks: kernels once, chunks in parallel, one merged result.
+
+    1. :func:`pipeline.fit.prepare` runs here, in the process that holds the features
+       (kernel of the "test" and "all" models, eigendecompositions, cross kernels);
+    2. the :class:`~pipeline.fit.Prepared` (no features: ~50 MB for 1750 images) is
+       scattered to every worker once (``broadcast=True``), the voxel chunks of the
+       targets are scattered too;
+    3. one task per chunk runs :func:`pipeline.fit.fit_voxels`;
+    4. :func:`pipeline.fit.merge_results` concatenates them and recomputes the BH flags
+       over all voxels.
+
+    Chunks start at multiples of ``Prepared.block`` so the merged numbers equal the
+    unchunked fit's exactly. ``client`` None runs the chunks one after another here
+    (same numbers, memory bounded by one chunk).
+
+    Parameters
+    ----------
+    client : distributed.Client or None
+    config : pipeline.fit.FitConfig
+        Must be chunkable (:func:`pipeline.fit.chunkable`).
+    n_chunks : int
+        Requested chunks; at most ``ceil(n_voxels / block)`` are made.
+    block : int, optional
+        Column block (default: the estimator's; tests use small ones).
+    progress : callable, optional
+        ``progress(stage, done, total)``: "prepare:<model>", then "chunks" as they finish.
+
+    Returns
+    -------
+    result : pipeline.fit.FitResult
+    execution : dict
+        How it ran (stored on the run under ``execution``): mode, n_chunks, block,
+        chunk sizes, workers, prepared MB and seconds of prepare / scatter / chunks.
+    """
+    from pipeline.fit import chunkable, fit_voxels, merge_results, prepare, voxel_chunks
+
+    if not chunkable(config):
+        raise ConfigError("only voxel-target fits of the recommended protocol split by voxels")
+    n_chunks = check_voxel_chunks(n_chunks, "n_chunks") or 1
+    t_start = time.perf_counter()
+    prep = prepare(X_train, X_val, config, block=block, progress=progress)
+    t_prepare = time.perf_counter() - t_start
+    Y_train = np.asarray(Y_train, dtype=np.float64)
+    Y_train = Y_train[:, None] if Y_train.ndim == 1 else Y_train
+    if Y_val is not None:
+        Y_val = np.asarray(Y_val, dtype=np.float64)
+        Y_val = Y_val[:, None] if Y_val.ndim == 1 else Y_val
+    chunks = voxel_chunks(Y_train.shape[1], n_chunks, prep.block)
+    parts: list[Any] = [None] * len(chunks)
+    t_scatter = 0.0
+    workers = 1
+    t0 = time.perf_counter()
+    if client is None:
+        for i, sl in enumerate(chunks):
+            if progress is not None:
+                progress("chunks", i, len(chunks))
+            parts[i] = fit_voxels(prep, Y_train[:, sl], None if Y_val is None else Y_val[:, sl])
+    else:
+        from distributed import as_completed
+
+        workers = max(len(client.scheduler_info().get("workers", {})), 1)
+        [prep_f] = client.scatter([prep], broadcast=True, hash=False)
+        ytr_f = client.scatter([np.ascontiguousarray(Y_train[:, sl]) for sl in chunks], hash=False)
+        yval_f = ([None] * len(chunks) if Y_val is None else
+                  client.scatter([np.ascontiguousarray(Y_val[:, sl]) for sl in chunks], hash=False))
+        t_scatter = time.perf_counter() - t0
+        futures = [client.submit(fit_voxels, prep_f, ytr, yv, pure=False, retries=1,
+                                 key=f"voxels-{i}-{id(prep):x}-{time.monotonic_ns():x}")
+                   for i, (ytr, yv) in enumerate(zip(ytr_f, yval_f))]
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            for n_done, fut in enumerate(as_completed(futures), 1):
+                parts[index[fut.key]] = fut.result()
+                if progress is not None:
+                    progress("chunks", n_done, len(chunks))
+        finally:
+            client.cancel([*futures, prep_f, *ytr_f, *[f for f in yval_f if f is not None]])
+    t_chunks = time.perf_counter() - t0 - t_scatter
+    result = merge_results(parts)
+    result.timings.update(prep.timings)
+    result.timings["total"] = time.perf_counter() - t_start
+    execution = {
+        "mode": "local" if client is None else "dask",
+        "n_chunks": len(chunks),
+        "requested_chunks": n_chunks,
+        "block": int(prep.block),
+        "chunk_voxels": [int(sl.stop - sl.start) for sl in chunks],
+        "workers": workers,
+        "prepared_mb": round(prep.nbytes / 2**20, 2),
+        "prepare_s": round(t_prepare, 3),
+        "scatter_s": round(t_scatter, 3),
+        "chunks_s": round(t_chunks, 3),
+    }
+    return result, execution
+
+
 @dataclass
 class SweepResult:
     done: list[dict[str, Any]]
@@ -251,6 +393,8 @@ def run_sweep(
     scheduler: str | None = None,
     n_workers: int | None = None,
     on_progress: Callable[[int, int, str], None] | None = None,
+    voxel_chunks: int | None = None,
+    voxel_block: int | None = None,
 ) -> SweepResult:
     """Run every task of the grid whose key has not completed, on a Dask cluster.
 
@@ -261,9 +405,20 @@ def run_sweep(
         ``n_workers`` single-threaded worker processes (default: the number of cores).
     on_progress
         Called as ``(done, total, label)`` after each task.
+    voxel_chunks
+        Split each voxel-target fit of the recommended protocol into up to this many
+        voxel chunks run as separate tasks (default: the spec's ``[sweep]
+        voxel_chunks``, else none). Keys and numbers do not change.
+    voxel_block
+        Column block the chunks align to (default: the estimator's, 1000 voxels for
+        ridge; tests use small ones to get several chunks out of a tiny ROI).
     """
     from distributed import Client, LocalCluster, as_completed
 
+    if voxel_chunks is None:
+        voxel_chunks = check_voxel_chunks(spec.options.get("voxel_chunks"), "[sweep] voxel_chunks")
+    else:
+        voxel_chunks = check_voxel_chunks(voxel_chunks, "--voxel-chunks")
     t0 = time.perf_counter()
     feature_tasks, fit_tasks = expand(spec, store, data_dir)
     states = {r["config_key"]: r["state"] for r in task_states(store, feature_tasks, fit_tasks)}
@@ -292,7 +447,8 @@ def run_sweep(
         labels = {f.key: t.label for t, f in zip(todo_feats, futures)}
         for t in todo_fits:
             fut = client.submit(run_fit_task, worker_settings, str(data_dir), t, feats[t.feature.key],
-                                key=f"fit-{t.key[:16]}", pure=False, retries=1)
+                                voxel_chunks, voxel_block, key=f"fit-{t.key[:16]}", pure=False,
+                                retries=1)
             futures.append(fut)
             labels[fut.key] = t.label
         total = len(futures)

@@ -15,8 +15,8 @@ import numpy as np
 from pipeline.errors import ConfigError
 from tracker import queries
 from tracker.arrays import FIELDS, VOLUME_SHAPE, RunScores, load_scores, voxel_coords
-from tracker.documents import METRICS
-from tracker.store import Store
+from tracker.documents import METRICS, decode_column
+from tracker.store import LISTS, Store
 
 #: run fields copied onto per-voxel rows
 RUN_COLUMNS = ("subject", "roi", "method", "preprocessing", "layer")
@@ -90,25 +90,60 @@ def _voxel_row(s: RunScores, at: int) -> dict[str, Any]:
 
 def voxel_across_runs(store: Store, voxel_id: int, runs: Sequence[dict],
                       split: str | None = None) -> list[dict[str, Any]]:
-    """One voxel in every given run that scored it (server-side lookup).
+    """One voxel in every given run that scored it.
+
+    Runs stored as score columns: their voxel-id columns are read and searched here, then
+    only the field columns of the chunks holding the voxel. Legacy runs (float64 lists):
+    a server-side lookup (:func:`tracker.queries.voxel_pipeline`).
 
     Returns one row per (run, split): run identity, ``split``, ``r``, ``r2_corr``,
-    ``r2``, ``hyper``, ``p``, ``significant`` (None where not stored), sorted by run id.
+    ``r2``, ``hyper``, ``p``, ``significant`` (None where not stored or not finite),
+    sorted by run id and split.
     """
     if split is not None:
         queries.check_choice("split", split, queries.SPLITS)
     voxel_coords([voxel_id])  # validates the id
     by_id = {r["_id"]: r for r in runs}
-    pipeline = queries.voxel_pipeline(list(by_id), voxel_id, split, FIELDS)
+    found: list[tuple[str, str, dict[str, Any]]] = []
+    splits = [split] if split is not None else _split_names(runs)
+    id_docs = store.columns(list(by_id), splits, ["voxel_ids"])
+    at: dict[tuple[str, str, int], int] = {}
+    for doc in id_docs:
+        hit = np.flatnonzero(decode_column(doc) == int(voxel_id))
+        if hit.size:
+            at[(doc["run_id"], doc["split"], doc["chunk"])] = int(hit[0])
+    if at:
+        values: dict[tuple[str, str], dict[str, Any]] = {}
+        hit_runs = sorted({r for r, _, _ in at})
+        for doc in store.columns(hit_runs, sorted({s for _, s, _ in at}), FIELDS):
+            pos = at.get((doc["run_id"], doc["split"], doc["chunk"]))
+            if pos is not None:
+                v = float(decode_column(doc)[pos])
+                values.setdefault((doc["run_id"], doc["split"]), {})[doc["field"]] = (
+                    v if np.isfinite(v) else None)
+        found += [(run_id, sp, vals) for (run_id, sp), vals in values.items()]
+    legacy = [r for r in by_id if r not in {d["run_id"] for d in id_docs}]
+    if legacy:
+        pipeline = queries.voxel_pipeline(legacy, voxel_id, split, FIELDS)
+        found += [(hit["run_id"], hit["split"], hit.get("fields", {}))
+                  for hit in store.aggregate(LISTS, pipeline)]
     rows = []
-    for hit in store.aggregate("voxel_scores", pipeline):
-        vals = hit.get("fields", {})
-        row = {**run_info(by_id[hit["run_id"]]), "split": hit["split"], "voxel_id": int(voxel_id)}
+    for run_id, sp, vals in sorted(found, key=lambda x: (x[0], x[1])):
+        row = {**run_info(by_id[run_id]), "split": sp, "voxel_id": int(voxel_id)}
         row.update({f: vals.get(f) for f in FIELDS})
         if row["significant"] is not None:
             row["significant"] = bool(row["significant"])
         rows.append(row)
     return rows
+
+
+def _split_names(runs: Sequence[dict]) -> list[str]:
+    """The split names a fit stored scores for (its summary and split records name them)."""
+    names = dict.fromkeys(queries.SPLITS)
+    for run in runs:
+        names.update(dict.fromkeys(run.get("summary") or {}))
+        names.update(dict.fromkeys(s.get("name") for s in run.get("splits") or [] if s.get("name")))
+    return list(names)
 
 
 def paired_scores(store: Store, run_a: dict, run_b: dict, split: str = "validation",
@@ -151,8 +186,10 @@ def voxel_table(store: Store, runs: Sequence[dict], splits: Sequence[str] = quer
                 exact: bool = True) -> dict[str, list]:
     """Every voxel of ``runs`` as columns: run identity, split, voxel id, i, j, k, fields.
 
-    ``exact`` reads the float64 lists (default, for export); else the float32 copies.
-    Fields a run did not store (``p``, ``significant``) are None in its rows.
+    Values are the stored ones: float32 metrics and p, float64 hyper-parameters for runs
+    logged as score columns; for legacy runs ``exact`` (default, for export) reads their
+    float64 lists, else their float32 copies. Fields a run did not store (``p``,
+    ``significant``) are None in its rows.
     """
     cols: dict[str, list] = {c: [] for c in ("run_id", *RUN_COLUMNS, "split", "voxel_id",
                                               "i", "j", "k", *FIELDS)}

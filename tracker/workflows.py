@@ -163,7 +163,7 @@ def extract_and_log(
         extractor = build_extractor(config)
         splits = {
             split: (vim1.stimulus_count(data_dir, split),
-                    vim1.iter_stimuli(data_dir, split, config.batch_size))
+                    vim1.iter_stimuli(data_dir, split, extractor.batch_size))
             for split in ("train", "val")
         }
         info = write_feature_file(out_path, extractor, splits, config, progress=report)
@@ -223,14 +223,25 @@ def fit_and_log(
     force: bool = False,
     progress: ProgressFn | None = None,
     features: Any = None,
+    n_chunks: int | None = None,
+    client: Any = None,
+    voxel_block: int | None = None,
 ) -> Outcome:
     """Fit one encoding model (``config``: :class:`pipeline.fit.FitConfig`) and record it.
 
     ``features`` may pass an already loaded feature file, or a function returning one
     (called only if the fit is not reused), so several fits share one read.
+
+    ``n_chunks`` > 1 splits a voxel-target fit of the recommended protocol into voxel
+    chunks (:func:`tracker.sweep.chunked_fit`): kernels once, chunks as tasks on the Dask
+    ``client`` (None: one after another here), merged into this one run. Chunking is an
+    execution detail: same ``config_key``, same numbers; the run's ``execution`` field
+    says how it ran. Other fits ignore it. ``voxel_block`` overrides the column block
+    chunks are aligned to (tests; the default is the estimator's).
     """
-    from pipeline.fit import run_fit
+    from pipeline.fit import chunkable, run_fit
     from pipeline.scores import r_threshold
+    from tracker.sweep import check_voxel_chunks, chunked_fit
 
     _, frun = store.get_run(feature_run_id)
     subject, roi = vim1.canonical_subject(subject), vim1.canonical_roi(roi)
@@ -246,9 +257,18 @@ def fit_and_log(
 
     doc = documents.fit_run_doc(config.to_dict(), key, frun, subject, roi, provenance.collect(
         seeds={"split_seed": getattr(config, "seed", None)}))
+    n_chunks = check_voxel_chunks(n_chunks, "n_chunks")
     with RunRecorder(store, "fit_runs", doc, spool=_spool(store, settings)) as rec:
-        result = run_fit(ff.train, ff.val, clean.train, clean.val, config,
-                         progress=_chain(rec.progress, progress))
+        report = _chain(rec.progress, progress)
+        if n_chunks is not None and n_chunks > 1 and chunkable(config):
+            result, execution = chunked_fit(client, ff.train, ff.val, clean.train, clean.val,
+                                            config, n_chunks, block=voxel_block, progress=report)
+        else:
+            result = run_fit(ff.train, ff.val, clean.train, clean.val, config, progress=report)
+            execution = {"mode": "single", "n_chunks": 1}
+            if n_chunks is not None and n_chunks > 1:
+                execution["requested_chunks"] = n_chunks
+                execution["note"] = "not split: only voxel-target fits of the recommended protocol are"
         voxel_ids = clean.voxel_ids if config.target == "voxels" else [0]
         buckets = []
         summary = {}
@@ -269,6 +289,7 @@ def fit_and_log(
                 for name, (yt, yp) in (result.predictions or {}).items()
             },
             "timings": dict(result.timings),
+            "execution": execution,
             "n_alpha_at_edge": getattr(result, "n_alpha_at_edge", None),
             "cs431": documents.cs431_summary(result.splits) if config.protocol == "cs431" else None,
         }

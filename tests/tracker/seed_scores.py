@@ -10,7 +10,7 @@ import numpy as np
 from tracker import documents
 from tracker.store import Store
 
-from .seed_db import feature_run
+from .seed_db import feature_run, score_docs
 
 
 @dataclass
@@ -22,6 +22,8 @@ class Split:
 
     kind = "validation"
     test_indices = None
+    p = None
+    significant = None
 
     @property
     def r2_corr(self):
@@ -37,8 +39,10 @@ class Split:
 
 
 def add_fit(store: Store, subject: str, method: str, r_val, r_test=None, voxel_ids=None,
-            layer="conv3", roi="V4", p_val=None, frun=None, bucket_size=3, status="COMPLETED"):
-    """A completed fit with planted validation (and test) r; p_val adds p + BH flags."""
+            layer="conv3", roi="V4", p_val=None, frun=None, bucket_size=3, status="COMPLETED",
+            layout="columns"):
+    """A completed fit with planted validation (and test) r; p_val adds p + BH flags (flag:
+    p < 0.05); ``layout`` as in :mod:`.seed_db`."""
     r_val = np.asarray(r_val, dtype=float)
     r_test = r_val - 0.1 if r_test is None else np.asarray(r_test, dtype=float)
     ids = np.arange(r_val.size) + 1 if voxel_ids is None else np.asarray(voxel_ids)
@@ -47,16 +51,12 @@ def add_fit(store: Store, subject: str, method: str, r_val, r_test=None, voxel_i
     key = documents.stable_key(config, subject, roi, frun["config_key"], documents.new_run_id("k"))
     doc = documents.fit_run_doc(config, key, frun, subject, roi, {"host": "h", "python": "3.11"})
     splits = [Split("test", r_test, n_test=250), Split("validation", r_val)]
+    if p_val is not None:
+        splits[1].p = np.asarray(p_val, dtype=float)
+        splits[1].significant = splits[1].p < 0.05
     buckets = []
     for s in splits:
-        bs = documents.score_buckets(doc["_id"], subject, roi, s, ids, bucket_size=bucket_size)
-        if p_val is not None and s.name == "validation":
-            p = np.asarray(p_val, dtype=float)
-            for b in bs:
-                sl = slice(b["chunk"] * bucket_size, (b["chunk"] + 1) * bucket_size)
-                b["p"] = p[sl].tolist()
-                b["significant"] = (p[sl] < 0.05).tolist()
-        buckets += bs
+        buckets += score_docs(layout, doc["_id"], subject, roi, s, ids, bucket_size)
     doc["status"] = status
     doc["summary"] = {s.name: documents.split_summary(s, 0.15) for s in splits}
     doc["n_voxels"] = int(ids.size)
@@ -65,10 +65,12 @@ def add_fit(store: Store, subject: str, method: str, r_val, r_test=None, voxel_i
     return doc
 
 
-def add_ceiling(store: Store, subject: str, voxel_ids, r_ceiling, dataset_id="ds-x"):
+def add_ceiling(store: Store, subject: str, voxel_ids, r_ceiling, dataset_id="ds-x",
+                split="validation"):
     from datetime import datetime, timezone
 
     store.db.noise_ceilings.insert_one({
-        "schema_version": 1, "dataset_id": dataset_id, "subject": subject, "method": "nsd",
+        "schema_version": 1, "dataset_id": dataset_id, "subject": subject, "split": split,
+        "method": "nsd",
         "voxel_ids": [int(v) for v in voxel_ids], "r_ceiling": [float(c) for c in r_ceiling],
         "created": datetime.now(timezone.utc)})

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from tracker import queries
 from tracker.cli import app
 
-from .seed_db import feature_run
+from .seed_db import feature_run, stored
 from .seed_scores import add_fit
 
 runner = CliRunner()
@@ -24,7 +24,7 @@ def seeded(store):
     return {
         "ridge": add_fit(store, "S1", "ridge", rng.normal(0.3, 0.1, 8), p_val=np.linspace(0, 0.1, 8),
                          frun=frun),
-        "pls": add_fit(store, "S1", "pls", rng.normal(0.2, 0.1, 8), frun=frun),
+        "pls": add_fit(store, "S1", "pls", rng.normal(0.2, 0.1, 8), frun=frun, layout="legacy"),
         "s2": add_fit(store, "S2", "ridge", rng.normal(0.1, 0.1, 8)),
     }
 
@@ -75,9 +75,9 @@ def test_scores_top_and_voxel(env, seeded, store):
     assert invoke("scores", "top", "--n", "2", "--csv").stdout.startswith("rank,run_id")
     vox = json.loads(invoke("scores", "voxel", "3", "--subject", "S1", "--split", "validation",
                             "--json").stdout)
-    stored = store.buckets([seeded["ridge"]["_id"]], "validation", ["r"])
-    expected = np.concatenate([b["r"] for b in stored])[2]
-    assert {r["method"]: r["r"] for r in vox}["ridge"] == expected
+    got = {r["method"]: r["r"] for r in vox}
+    assert got["ridge"] == stored(store, seeded["ridge"]["_id"])[2]  # float32 column, exactly
+    assert got["pls"] == stored(store, seeded["pls"]["_id"])[2]  # legacy: exact float64 list
     assert {r["method"]: r["significant"] for r in vox} == {"ridge": True, "pls": None}
 
 

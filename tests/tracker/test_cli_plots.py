@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from tracker import plots
 from tracker.cli import app
 
-from .seed_db import add_fit
+from .seed_db import add_fit, stored
 
 
 @pytest.fixture
@@ -17,7 +17,8 @@ def seeded(store):
     for subject in ("S1", "S2"):
         for method, mu in (("ridge", 0.3), ("pls", 0.2)):
             runs[(subject, method)] = add_fit(store, subject, method, rng.normal(0.1, 0.05, 6),
-                                              rng.normal(mu, 0.05, 6))
+                                              rng.normal(mu, 0.05, 6),
+                                              layout="legacy" if method == "pls" else "columns")
         y = rng.normal(size=20)
         add_fit(store, subject, "pls", [0.4], [0.5], target="roi_mean",
                 predictions={"validation": {"y_true": y.tolist(), "y_pred": (0.5 * y).tolist()}})
@@ -45,8 +46,7 @@ def test_compare_json_and_table(env, seeded, store):
     rows = json.loads(res.stdout)
     assert len(rows) == 4
     s1_ridge = next(r for r in rows if r["subject"] == "S1" and r["method"] == "ridge")
-    stored = store.buckets([seeded[("S1", "ridge")]["_id"]], "validation", ["r"])
-    values = np.concatenate([b["r"] for b in stored])
+    values = stored(store, seeded[("S1", "ridge")]["_id"])
     assert s1_ridge["mean"] == pytest.approx(values.mean())
     res = runner.invoke(app, ["compare", "--by", "method"])
     assert res.exit_code == 0 and "ridge" in res.stdout and "pls" in res.stdout
@@ -73,7 +73,7 @@ def test_plot_data_and_files(env, seeded, store, tmp_path):
     assert {(r["split"], r["method"]) for r in rows} == {
         (s, m) for s in ("test", "validation") for m in ("ridge", "pls")}
     val_ridge = next(r for r in rows if r["split"] == "validation" and r["method"] == "ridge")
-    r = np.concatenate([b["r"] for b in store.buckets([seeded[("S1", "ridge")]["_id"]], "validation", ["r"])])
+    r = stored(store, seeded[("S1", "ridge")]["_id"])
     assert val_ridge["mean"] == pytest.approx(r.mean()) and val_ridge["std"] == pytest.approx(r.std(ddof=1))
     avg = plots.roi_average_data(store, "S1")
     assert len(avg) == 1 and len(avg[0]["y_true"]) == 20

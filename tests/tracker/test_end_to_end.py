@@ -240,3 +240,14 @@ def test_cs431_protocol_reproduces_the_2019_splits(world):
     assert run["cs431"]["test"]["mean"] == pytest.approx(np.mean(medians))
     # the 2019 alpha grid (1e-4..1) on unscaled features overfits: train r^2 near 1
     assert run["cs431"]["train"]["mean"] > 0.9
+
+
+def test_retina_warped_features_are_grouped_as_their_own_preprocessing(world, tiny_vim1_dir):
+    settings, store, feat, _ = world
+    config = FeatureConfig(batch_size=40, retina_warp="default")
+    warped = extract_and_log(store, settings, tiny_vim1_dir, config)
+    assert warped.run_id != feat.run_id and warped.run["config"]["retina_warp"] == "default"
+    assert warped.run["output"]["image_hashes_digest"] != feat.run["output"]["image_hashes_digest"]
+    fit_and_log(store, settings, warped.run_id, "S1", "V4", FitConfig(method="ridge"))
+    rows = queries.compare(store, ["method", "preprocessing"], roi="V4", n_boot=50)
+    assert ("ridge", "caffe+retinawarp") in {(r["method"], r["preprocessing"]) for r in rows}

@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from bson import json_util
 from typer.testing import CliRunner
@@ -42,13 +44,20 @@ def add_feature_run(store, settings, name: str | None, status: str = "COMPLETED"
 def test_delete_fit_removes_the_run_and_its_buckets_only(store, settings, env):
     keep = add_fit(store, "S1", "ridge", [0.1] * 5, [0.2] * 5)
     gone = add_fit(store, "S1", "pls", [0.1] * 5, [0.2] * 5)
+    old = add_fit(store, "S1", "pls", [0.1] * 5, [0.2] * 5, layout="legacy")
     res = runner.invoke(app, ["runs", "delete", gone["_id"][:9], "--json"])
     assert res.exit_code == 0, res.output
+    # 5 voxels / 4 -> 2 chunks x 5 fields (ids, r, r2_corr, r2, hyper) x 2 splits
     assert json.loads(res.output) == {"id": gone["_id"], "collection": "fit_runs", "runs": 1,
-                                      "buckets": 4, "files": []}  # 5 voxels / 4 -> 2 buckets x 2 splits
-    assert store.db.fit_runs.count_documents({}) == 1
-    assert store.db.voxel_scores.count_documents({"run_id": keep["_id"]}) == 4
-    assert store.db.voxel_scores.count_documents({"run_id": gone["_id"]}) == 0
+                                      "buckets": 20, "files": []}
+    assert store.db.fit_runs.count_documents({}) == 2
+    assert store.db.voxel_columns.count_documents({"run_id": keep["_id"]}) == 20
+    assert store.db.voxel_columns.count_documents({"run_id": gone["_id"]}) == 0
+    # a legacy run: 2 list buckets x 2 splits and one packed copy per split
+    assert delete_run(store, settings, old["_id"])["buckets"] == 4 + 2
+    assert all(store.db[c].count_documents({"run_id": old["_id"]}) == 0
+               for c in ("voxel_scores", "voxel_arrays", "voxel_columns"))
+    assert store.db.voxel_columns.count_documents({"run_id": keep["_id"]}) == 20
     res = runner.invoke(app, ["runs", "delete", "fi-nope"])
     assert res.exit_code == 2 and "no run with id" in res.output
 
@@ -80,9 +89,12 @@ def test_gc_lists_then_deletes_orphans_and_keeps_what_is_used(store, settings, e
     add_fit(store, "S1", "ridge", [0.1], [0.1], frun={**lost_used, "dataset_id": "ds"})
     store.insert_buckets([{"schema_version": 1, "run_id": "fi-gone", "subject": "S1", "roi": "V4",
                            "split": "test", "chunk": 0, "voxel_ids": [1], "r": [0.1], "r2_corr": [0.01],
-                           "r2": [0.0]}])
+                           "r2": [0.0]}])  # a legacy bucket
+    store.insert_buckets(documents.score_buckets("fi-lost", "S1", "V4", SimpleNamespace(
+        name="test", r=np.ones(2), r2_corr=np.ones(2), r2=np.ones(2), hyper=np.ones(2)), [1, 2]))
     report = collect_garbage(store, settings)
-    assert report["orphan_files"] == [str(orphan)] and report["orphan_bucket_runs"] == ["fi-gone"]
+    assert report["orphan_files"] == [str(orphan)]
+    assert report["orphan_bucket_runs"] == ["fi-gone", "fi-lost"]
     assert {m["id"]: m["used_by_fits"] for m in report["missing_file_runs"]} == {
         lost["_id"]: 0, lost_used["_id"]: 1}
     assert orphan.exists()  # listing deletes nothing
@@ -92,6 +104,7 @@ def test_gc_lists_then_deletes_orphans_and_keeps_what_is_used(store, settings, e
         lost["_id"]: False, lost_used["_id"]: True}
     assert not orphan.exists() and Path(used["output"]["path"]).exists()
     assert store.db.voxel_scores.count_documents({"run_id": "fi-gone"}) == 0
+    assert store.db.voxel_columns.count_documents({"run_id": "fi-lost"}) == 0
     assert {d["_id"] for d in store.db.feature_runs.find()} == {used["_id"], lost_used["_id"]}
     again = collect_garbage(store, settings)
     assert again["orphan_files"] == [] and again["orphan_bucket_runs"] == []
@@ -112,6 +125,11 @@ def test_migrate_backs_up_then_upgrades_v0_documents_once(store, settings, env):
     backed = [json_util.loads(line) for line in backup.read_text().splitlines()]
     assert {d["_id"] for d in backed} == {current["_id"], "fi-old"}
     assert next(d for d in backed if d["_id"] == "fi-old").get("schema_version") is None
+    lines = Path(report["backup"]["voxel_columns"]).read_text().splitlines()
+    columns = [json_util.loads(line) for line in lines]
+    assert len(columns) == store.db.voxel_columns.count_documents({}) == 2 * 5  # binary arrays kept
+    assert all(bytes(d["data"]) == bytes(store.db.voxel_columns.find_one({"_id": d["_id"]})["data"])
+               for d in columns)
     doc = store.db.fit_runs.find_one({"_id": "fi-old"})
     assert doc["schema_version"] == 1 and doc["kind"] == "fit" and doc["status"] == "DEAD"
     assert doc["created"] == doc["started"] and doc["subject"] == "S1"

@@ -13,7 +13,7 @@ from .seed_db import feature_run
 from .seed_scores import add_ceiling, add_fit
 
 RNG = np.random.default_rng(11)
-F32 = 1e-6  # the compact copies hold float32
+F32 = 1e-6  # score columns (and the legacy packed copies) hold float32 metrics
 
 
 def f32(x):
@@ -28,11 +28,14 @@ def world(store):
         "s2": RNG.normal(0.1, 0.1, 7), "conv4": RNG.normal(0.25, 0.1, 10),
     }
     p = np.array([0.001, 0.2, 0.01, 0.04, 0.9, 0.5, 0.03, 0.06, 0.002, 0.7])
+    # every storage layout at once: score columns (current), float64 lists with packed
+    # copies (legacy) and float64 lists alone (oldest); queries must not care
     runs = {
         "ridge": add_fit(store, "S1", "ridge", planted["ridge"], p_val=p, frun=frun),
         # same voxels in another order: pairing must go by voxel id
-        "pls": add_fit(store, "S1", "pls", planted["pls"][::-1], voxel_ids=np.arange(10, 0, -1), frun=frun),
-        "s2": add_fit(store, "S2", "ridge", planted["s2"]),
+        "pls": add_fit(store, "S1", "pls", planted["pls"][::-1], voxel_ids=np.arange(10, 0, -1), frun=frun,
+                       layout="legacy"),
+        "s2": add_fit(store, "S2", "ridge", planted["s2"], layout="lists"),
         "conv4": add_fit(store, "S1", "ridge", planted["conv4"], layer="conv4"),
     }
     add_fit(store, "S1", "ridge", np.ones(10), status="FAILED")
@@ -86,19 +89,43 @@ def test_analytic_intervals_beyond_the_bootstrap_budget(monkeypatch):
     assert srt[2429] <= ci["median_low"] <= srt[2431] and ci["median_low"] < np.median(v) < ci["median_high"]
 
 
-def test_packed_copies_match_float64_lists_and_old_runs_fall_back(store, world):
+def test_every_layout_reads_back_what_was_stored(store, world):
     runs, planted, p, _ = world
+    fields = ["r", "hyper", "p", "significant"]
+    # score columns: one copy, float32 metrics and p, float64 hyper-parameters, whatever `exact`
     rid = runs["ridge"]["_id"]
-    exact = arrays.load_scores(store, [rid], "validation", ["r", "p", "significant"], exact=True)[rid]
-    packed = arrays.load_scores(store, [rid], "validation", ["r", "p", "significant"])[rid]
-    np.testing.assert_array_equal(exact.values["r"], planted["ridge"])
-    np.testing.assert_array_equal(packed.values["r"], f32(planted["ridge"]))
-    np.testing.assert_array_equal(packed.values["significant"], (p < 0.05).astype(float))
-    assert packed.voxel_ids.tolist() == list(range(1, 11)) and packed.chunk.tolist()[:4] == [0, 0, 0, 1]
-    # a run logged before the compact copies existed is read from its float64 lists
-    store.db.voxel_arrays.delete_many({"run_id": rid})
-    old = arrays.load_scores(store, [rid], "validation", ["r"])[rid]
-    np.testing.assert_array_equal(old.values["r"], planted["ridge"])
+    assert store.db.voxel_scores.count_documents({"run_id": rid}) == 0
+    assert store.db.voxel_arrays.count_documents({"run_id": rid}) == 0
+    # 10 voxels in chunks of 3 -> 4 chunks x (ids, r, r2_corr, r2, hyper + p, significant on validation)
+    assert store.db.voxel_columns.count_documents({"run_id": rid}) == 4 * 5 + 4 * 7
+    for exact in (False, True):
+        got = arrays.load_scores(store, [rid], "validation", fields, exact=exact)[rid]
+        np.testing.assert_array_equal(got.values["r"], f32(planted["ridge"]))
+        np.testing.assert_array_equal(got.values["p"], f32(p))
+        np.testing.assert_array_equal(got.values["hyper"], np.arange(10.0))
+        np.testing.assert_array_equal(got.values["significant"], (p < 0.05).astype(float))
+        assert got.voxel_ids.tolist() == list(range(1, 11))
+        assert got.chunk.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]
+    test = arrays.load_scores(store, [rid], "test", fields)[rid]
+    assert set(test.values) == {"r", "hyper"}  # no permutation test on that split
+    no_ids = arrays.load_scores(store, [rid], "validation", ["r"], ids=False)[rid]
+    assert no_ids.voxel_ids.tolist() == [-1] * 10 and no_ids.values["r"].size == 10
+    # legacy: float64 lists (exact) beside packed float32 copies (the default read)
+    lid = runs["pls"]["_id"]
+    exact = arrays.load_scores(store, [lid], "validation", ["r"], exact=True)[lid]
+    packed = arrays.load_scores(store, [lid], "validation", ["r"])[lid]
+    np.testing.assert_array_equal(exact.values["r"], planted["pls"][::-1])
+    np.testing.assert_array_equal(packed.values["r"], f32(planted["pls"][::-1]))
+    assert packed.voxel_ids.tolist() == list(range(10, 0, -1)) and packed.chunk.tolist()[:4] == [0, 0, 0, 1]
+    # a run logged before the packed copies existed is read from its float64 lists
+    store.db.voxel_arrays.delete_many({"run_id": lid})
+    old = arrays.load_scores(store, [lid], "validation", ["r"])[lid]
+    np.testing.assert_array_equal(old.values["r"], planted["pls"][::-1])
+    sid = runs["s2"]["_id"]
+    np.testing.assert_array_equal(arrays.load_scores(store, [sid], "validation")[sid].values["r"],
+                                  planted["s2"])
+    # one call over runs of every layout
+    assert set(arrays.load_scores(store, [rid, lid, sid], "validation")) == {rid, lid, sid}
 
 
 def test_server_side_fit_and_group_summaries(store, world):
@@ -138,18 +165,24 @@ def test_top_voxels_with_coordinates(store, world):
         voxels.top_voxels(store, s1, metric="auc")
 
 
-def test_one_voxel_across_runs_server_side(store, world):
+def test_one_voxel_across_runs(store, world):
     runs, planted, p, _ = world
     rows = voxels.voxel_across_runs(store, 4, voxels.select_runs(store), "validation")
     got = {r["run_id"]: r for r in rows}
     assert set(got) == {runs[k]["_id"] for k in runs}  # voxel 4 is in every run; FAILED excluded
-    assert got[runs["ridge"]["_id"]]["r"] == planted["ridge"][3]  # exact float64 from the server
-    assert got[runs["pls"]["_id"]]["r"] == planted["pls"][3]  # stored in reverse order
-    assert got[runs["ridge"]["_id"]]["p"] == p[3] and got[runs["ridge"]["_id"]]["significant"] is True
+    assert [r["run_id"] for r in rows] == sorted(got)
+    ridge = got[runs["ridge"]["_id"]]  # score columns: the stored float32, found client-side
+    assert ridge["r"] == f32(planted["ridge"])[3] and ridge["r2_corr"] == f32(planted["ridge"] ** 2)[3]
+    assert ridge["p"] == f32(p)[3] and ridge["significant"] is True and ridge["hyper"] == 3.0
+    # legacy lists: exact float64 from the server-side lookup (stored in reverse order)
+    assert got[runs["pls"]["_id"]]["r"] == planted["pls"][3]
+    assert got[runs["s2"]["_id"]]["r"] == planted["s2"][3]
     assert got[runs["s2"]["_id"]]["p"] is None and got[runs["s2"]["_id"]]["significant"] is None
+    assert got[runs["conv4"]["_id"]]["p"] is None and got[runs["conv4"]["_id"]]["significant"] is None
     both = voxels.voxel_across_runs(store, 9, [runs["s2"], runs["ridge"]])
     assert len(both) == 2 and {r["split"] for r in both} == {"test", "validation"}  # S2 has 7 voxels
-    assert both[0]["r"] == pytest.approx(planted["ridge"][8] - 0.1)
+    assert both[0]["r"] == pytest.approx(planted["ridge"][8] - 0.1, abs=F32)
+    assert voxels.voxel_across_runs(store, 11, [runs["ridge"], runs["pls"]]) == []  # scored nowhere
     with pytest.raises(ConfigError, match="between 1 and"):
         voxels.voxel_across_runs(store, 0, [runs["ridge"]])
 

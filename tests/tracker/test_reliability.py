@@ -178,9 +178,9 @@ def test_four_processes_times_25_fits_lose_nothing(store, mongo_uri):
     assert [p.returncode for p in procs] == [0] * 4, [o[1][-2000:] for o in outs]
     assert store.db.fit_runs.count_documents({"status": "COMPLETED"}) == 100
     assert store.db.fit_runs.count_documents({}) == 100
-    # 7 voxels in buckets of 4 -> 2 buckets per split, 2 splits -> 4 per run
-    assert store.db.voxel_scores.count_documents({}) == 400
-    per_run = store.aggregate("voxel_scores", [{"$group": {"_id": "$run_id", "n": {"$sum": 1}}}])
-    assert len(per_run) == 100 and {r["n"] for r in per_run} == {4}
+    # 7 voxels in chunks of 4 -> 2 chunks x 5 fields per split, 2 splits -> 20 per run
+    assert store.db.voxel_columns.count_documents({}) == 2000
+    per_run = store.aggregate("voxel_columns", [{"$group": {"_id": "$run_id", "n": {"$sum": 1}}}])
+    assert len(per_run) == 100 and {r["n"] for r in per_run} == {20}
     subjects = {d["subject"] for d in store.db.fit_runs.find({}, {"subject": 1})}
     assert subjects == {f"w{i}-{j}" for i in range(4) for j in range(25)}

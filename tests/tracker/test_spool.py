@@ -20,7 +20,9 @@ from pipeline.errors import DatabaseError, IntegrityError
 from pipeline.fit import FitConfig
 from tests.tracker.workers import fake_buckets, fake_fit_doc, log_fake_fit
 from tracker import documents
+from tracker.arrays import load_scores
 from tracker.cli import app
+from tracker.documents import decode_column
 from tracker.runs import RunRecorder
 from tracker.server import EmbeddedServer
 from tracker.settings import Settings
@@ -38,7 +40,7 @@ def offline_store(db_name: str) -> Store:
 
 def counts(store: Store, run_id: str) -> tuple[str | None, int]:
     doc = store.db.fit_runs.find_one({"_id": run_id})
-    return (doc or {}).get("status"), store.db.voxel_scores.count_documents({"run_id": run_id})
+    return (doc or {}).get("status"), store.db.voxel_columns.count_documents({"run_id": run_id})
 
 
 # ------------------------------------------------------------------- format
@@ -72,8 +74,13 @@ def test_unreachable_at_start_completes_into_the_spool_and_syncs_once(store, tmp
     assert [p.name for p in spool.pending()] == [f"{doc['_id']}.jsonl"]
 
     report = spool.sync(store)
-    assert (report.files, report.runs, report.buckets) == (1, 1, 4)
-    assert counts(store, doc["_id"]) == ("COMPLETED", 4)
+    # 7 voxels in chunks of 4: 2 chunks x 5 fields x 2 splits
+    assert (report.files, report.runs, report.buckets) == (1, 1, 20)
+    assert counts(store, doc["_id"]) == ("COMPLETED", 20)
+    got = load_scores(store, [doc["_id"]], "validation", ["r"])[doc["_id"]]
+    expected = [decode_column(d) for d in fake_buckets(doc["_id"], seed=3)
+                if d["split"] == "validation" and d["field"] == "r"]
+    np.testing.assert_array_equal(got.values["r"], np.concatenate(expected))  # binary survived JSON
     stored = store.db.fit_runs.find_one({"_id": doc["_id"]})
     assert stored["spool"]["stage"] == "start" and stored["spool"]["synced"] >= stored["finished"]
     assert stored["summary"]["validation"]["r"]["median"] == pytest.approx(0.3)
@@ -82,8 +89,28 @@ def test_unreachable_at_start_completes_into_the_spool_and_syncs_once(store, tmp
     synced = next((spool.directory / "synced").iterdir())
     os.replace(synced, spool.path_of(doc["_id"]))  # replay the same file (crash before the move)
     assert spool.sync(store).runs == 1
-    assert counts(store, doc["_id"]) == ("COMPLETED", 4)
+    assert counts(store, doc["_id"]) == ("COMPLETED", 20)
     assert store.db.fit_runs.count_documents({}) == 1
+
+
+def test_spool_file_of_legacy_buckets_still_syncs(store, tmp_path):
+    """A spool file written before score columns (float64-list buckets with packed copies)."""
+    spool = Spool(tmp_path / "spool", store.db_name)
+    doc = {**fake_fit_doc(), "status": "COMPLETED"}
+    split = SimpleNamespace(name="validation", r=np.array([0.1, 0.2, np.nan, 0.4, 0.5]))
+    split.r2_corr, split.r2, split.hyper = split.r ** 2, split.r - 1, np.ones(5)
+    spool.append_buckets(doc["_id"], documents.legacy_score_buckets(doc["_id"], "S1", "V4", split,
+                                                                    np.arange(5) + 1, bucket_size=4))
+    spool.append_run("fit_runs", doc)
+    for _ in range(2):  # replayed: upserts, never duplicates
+        assert spool.sync(store, doc["_id"]).runs == 1
+        os.replace(next((spool.directory / "synced").iterdir()), spool.path_of(doc["_id"]))
+    assert store.db.voxel_scores.count_documents({"run_id": doc["_id"]}) == 2
+    assert store.db.voxel_arrays.count_documents({"run_id": doc["_id"]}) == 1
+    assert counts(store, doc["_id"]) == ("COMPLETED", 0)  # no score columns for it
+    for exact in (True, False):
+        got = load_scores(store, [doc["_id"]], "validation", ["r"], exact=exact)[doc["_id"]]
+        np.testing.assert_allclose(got.values["r"], split.r, rtol=0 if exact else 1e-7)
 
 
 def test_without_a_spool_an_unreachable_database_is_one_clear_error(store):
@@ -171,9 +198,12 @@ def test_database_killed_mid_fit_then_tracker_sync(private_server, tiny_vim1_dir
     assert doc["status"] == "COMPLETED" and doc["n_voxels"] == n_vox
     assert doc["summary"]["validation"]["r"]["median"] == pytest.approx(
         out.run["summary"]["validation"]["r"]["median"])
-    ids = [v for b in store.buckets([out.run_id], "validation", ["voxel_ids"]) for v in b["voxel_ids"]]
-    assert len(ids) == n_vox and len(set(ids)) == n_vox
-    assert store.db.voxel_scores.count_documents({"run_id": out.run_id}) == 2 * -(-n_vox // 5000)
+    ids = load_scores(store, [out.run_id], "validation", ["r"])[out.run_id].voxel_ids
+    assert len(ids) == n_vox and len(set(ids.tolist())) == n_vox
+    n_fields = store.db.voxel_columns.count_documents({"run_id": out.run_id, "split": "validation",
+                                                       "chunk": 0})
+    assert n_fields >= 5  # ids, r, r2_corr, r2, hyper (+ p, significant)
+    assert store.db.voxel_columns.count_documents({"run_id": out.run_id}) == 2 * n_fields
     store.client.drop_database(db_name)
     store.close()
 
@@ -193,8 +223,9 @@ def test_database_restart_mid_run_loses_nothing(private_server, tmp_path):
         rec.complete({"n_voxels": 7})
     # At its end the run found the database back and uploaded its own spool file.
     assert spool.pending() == []
-    assert counts(store, doc["_id"]) == ("COMPLETED", 4)
-    buckets = store.buckets([doc["_id"]], "validation", ["r"])
-    expected = [b["r"] for b in fake_buckets(doc["_id"], seed=1) if b["split"] == "validation"]
-    assert [b["r"] for b in buckets] == expected
+    assert counts(store, doc["_id"]) == ("COMPLETED", 20)  # 2 splits x 2 chunks x 5 fields
+    got = load_scores(store, [doc["_id"]], "validation", ["r"])[doc["_id"]].values["r"]
+    expected = [d for d in fake_buckets(doc["_id"], seed=1) if d["split"] == "validation"
+                and d["field"] == "r"]
+    np.testing.assert_array_equal(got, np.concatenate([decode_column(d) for d in expected]))
     pymongo.MongoClient(new_uri).drop_database(db_name)

@@ -2,10 +2,11 @@ import time
 
 import numpy as np
 import pytest
-from pymongo.errors import DuplicateKeyError, WriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
 from pipeline.errors import ConfigError, DatabaseError
 from tracker import documents
+from tracker.arrays import load_scores
 from tracker.runs import RunRecorder
 from tracker.store import Store
 
@@ -123,10 +124,38 @@ def test_buckets_round_trip(store):
         hyper = np.arange(7.0)
 
     docs = documents.score_buckets("fi-1", "S1", "V4", Split, np.arange(100, 107), bucket_size=3)
-    assert [len(d["voxel_ids"]) for d in docs] == [3, 3, 1]
+    # one document per field and chunk of <= 3 voxels: binary arrays, no lists
+    assert [(d["field"], d["chunk"], d["n"]) for d in docs if d["field"] in ("voxel_ids", "hyper")] == [
+        ("voxel_ids", 0, 3), ("hyper", 0, 3), ("voxel_ids", 1, 3), ("hyper", 1, 3),
+        ("voxel_ids", 2, 1), ("hyper", 2, 1)]
+    assert len(docs) == 3 * 5 and all(isinstance(d["data"], bytes) for d in docs)
+    assert {d["field"]: d["dtype"] for d in docs} == {
+        "voxel_ids": "<i4", "r": "<f4", "r2_corr": "<f4", "r2": "<f4", "hyper": "<f8"}
     store.insert_buckets(docs)
-    back = store.buckets(["fi-1"], "validation", fields=["r", "voxel_ids"])
+    back = load_scores(store, ["fi-1"], "validation", ["r", "hyper"])["fi-1"]
+    assert back.voxel_ids.tolist() == list(range(100, 107)) and back.chunk.tolist() == [0, 0, 0, 1, 1, 1, 2]
+    assert np.isnan(back.values["r"][1]) and back.values["r"][6] == np.float32(0.7)
+    assert back.values["hyper"].tolist() == list(range(7))
+    with pytest.raises(BulkWriteError, match="duplicate key"):  # (run, split, field, chunk) is unique
+        store.insert_buckets([{k: v for k, v in docs[0].items() if k != "_id"}])
+    assert store.upsert_buckets(docs) == len(docs)  # replays replace, never duplicate
+    assert store.db.voxel_columns.count_documents({"run_id": "fi-1"}) == len(docs)
+    # legacy buckets (old spool files, fixtures) still go to their collections, read as before
+    store.insert_buckets(documents.legacy_score_buckets("fi-2", "S1", "V4", Split, np.arange(100, 107),
+                                                        bucket_size=3))
+    back = store.buckets(["fi-2"], "validation", fields=["r", "voxel_ids"])
     ids = sum((b["voxel_ids"] for b in back), [])
     r = sum((b["r"] for b in back), [])
     assert ids == list(range(100, 107))
     assert r[1] is None and r[6] == pytest.approx(0.7)
+    legacy = load_scores(store, ["fi-2"], "validation", ["r"], exact=True)["fi-2"]
+    assert legacy.values["r"][6] == 0.7 and legacy.voxel_ids.tolist() == list(range(100, 107))
+
+    class Big(Split):
+        r = np.array([0.5])
+        r2_corr, r2, hyper = r ** 2, r - 1, np.zeros(1)
+
+    (ids_doc, *_) = documents.score_buckets("fi-3", "S1", "V4", Big, [2 ** 40])
+    assert ids_doc["dtype"] == "<i8"  # ids beyond int32 are stored as int64
+    store.insert_buckets(documents.score_buckets("fi-3", "S1", "V4", Big, [2 ** 40]))
+    assert load_scores(store, ["fi-3"], "validation")["fi-3"].voxel_ids.tolist() == [2 ** 40]

@@ -24,6 +24,11 @@ def sweep_run(
     scheduler: Annotated[str | None, typer.Option(
         help="tcp://HOST:PORT of an existing Dask scheduler (needs TRACKER_MONGO_URI).")] = None,
     workers: Annotated[int | None, typer.Option(help="Local cluster size (default: cores).")] = None,
+    voxel_chunks: Annotated[int | None, typer.Option(
+        "--voxel-chunks", min=1,
+        help="Split each voxel-target fit into up to N voxel chunks run in parallel (kernels "
+             "computed once and shared; same keys and numbers). "
+             "Default: voxel_chunks under \\[sweep] in the spec.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run every task whose config has not completed yet; a finished sweep is a no-op.
@@ -37,7 +42,8 @@ def sweep_run(
     with open_store(ctx) as store, ProgressBars(enabled=not as_json) as bars:
         data_dir = sweep.resolve_data_dir(spec, settings)
         result = sweep.run_sweep(spec, settings, store, data_dir, scheduler, workers,
-                                 on_progress=lambda i, n, label: bars.update("sweep tasks", i, n))
+                                 on_progress=lambda i, n, label: bars.update("sweep tasks", i, n),
+                                 voxel_chunks=voxel_chunks)
     summary = {"done": len(result.done), "skipped (already completed)": result.skipped,
                "failed": len(result.failed), "dead attempts": result.dead_attempts,
                "seconds": round(result.seconds, 1)}
