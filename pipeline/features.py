@@ -759,7 +759,8 @@ def _sha256_into(path: Path, result: dict) -> None:
         result["error"] = exc
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so a rename into it survives a crash (best effort)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -1069,7 +1070,7 @@ def write_feature_file(
         if "error" in file_sha:
             raise file_sha["error"]  # type: ignore[misc]
         os.replace(tmp, out_path)
-        _fsync_dir(out_path.parent)
+        fsync_dir(out_path.parent)
     except BaseException:
         if source is not None:
             source.close()

@@ -29,6 +29,7 @@ from bson import json_util
 from pymongo.errors import DuplicateKeyError
 
 from pipeline.errors import DatabaseError, IntegrityError
+from pipeline.features import fsync_dir
 from tracker.store import Store
 
 SPOOL_FORMAT = 1
@@ -86,7 +87,7 @@ class Spool:
         finally:
             os.close(fd)
         if is_new:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
     def append_run(self, collection: str, doc: Mapping[str, Any], replace: bool = False) -> None:
         """Spool a snapshot of a whole run document (the last one wins at sync)."""
@@ -164,7 +165,7 @@ class Spool:
         done.mkdir(exist_ok=True)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         os.replace(path, done / f"{path.stem}.{stamp}.jsonl")
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         report.files += 1
 
     @contextmanager
@@ -201,16 +202,3 @@ def upload_run(store: Store, collection: str, doc: Mapping[str, Any], replace: b
             else:
                 body = {**body, "status": "DUPLICATE", "duplicate_of": winner["_id"]}
     raise DatabaseError(f"run {body['_id']} could not be uploaded: its config key kept changing hands")
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
