@@ -45,8 +45,9 @@ Voxel chunks (recommended protocol)
     :func:`run_fit` is ``fit_voxels(prepare(...), Y)``. Every column-coupled product runs
     in blocks of ``Prepared.block`` columns (the estimators' target batch: 1000 for
     ridge), so fitting a column chunk that starts at a multiple of ``block`` gives, bit
-    for bit, the same per-voxel numbers as the fit on all columns; :func:`voxel_chunks`
-    cuts such chunks. The Benjamini-Hochberg flags are the one per-split quantity
+    for bit, the same per-voxel numbers as the fit on all columns (with the same BLAS
+    threading; a worker process with another thread count differs at ~1e-14);
+    :func:`voxel_chunks` cuts such chunks. The Benjamini-Hochberg flags are the one per-split quantity
     coupling voxels: :func:`merge_results` concatenates the chunks' results and
     recomputes ``significant`` over all voxels of each split. The cs431 protocol (one
     alpha, or one multi-output PLS, shared by all voxels) does not split by voxels.
@@ -919,8 +920,10 @@ def fit_voxels(
         # gives the same bits whichever chunk it arrives in (even numpy's reductions
         # differ in the last bit between a strided column and a contiguous one).
         Y_fit = Y_train[model.fit_idx]
-        fits = [est.fit_targets(model.kernel, np.ascontiguousarray(Y_fit[:, sl])) for sl in blocks]
-        del Y_fit
+        extra = {"cache": {}} if isinstance(model.kernel, PLSKernel) else {}  # fold kernels once
+        fits = [est.fit_targets(model.kernel, np.ascontiguousarray(Y_fit[:, sl]), **extra)
+                for sl in blocks]
+        del Y_fit, extra
         timings[f"fit:{model.name}"] = time.perf_counter() - t0
         done += 1
         if config.method == "ridge":

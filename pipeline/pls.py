@@ -221,7 +221,7 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
             return int(self.chunk_size)
         return max(16, int(_MEMORY_BUDGET // (2 * k_max * n * 8)))
 
-    def _search(self, K, Y, grid, chunk, timings, cv=None, random_state=None):
+    def _search(self, K, Y, grid, chunk, timings, cv=None, random_state=None, cache=None):
         """k-fold CV errors per component count and target; the chosen count per target."""
         cv = self.cv if cv is None else cv
         random_state = self.random_state if random_state is None else random_state
@@ -231,8 +231,13 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
         if grid.size > 1:
             errors = np.zeros((grid.size, v))
             position = {int(k): i for i, k in enumerate(grid)}
-            for train, test in kfold_splits(n, int(cv), int(random_state)):
-                K_tr, K_te = fold_kernels(K, train, test)
+            folds = None if cache is None else cache.get("folds")
+            if folds is None:
+                folds = [(train, test, *fold_kernels(K, train, test))
+                         for train, test in kfold_splits(n, int(cv), int(random_state))]
+                if cache is not None:
+                    cache["folds"] = folds
+            for train, test, K_tr, K_te in folds:
                 for start in range(0, v, chunk):
                     sl = slice(start, min(start + chunk, v))
                     Y_tr = Y[train, sl]
@@ -250,13 +255,17 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
         timings["cv"] = time.perf_counter() - t0
         return errors, best
 
-    def _final(self, K, Y, best, chunk, timings):
+    def _final(self, K, Y, best, chunk, timings, cache=None):
         """Dual coefficients on all training data at each target's chosen count."""
         t0 = time.perf_counter()
         n, v = Y.shape
         y_mean = Y.mean(axis=0)
-        mean_col = K.mean(axis=0)
-        Kc = K - mean_col[:, None] - mean_col[None, :] + mean_col.mean()
+        Kc = None if cache is None else cache.get("Kc")
+        if Kc is None:
+            mean_col = K.mean(axis=0)
+            Kc = K - mean_col[:, None] - mean_col[None, :] + mean_col.mean()
+            if cache is not None:
+                cache["Kc"] = Kc
         dual_all = np.zeros((n, v))
         for start in range(0, v, chunk):
             sl = slice(start, min(start + chunk, v))
@@ -320,8 +329,12 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
         return PLSKernel(K=K, grid=grid, cv=cv, random_state=int(self.random_state),
                          timings=timings), scaler
 
-    def fit_targets(self, kernel: PLSKernel, Y) -> TargetFit:
-        """Component count per target by k-fold and dual coefficients, from a kernel."""
+    def fit_targets(self, kernel: PLSKernel, Y, cache: dict | None = None) -> TargetFit:
+        """Component count per target by k-fold and dual coefficients, from a kernel.
+
+        ``cache``: a dict kept between calls on column blocks of the same kernel (holds
+        the fold kernels and the centred kernel, so they are built once).
+        """
         K, grid = kernel.K, kernel.grid
         n = K.shape[0]
         self._check(n)
@@ -331,8 +344,8 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
         timings = {}
         with threadpool_limits(limits=self.n_threads):
             errors, best = self._search(K, Y, grid, chunk, timings, kernel.cv,
-                                        kernel.random_state)
-            dual_all, y_mean = self._final(K, Y, best, chunk, timings)
+                                        kernel.random_state, cache)
+            dual_all, y_mean = self._final(K, Y, best, chunk, timings, cache)
         n_at_max = int(np.sum(best == k_max)) if grid.size > 1 else 0
         return TargetFit(hyper=best.astype(np.int64), dual=dual_all, y_mean=y_mean,
                          cv_errors=errors, n_at_edge=n_at_max, timings=timings)

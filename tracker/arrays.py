@@ -5,7 +5,8 @@ Every layout a run may have been logged in is read (see :mod:`tracker.documents`
 - score columns (``voxel_columns``, current): one ``bson.Binary`` array per (run, split,
   field); a question reads only the fields it needs (``compare``: one metric);
 - legacy runs: compact float32 copies (``voxel_arrays``) where they exist, else (or with
-  ``exact=True``) their float64 lists (``voxel_scores``).
+  ``exact=True``) their float64 lists (``voxel_scores``): slow to read (the embedded server
+  decodes a list element by element).
 """
 
 from __future__ import annotations
@@ -79,8 +80,7 @@ def load_scores(
         Per-voxel fields to read (see :data:`FIELDS`); voxel ids always come along.
     exact
         For legacy runs, read their float64 lists instead of their float32 copies. Runs
-        logged as score columns have one copy: the stored values (float32 metrics and p,
-        float64 hyper-parameters), whatever ``exact`` says.
+        logged as score columns have one copy, float64 (exact), whatever ``exact`` says.
     ids
         Read the voxel ids too (False: ``voxel_ids`` holds -1 per voxel; less to read).
 
@@ -113,7 +113,8 @@ def _load_columns(store: Store, run_ids: list[str], split: str, names: list[str]
         sizes = [len(d["data"]) // np.dtype(d["dtype"]).itemsize for d in first]
         chunk = np.repeat(np.asarray([d["chunk"] for d in first], dtype=np.int64), sizes)
         voxel_ids = (np.concatenate([decode_column(d) for d in parts["voxel_ids"]])
-                     if ids and "voxel_ids" in parts else np.full(chunk.size, -1, dtype=np.int64))
+                     if ids and "voxel_ids" in parts  # else -1 per voxel (a read-only view)
+                     else np.broadcast_to(np.int64(-1), chunk.shape))
         out[run_id] = RunScores(run_id, split, voxel_ids, chunk, values)
     return out
 

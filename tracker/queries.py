@@ -104,15 +104,22 @@ def run_filter(where: Iterable[str] | None = None, **exact: str | None) -> dict[
 
 
 def completed_fits(store: Store, roi: str | None = None, target: str | None = "voxels",
-                   extra: Mapping[str, Any] | None = None) -> list[dict]:
-    """Completed fit runs, optionally for one ROI and target, newest first."""
+                   extra: Mapping[str, Any] | None = None,
+                   fields: Iterable[str] | None = None) -> list[dict]:
+    """Completed fit runs, optionally for one ROI and target, newest first.
+
+    ``fields`` (dotted paths) limits what is read of each run (``_id`` always comes);
+    default: everything but provenance, split indices and predictions.
+    """
     query: dict[str, Any] = {"status": "COMPLETED", **(extra or {})}
     if roi is not None:
         query["roi"] = roi
     if target is not None:
         query["target"] = target
-    return store.find_runs("fit_runs", query, projection={"provenance": 0, "splits": 0,
-                                                          "predictions": 0})
+    projection: dict[str, int] = {"provenance": 0, "splits": 0, "predictions": 0}
+    if fields is not None:
+        projection = {f: 1 for f in ("_id", "created", *fields)}
+    return store.find_runs("fit_runs", query, projection=projection)
 
 
 def group_runs(runs: Iterable[dict], by: Sequence[str]) -> dict[tuple, list[dict]]:
@@ -199,7 +206,8 @@ def compare(
 
     check_choice("metric", metric, METRICS)
     check_choice("split", split, SPLITS)
-    runs = completed_fits(store, roi, target, extra)
+    runs = completed_fits(store, roi, target, extra, fields=(
+        *(GROUP_FIELDS[b] for b in by), "dataset_id", "subject", f"summary.{split}.chance_r2_corr"))
     groups = group_runs(runs, by)
     if not groups:
         return []

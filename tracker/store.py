@@ -7,8 +7,9 @@ write concern ``j=True``: losing an acknowledged result is a bug.
 Per-voxel scores live in ``voxel_columns`` (one ``bson.Binary`` array per run, split and
 field). Runs logged before that layout keep theirs: float64-list buckets in
 ``voxel_scores`` and, for later ones, float32 copies in ``voxel_arrays``; they are read
-(:meth:`Store.buckets`, :meth:`Store.packed_buckets`) and deleted, never written again
-except when a spool file from that time is synced.
+(:meth:`Store.buckets`, :meth:`Store.packed_buckets`) and deleted. The tracker writes
+that layout only when it syncs a spool file from that time (tests and benchmarks build
+old databases with :func:`tracker.documents.legacy_score_buckets`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import pymongo
 from bson import Binary
 from pymongo import WriteConcern
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from pipeline.errors import ConfigError, DatabaseError
 from tracker.security import redact_uri
@@ -328,16 +329,19 @@ class Store:
             return 0
         columns, legacy = _partition(docs)
         plain, packed = _split_packed(legacy)
-        for name, bodies in ((COLUMNS, columns), (LISTS, plain), (PACKED, packed)):
-            ops = []
-            for doc in bodies:
-                body = {k: v for k, v in doc.items() if k != "_id"}
-                key = {"run_id": body["run_id"], "split": body["split"], "chunk": body["chunk"]}
-                if name == COLUMNS:
-                    key["field"] = body["field"]
-                ops.append(pymongo.ReplaceOne(key, body, upsert=True))
-            if ops:
-                self.db.get_collection(name, write_concern=DURABLE).bulk_write(ops, ordered=False)
+        if columns:  # insert first (one fast round trip); replace only what a replay finds there
+            coll = self.db.get_collection(COLUMNS, write_concern=DURABLE)
+            try:
+                coll.insert_many([_without_id(d) for d in columns], ordered=False)
+            except BulkWriteError as err:
+                errors = err.details.get("writeErrors", [])
+                if err.details.get("writeConcernErrors") or any(e.get("code") != 11000 for e in errors):
+                    raise
+                _replace(coll, [columns[e["index"]] for e in errors], ("run_id", "split", "field", "chunk"))
+        for name, bodies in ((LISTS, plain), (PACKED, packed)):
+            if bodies:
+                _replace(self.db.get_collection(name, write_concern=DURABLE), bodies,
+                         ("run_id", "split", "chunk"))
         return len(docs)
 
     def delete_run(self, collection: str, run_id: str) -> tuple[int, int]:
@@ -377,6 +381,19 @@ class Store:
     def _check_collection(name: str) -> None:
         if name not in (*RUN_COLLECTIONS, LISTS, "datasets"):
             raise ConfigError(f"unknown collection {name!r}")
+
+
+def _without_id(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k != "_id"}
+
+
+def _replace(coll: Any, docs: list[dict], key: tuple[str, ...]) -> None:
+    """Upsert ``docs`` (without their ``_id``) by ``key``, in one unordered bulk write."""
+    ops = []
+    for doc in docs:
+        body = _without_id(doc)
+        ops.append(pymongo.ReplaceOne({k: body[k] for k in key}, body, upsert=True))
+    coll.bulk_write(ops, ordered=False)
 
 
 def _partition(docs: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -186,10 +186,9 @@ def voxel_table(store: Store, runs: Sequence[dict], splits: Sequence[str] = quer
                 exact: bool = True) -> dict[str, list]:
     """Every voxel of ``runs`` as columns: run identity, split, voxel id, i, j, k, fields.
 
-    Values are the stored ones: float32 metrics and p, float64 hyper-parameters for runs
-    logged as score columns; for legacy runs ``exact`` (default, for export) reads their
-    float64 lists, else their float32 copies. Fields a run did not store (``p``,
-    ``significant``) are None in its rows.
+    Values are float64 as the fit computed them (score columns; legacy runs with ``exact``,
+    the default, for export: their float64 lists, else their float32 copies). Fields a run
+    did not store (``p``, ``significant``) are None in its rows.
     """
     cols: dict[str, list] = {c: [] for c in ("run_id", *RUN_COLUMNS, "split", "voxel_id",
                                               "i", "j", "k", *FIELDS)}

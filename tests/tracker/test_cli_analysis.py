@@ -76,7 +76,7 @@ def test_scores_top_and_voxel(env, seeded, store):
     vox = json.loads(invoke("scores", "voxel", "3", "--subject", "S1", "--split", "validation",
                             "--json").stdout)
     got = {r["method"]: r["r"] for r in vox}
-    assert got["ridge"] == stored(store, seeded["ridge"]["_id"])[2]  # float32 column, exactly
+    assert got["ridge"] == stored(store, seeded["ridge"]["_id"])[2]  # score columns: exact
     assert got["pls"] == stored(store, seeded["pls"]["_id"])[2]  # legacy: exact float64 list
     assert {r["method"]: r["significant"] for r in vox} == {"ridge": True, "pls": None}
 

@@ -13,7 +13,7 @@ from .seed_db import feature_run
 from .seed_scores import add_ceiling, add_fit
 
 RNG = np.random.default_rng(11)
-F32 = 1e-6  # score columns (and the legacy packed copies) hold float32 metrics
+F32 = 1e-6  # legacy runs are read from their packed float32 copies
 
 
 def f32(x):
@@ -49,10 +49,10 @@ def test_compare_bootstrap_ci_significance_and_ceiling(store, world):
     rows = queries.compare(store, ["subject", "method", "layer"], split="validation", n_boot=500, seed=3)
     assert len(rows) == 4  # the FAILED run is not a group of its own and adds no voxels
     row = next(r for r in rows if (r["subject"], r["method"], r["layer"]) == ("S1", "ridge", "conv3"))
-    v = f32(planted["ridge"])
+    v = planted["ridge"]  # score columns: the float64 values exactly
     assert row["n"] == 10 and row["n_runs"] == 1
-    assert row["mean"] == pytest.approx(planted["ridge"].mean(), abs=F32)
-    assert row["median"] == pytest.approx(np.median(planted["ridge"]), abs=F32)
+    assert row["mean"] == pytest.approx(planted["ridge"].mean(), abs=1e-15)
+    assert row["median"] == pytest.approx(np.median(planted["ridge"]), abs=1e-15)
     for stat in ("mean", "median"):
         ci = bootstrap_ci(v, stat, 500, 0.95, 3)
         assert row[f"{stat}_low"] == pytest.approx(ci.low, abs=1e-12)
@@ -60,7 +60,7 @@ def test_compare_bootstrap_ci_significance_and_ceiling(store, world):
         assert row[f"{stat}_low"] <= row[stat] <= row[f"{stat}_high"]
     assert row["n_significant"] == int(np.sum(p < 0.05)) == 5
     assert row["frac_significant"] == pytest.approx(0.5)
-    assert row["frac_ceiling"] == pytest.approx(planted["ridge"].mean() / ceiling.mean(), abs=F32)
+    assert row["frac_ceiling"] == pytest.approx(planted["ridge"].mean() / ceiling.mean(), abs=1e-15)
     assert row["ceiling"] == pytest.approx(ceiling.mean())
     s2 = next(r for r in rows if r["subject"] == "S2")
     assert s2["n_significant"] is None and s2["frac_ceiling"] is None  # not stored / no ceiling
@@ -92,7 +92,7 @@ def test_analytic_intervals_beyond_the_bootstrap_budget(monkeypatch):
 def test_every_layout_reads_back_what_was_stored(store, world):
     runs, planted, p, _ = world
     fields = ["r", "hyper", "p", "significant"]
-    # score columns: one copy, float32 metrics and p, float64 hyper-parameters, whatever `exact`
+    # score columns: one copy, the float64 values exactly, whatever `exact` says
     rid = runs["ridge"]["_id"]
     assert store.db.voxel_scores.count_documents({"run_id": rid}) == 0
     assert store.db.voxel_arrays.count_documents({"run_id": rid}) == 0
@@ -100,8 +100,8 @@ def test_every_layout_reads_back_what_was_stored(store, world):
     assert store.db.voxel_columns.count_documents({"run_id": rid}) == 4 * 5 + 4 * 7
     for exact in (False, True):
         got = arrays.load_scores(store, [rid], "validation", fields, exact=exact)[rid]
-        np.testing.assert_array_equal(got.values["r"], f32(planted["ridge"]))
-        np.testing.assert_array_equal(got.values["p"], f32(p))
+        np.testing.assert_array_equal(got.values["r"], planted["ridge"])
+        np.testing.assert_array_equal(got.values["p"], p)
         np.testing.assert_array_equal(got.values["hyper"], np.arange(10.0))
         np.testing.assert_array_equal(got.values["significant"], (p < 0.05).astype(float))
         assert got.voxel_ids.tolist() == list(range(1, 11))
@@ -152,12 +152,12 @@ def test_top_voxels_with_coordinates(store, world):
     pool += [(v, "pls", 10 - i) for i, v in enumerate(planted["pls"][::-1])]
     best = sorted(pool, reverse=True)[:3]
     assert [(r["run_id"], r["voxel_id"]) for r in rows] == [(runs[k]["_id"], vid) for _, k, vid in best]
-    assert [r["r"] for r in rows] == pytest.approx([b[0] for b in best], abs=F32)
+    assert [r["r"] for r in rows] == pytest.approx([b[0] for b in best], abs=F32)  # pls: float32 copy
     top = rows[0]
     assert (top["i"], top["j"], top["k"]) == (top["voxel_id"] - 1, 0, 0)
     ridge_top = voxels.top_voxels(store, [runs["ridge"]], n=1)[0]
     at = int(np.argmax(planted["ridge"]))
-    assert ridge_top["voxel_id"] == at + 1 and ridge_top["p"] == pytest.approx(p[at], abs=F32)
+    assert ridge_top["voxel_id"] == at + 1 and ridge_top["p"] == p[at]
     assert ridge_top["significant"] is bool(p[at] < 0.05) and ridge_top["hyper"] == at
     worst = voxels.top_voxels(store, [runs["ridge"]], n=1, lowest=True)[0]
     assert worst["voxel_id"] == int(np.argmin(planted["ridge"])) + 1
@@ -171,9 +171,9 @@ def test_one_voxel_across_runs(store, world):
     got = {r["run_id"]: r for r in rows}
     assert set(got) == {runs[k]["_id"] for k in runs}  # voxel 4 is in every run; FAILED excluded
     assert [r["run_id"] for r in rows] == sorted(got)
-    ridge = got[runs["ridge"]["_id"]]  # score columns: the stored float32, found client-side
-    assert ridge["r"] == f32(planted["ridge"])[3] and ridge["r2_corr"] == f32(planted["ridge"] ** 2)[3]
-    assert ridge["p"] == f32(p)[3] and ridge["significant"] is True and ridge["hyper"] == 3.0
+    ridge = got[runs["ridge"]["_id"]]  # score columns: exact float64, found client-side
+    assert ridge["r"] == planted["ridge"][3] and ridge["r2_corr"] == planted["ridge"][3] ** 2
+    assert ridge["p"] == p[3] and ridge["significant"] is True and ridge["hyper"] == 3.0
     # legacy lists: exact float64 from the server-side lookup (stored in reverse order)
     assert got[runs["pls"]["_id"]]["r"] == planted["pls"][3]
     assert got[runs["s2"]["_id"]]["r"] == planted["s2"][3]
@@ -181,7 +181,7 @@ def test_one_voxel_across_runs(store, world):
     assert got[runs["conv4"]["_id"]]["p"] is None and got[runs["conv4"]["_id"]]["significant"] is None
     both = voxels.voxel_across_runs(store, 9, [runs["s2"], runs["ridge"]])
     assert len(both) == 2 and {r["split"] for r in both} == {"test", "validation"}  # S2 has 7 voxels
-    assert both[0]["r"] == pytest.approx(planted["ridge"][8] - 0.1, abs=F32)
+    assert both[0]["r"] == pytest.approx(planted["ridge"][8] - 0.1)
     assert voxels.voxel_across_runs(store, 11, [runs["ridge"], runs["pls"]]) == []  # scored nowhere
     with pytest.raises(ConfigError, match="between 1 and"):
         voxels.voxel_across_runs(store, 0, [runs["ridge"]])
@@ -191,8 +191,8 @@ def test_paired_scores_pair_by_voxel_id(store, world):
     runs, planted, _, _ = world
     data = voxels.paired_scores(store, runs["ridge"], runs["pls"], "validation", "r")
     assert data["voxel_ids"] == list(range(1, 11))
-    np.testing.assert_allclose(data["a"], planted["ridge"], atol=F32)
-    np.testing.assert_allclose(data["b"], planted["pls"], atol=F32)
+    np.testing.assert_array_equal(data["a"], planted["ridge"])  # score columns: exact
+    np.testing.assert_allclose(data["b"], planted["pls"], atol=F32)  # legacy: packed float32
     d = planted["ridge"] - planted["pls"]
     assert data["stats"]["n"] == 10
     assert data["stats"]["median_diff"] == pytest.approx(np.median(d), abs=1e-5)

@@ -130,16 +130,24 @@ def test_buckets_round_trip(store):
         ("voxel_ids", 2, 1), ("hyper", 2, 1)]
     assert len(docs) == 3 * 5 and all(isinstance(d["data"], bytes) for d in docs)
     assert {d["field"]: d["dtype"] for d in docs} == {
-        "voxel_ids": "<i4", "r": "<f4", "r2_corr": "<f4", "r2": "<f4", "hyper": "<f8"}
+        "voxel_ids": "<i4", "r": "<f8", "r2_corr": "<f8", "r2": "<f8", "hyper": "<f8"}
     store.insert_buckets(docs)
-    back = load_scores(store, ["fi-1"], "validation", ["r", "hyper"])["fi-1"]
+    back = load_scores(store, ["fi-1"], "validation", ["r", "r2", "hyper"])["fi-1"]
     assert back.voxel_ids.tolist() == list(range(100, 107)) and back.chunk.tolist() == [0, 0, 0, 1, 1, 1, 2]
-    assert np.isnan(back.values["r"][1]) and back.values["r"][6] == np.float32(0.7)
+    assert np.isnan(back.values["r"][1]) and back.values["r"][6] == 0.7 and back.values["r2"][6] == 0.7 - 1
     assert back.values["hyper"].tolist() == list(range(7))
     with pytest.raises(BulkWriteError, match="duplicate key"):  # (run, split, field, chunk) is unique
         store.insert_buckets([{k: v for k, v in docs[0].items() if k != "_id"}])
     assert store.upsert_buckets(docs) == len(docs)  # replays replace, never duplicate
     assert store.db.voxel_columns.count_documents({"run_id": "fi-1"}) == len(docs)
+    class Other(Split):  # a replay with other values (and one new run) replaces them
+        r = Split.r + 1
+
+    again = documents.score_buckets("fi-1", "S1", "V4", Other, np.arange(100, 107), bucket_size=3)
+    store.upsert_buckets(again + documents.score_buckets("fi-9", "S1", "V4", Other, np.arange(7)))
+    assert store.db.voxel_columns.count_documents({"run_id": "fi-1"}) == len(docs)
+    assert load_scores(store, ["fi-1"], "validation")["fi-1"].values["r"][6] == 1.7
+    assert load_scores(store, ["fi-9"], "validation")["fi-9"].voxel_ids.tolist() == list(range(7))
     # legacy buckets (old spool files, fixtures) still go to their collections, read as before
     store.insert_buckets(documents.legacy_score_buckets("fi-2", "S1", "V4", Split, np.arange(100, 107),
                                                         bucket_size=3))
