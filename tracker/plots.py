@@ -109,7 +109,8 @@ def distribution_data(store: Store, split: str = "validation", metric: str = "r"
             c = table.for_run(run, s.voxel_ids, metric)
             if c is None:
                 continue
-            v = v / c
+            # voxels whose ceiling is 0 (no detectable signal) have no normalised score
+            v = np.divide(v, c, out=np.full_like(v, np.nan), where=c > 0)
         key = (run["roi"], str(queries.get_path(run, queries.GROUP_FIELDS[by])))
         pooled.setdefault(key, []).append(v)
     rows = []
