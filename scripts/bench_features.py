@@ -7,7 +7,8 @@ row, write the HDF5 file atomically (fsync, rename) and hash it. The bare model 
 extractor's compiled ``tf.function`` alone on the already preprocessed batches (plus the
 copy of its output to numpy); Keras ``model.predict`` on the same batches is shown too.
 Repeats alternate bare / pipeline; the report gives the median images/s of each and the
-median of the paired ratios (target: pipeline >= 90 % of bare on CPU), and the same
+median of the paired ratios against both (target: pipeline >= 90 % of ``model.predict``
+on CPU; the bare ``tf.function`` is the stricter peer), and the same
 ratio in images per CPU-second of this process (steadier on a machine shared with other
 jobs). ``--stages`` times every stage on its own.
 
@@ -157,6 +158,7 @@ def main(argv=None) -> int:
         return wall, args.n_images / (time.process_time() - cpu), info.images_per_s
 
     bare_rates, full_rates, loop_rates, ratios, cpu_ratios, predict_rates = [], [], [], [], [], []
+    predict_ratios = []
     predict()  # Keras builds its predict function on the first call
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):  # alternate which goes first: load drifts on shared machines
@@ -168,6 +170,7 @@ def main(argv=None) -> int:
                 b, b_cpu = bare()
             bare_rates.append(b)
             predict_rates.append(predict())
+            predict_ratios.append(f / predict_rates[-1])
             full_rates.append(f)
             loop_rates.append(loop)
             ratios.append(f / b)
@@ -185,6 +188,7 @@ def main(argv=None) -> int:
         "pipeline_images_per_s": statistics.median(full_rates),
         "pipeline_loop_images_per_s": statistics.median(loop_rates),
         "ratio": statistics.median(ratios),
+        "ratio_vs_predict": statistics.median(predict_ratios),
         "bare_all": bare_rates,
         "pipeline_all": full_rates,
         "ratio_all": ratios,
@@ -207,8 +211,12 @@ def main(argv=None) -> int:
         print(f"predict    : {result['predict_images_per_s']:8.1f} images/s  (runs: {runs})  [model.predict]")
         runs = ", ".join(f"{r:.1f}" for r in full_rates)
         print(f"pipeline   : {result['pipeline_images_per_s']:8.1f} images/s  (runs: {runs})")
+        runs = ", ".join(f"{100 * r:.0f}" for r in predict_ratios)
+        print(f"vs predict : {100 * result['ratio_vs_predict']:6.1f} %  pipeline / model.predict, "
+              f"median of pairs ({runs}); the issue's target >= 90 %")
         runs = ", ".join(f"{100 * r:.0f}" for r in ratios)
-        print(f"ratio      : {100 * result['ratio']:6.1f} %  median of pairs ({runs}); target >= 90 %")
+        print(f"vs bare    : {100 * result['ratio']:6.1f} %  pipeline / bare tf.function (stricter), "
+              f"median of pairs ({runs})")
         runs = ", ".join(f"{100 * r:.0f}" for r in cpu_ratios)
         print(f"CPU-time   : {100 * result['cpu_time_ratio']:6.1f} %  per CPU-second ({runs})")
         if stages:
