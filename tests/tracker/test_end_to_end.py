@@ -254,3 +254,19 @@ def test_retina_warped_features_are_grouped_as_their_own_preprocessing(world, ti
     fit_and_log(store, settings, warped.run_id, "S1", "V4", FitConfig(method="ridge"))
     rows = queries.compare(store, ["method", "preprocessing"], roi="V4", n_boot=50)
     assert ("ridge", "caffe+retinawarp") in {(r["method"], r["preprocessing"]) for r in rows}
+
+
+def test_no_repeats_means_no_ceiling_and_says_so(world, tiny_vim1_dir, tmp_path):
+    import shutil
+
+    from pipeline.errors import DataFormatError
+    from pipeline.synth import GROUND_TRUTH_FILE
+    from tracker.workflows import compute_ceilings
+
+    _, store, _, _ = world
+    real_like = tmp_path / "vim1"
+    shutil.copytree(tiny_vim1_dir, real_like, ignore=shutil.ignore_patterns(GROUND_TRUTH_FILE))
+    before = store.db.noise_ceilings.count_documents({})
+    with pytest.raises(DataFormatError, match="only repeat-averaged responses"):
+        compute_ceilings(store, real_like, subjects=["S1"])
+    assert store.db.noise_ceilings.count_documents({}) == before

@@ -10,7 +10,7 @@ import typer
 
 from tracker.cli.common import JsonOpt, cli_errors, console, jsonable, print_json
 
-data_app = typer.Typer(help="Datasets: generate synthetic vim-1, describe a data directory.",
+data_app = typer.Typer(help="Datasets: generate synthetic vim-1, describe a data directory, noise ceilings.",
                        no_args_is_help=True)
 
 
