@@ -156,7 +156,7 @@ def sklearn_pls_per_voxel(X_tr, Y_tr, X_va, cols, k):
 
 def run_comparison(args) -> list[dict]:
     print(f"data: {args.n_train} x {args.n_features} float32 features, {args.n_voxels} voxels, "
-          f"{args.n_val} held-out images", flush=True)
+          f"{args.n_val} held-out images; our BLAS threads: {args.threads or 'all'}", flush=True)
     (X_tr, X_va, Y_tr, Y_va), t = timed(
         lambda: make_data(args.n_train, args.n_val, args.n_features, args.n_voxels, args.seed))
     print(f"  generated in {t:.1f} s", flush=True)
@@ -194,7 +194,7 @@ def run_comparison(args) -> list[dict]:
     row("floor: kernel + eigh", t_floor, "ours ridge LOO")
 
     # ours ridge LOO
-    ours = KernelRidgeCV(alphas=alphas)
+    ours = KernelRidgeCV(alphas=alphas, n_threads=args.threads)
     _, t_ours = timed(lambda: ours.fit(X_tr, Y_tr))
     pred_ours = ours.predict(X_va)
     row("ours ridge LOO", t_ours, "ours ridge LOO",
@@ -215,7 +215,7 @@ def run_comparison(args) -> list[dict]:
         ours.alpha_[:sub], alpha_sk, note)
 
     # ours ridge k-fold vs himalaya
-    ours_kf = KernelRidgeCV(alphas=alphas, cv=N_FOLDS, random_state=args.seed)
+    ours_kf = KernelRidgeCV(alphas=alphas, cv=N_FOLDS, random_state=args.seed, n_threads=args.threads)
     _, t_kf = timed(lambda: ours_kf.fit(X_tr, Y_tr))
     pred_kf = ours_kf.predict(X_va)
     row(f"ours ridge {N_FOLDS}-fold", t_kf, f"ours ridge {N_FOLDS}-fold")
@@ -228,7 +228,7 @@ def run_comparison(args) -> list[dict]:
         print("  himalaya is not installed (pip install himalaya): row skipped", flush=True)
 
     # PLS
-    ours_pls = BatchedPLS(n_components=PLS_COMPONENTS, cv=None)
+    ours_pls = BatchedPLS(n_components=PLS_COMPONENTS, cv=None, n_threads=args.threads)
     _, t_pls = timed(lambda: ours_pls.fit(X_tr, Y_tr))
     pred_pls = ours_pls.predict(X_va)
     row(f"ours PLS {PLS_COMPONENTS} comp.", t_pls, f"ours PLS {PLS_COMPONENTS} comp.")
@@ -238,7 +238,7 @@ def run_comparison(args) -> list[dict]:
         t_few / len(cols) * args.n_voxels, f"ours PLS {PLS_COMPONENTS} comp.",
         pred_pls[:, cols], pred_skp,
         note=f"EXTRAPOLATED from {len(cols)} voxels ({t_few:.1f} s), linear in voxels")
-    ours_cv = BatchedPLS(cv=N_FOLDS, random_state=args.seed)
+    ours_cv = BatchedPLS(cv=N_FOLDS, random_state=args.seed, n_threads=args.threads)
     _, t_plscv = timed(lambda: ours_cv.fit(X_tr, Y_tr))
     row(f"ours PLS grid {list(ours_cv.n_components)} + {N_FOLDS}-fold", t_plscv,
         f"ours PLS {PLS_COMPONENTS} comp.")
@@ -341,6 +341,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="small sizes (300 x 3000, 200 voxels; full size 2000 voxels)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=lambda t: None if t == "all" else int(t), default=None,
+                   help="BLAS threads for OUR estimators: 'all' (default: the same as the peers, "
+                        "which use every core) or a number (the library default is 1, safer on a "
+                        "shared box)")
     p.add_argument("--full-size-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
