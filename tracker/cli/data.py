@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tracker.cli.common import JsonOpt, cli_errors, console, jsonable, print_json
+from tracker.cli.common import JsonOpt, cli_errors, console, print_json
 
 data_app = typer.Typer(help="Datasets: generate synthetic vim-1, describe a data directory, noise ceilings.",
                        no_args_is_help=True)
@@ -49,7 +48,17 @@ def data_describe(
     desc = vim1.describe_dataset(data_dir)
     if as_json:
         return print_json(desc)
-    console.print_json(json.dumps(desc, default=jsonable))
+    from tracker.cli.common import print_table
+
+    rows = [{"subject": subj, "roi": roi, **counts}
+            for subj, info in desc["subjects"].items() for roi, counts in info["rois"].items()]
+    images = ", ".join(f"{split} {d['count']} ({d['height']}x{d['width']} px, {d['n_files']} files)"
+                       for split, d in desc.get("images", {}).items())
+    console.print(f"{desc['data_dir']}: {len(desc['files'])} files; images {images or '?'}")
+    print_table(rows, ["subject", "roi", "code", "all", "clean", "dropped"],
+                title="voxels per ROI (clean = no NaN in training or validation)")
+    for warning in desc.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
 
