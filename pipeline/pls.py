@@ -283,14 +283,9 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
 
     def _check(self, n: int) -> np.ndarray:
         """Validated component grid for ``n`` training samples."""
+        self._check_early()
         grid = _check_grid(self.n_components)
         cv = self.cv
-        if cv is not None and (not isinstance(cv, Integral) or isinstance(cv, bool) or cv < 2):
-            raise ConfigError(f"cv must be an integer >= 2 or None, got {cv!r}.")
-        if cv is None and grid.size > 1:
-            raise ConfigError(
-                "cv=None needs a single n_components value; give cv folds to search a grid."
-            )
         k_max = int(grid[-1])
         min_train = n - (-(-n // cv)) if cv is not None and grid.size > 1 else n
         if cv is not None and cv > n:
