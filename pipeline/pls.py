@@ -42,6 +42,7 @@ from pipeline.ridge import (
     TargetFit,
     as_feature_matrix,
     as_target_matrix,
+    fit_kernel,
     fold_kernels,
     linear_kernel,
 )
@@ -317,8 +318,7 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
         X = as_feature_matrix(X, "X")
         grid = self._check(X.shape[0])
         t0 = time.perf_counter()
-        scaler = FeatureScaler(X, bool(self.scale))
-        K = linear_kernel(X, scaler)
+        K, scaler = fit_kernel(X, bool(self.scale))
         timings = {"kernel": time.perf_counter() - t0}
         cv = int(self.cv) if self.cv is not None else None
         return PLSKernel(K=K, grid=grid, cv=cv, random_state=int(self.random_state),

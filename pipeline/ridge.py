@@ -8,7 +8,8 @@ than the number of features ``p`` (about 65k) and there are many targets (voxels
 * ONE eigendecomposition of the centred kernel serves every target and every penalty;
 * the exact leave-one-out (LOO) error of every target for every penalty comes out in
   closed form from that eigendecomposition (hat-matrix diagonal), or a k-fold error is
-  computed from the same kernel (one eigendecomposition per fold);
+  computed from the same kernel (one eigendecomposition per fold, in the features'
+  precision: the folds only choose the penalty, the final model is float64);
 * the model is kept in dual form (``dual_coef_``, ``n x v``); the ``p x v`` primal
   coefficient matrix is only formed when ``coef_`` is read.
 
@@ -50,6 +51,7 @@ __all__ = [
     "RidgeKernel",
     "TargetFit",
     "centred_eigh",
+    "fit_kernel",
     "fold_kernels",
     "linear_kernel",
     "plain_eigh",
@@ -62,6 +64,7 @@ __all__ = [
 DEFAULT_ALPHAS: np.ndarray = np.logspace(-2, 10, 25)
 
 _FEATURE_BLOCK = 4096  # features per block when building kernels (n x block floats)
+_STACK_ROWS = 2048  # k-fold: alphas stacked until the product has about this many rows
 
 
 # --------------------------------------------------------------------------------------
@@ -108,7 +111,8 @@ def as_target_matrix(Y, n: int, name: str = "Y") -> tuple[np.ndarray, bool]:
 class FeatureScaler:
     """Training means (and optionally inverse standard deviations) of the feature columns.
 
-    Computed block-wise in float64 so a float32 ``(n, p)`` matrix is never copied whole.
+    Computed block-wise: means and variances are accumulated in float64 from the input
+    precision, so a float32 ``(n, p)`` matrix is never copied whole or converted to float64.
 
     Parameters
     ----------
@@ -122,25 +126,56 @@ class FeatureScaler:
     def __init__(
         self, X: np.ndarray, standardize: bool, center: bool = True, block: int = _FEATURE_BLOCK
     ):
-        p = X.shape[1]
+        self._allocate(X.shape[1], standardize, center)
+        for sl in _blocks(X.shape[1], block):
+            self.fit_block(X, sl)
+
+    def _allocate(self, p: int, standardize: bool, center: bool) -> None:
+        self.center = bool(center)
         self.mean = np.zeros(p)
         self.inv_scale: np.ndarray | None = np.empty(p) if standardize else None
-        for start in range(0, p, block):
-            sl = slice(start, min(start + block, p))
-            Xb = X[:, sl].astype(np.float64)
-            if center:
-                self.mean[sl] = Xb.mean(axis=0)
-            if standardize:
-                std = Xb.std(axis=0)
-                constant = Xb.max(axis=0) == Xb.min(axis=0)
-                with np.errstate(divide="ignore"):
-                    self.inv_scale[sl] = np.where(constant | (std == 0), 0.0, 1.0 / std)
+
+    @classmethod
+    def unfitted(cls, p: int, standardize: bool, center: bool = True) -> FeatureScaler:
+        """A scaler for ``p`` features whose blocks are then filled by :meth:`fit_block`."""
+        scaler = cls.__new__(cls)
+        scaler._allocate(p, standardize, center)
+        return scaler
+
+    def fit_block(self, X: np.ndarray, sl: slice) -> np.ndarray:
+        """Compute the statistics of ``X[:, sl]``; return that block transformed.
+
+        The returned block (compute precision, a new array) equals ``self.block(X, sl)``
+        bit for bit, so a kernel can be built in the same pass as the statistics.
+        """
+        dtype = _compute_dtype(X)
+        Xb = X[:, sl]
+        n = Xb.shape[0]
+        mean = Xb.sum(axis=0, dtype=np.float64) / n
+        mean_w = mean.astype(dtype)
+        if self.center or self.inv_scale is not None:
+            D = np.subtract(Xb, mean_w, dtype=dtype)  # deviations from the rounded mean
+        if self.inv_scale is not None:
+            # E[D^2] - E[D]^2 with E[D] = mean - mean_w (the rounding of the mean)
+            shift = mean - mean_w.astype(np.float64)
+            var = np.einsum("ij,ij->j", D, D, dtype=np.float64) / n - shift * shift
+            constant = Xb.max(axis=0) == Xb.min(axis=0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                self.inv_scale[sl] = np.where(constant | ~(var > 0), 0.0,
+                                              1.0 / np.sqrt(np.maximum(var, 0.0)))
+        if self.center:
+            self.mean[sl] = mean
+            B = D
+        else:
+            B = Xb.astype(dtype, copy=True)
+        if self.inv_scale is not None:
+            B *= self.inv_scale[sl].astype(dtype)
+        return B
 
     def block(self, X: np.ndarray, sl: slice) -> np.ndarray:
         """Centred (and scaled) copy of ``X[:, sl]`` in the compute precision."""
         dtype = _compute_dtype(X)
-        B = X[:, sl].astype(dtype, copy=True)
-        B -= self.mean[sl].astype(dtype)
+        B = np.subtract(X[:, sl], self.mean[sl].astype(dtype), dtype=dtype)
         if self.inv_scale is not None:
             B *= self.inv_scale[sl].astype(dtype)
         return B
@@ -151,6 +186,39 @@ class FeatureScaler:
             return None
         with np.errstate(divide="ignore"):
             return np.where(self.inv_scale > 0, 1.0 / self.inv_scale, np.inf)
+
+
+def _blocks(p: int, block: int = _FEATURE_BLOCK) -> Iterator[slice]:
+    for start in range(0, p, block):
+        yield slice(start, min(start + block, p))
+
+
+def fit_kernel(
+    X: np.ndarray, standardize: bool, center: bool = True, block: int = _FEATURE_BLOCK
+) -> tuple[np.ndarray, FeatureScaler]:
+    """Feature statistics and the training kernel in ONE pass over ``X``.
+
+    Equals ``scaler = FeatureScaler(X, standardize, center); linear_kernel(X, scaler)``
+    (bit for bit) but reads every feature block once.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, p)
+    standardize, center : bool
+        As in :class:`FeatureScaler`.
+
+    Returns
+    -------
+    K : ndarray, shape (n, n), float64
+    scaler : FeatureScaler
+    """
+    n, p = X.shape
+    scaler = FeatureScaler.unfitted(p, standardize, center)
+    K = np.zeros((n, n))
+    for sl in _blocks(p, block):
+        B = scaler.fit_block(X, sl)
+        K += B @ B.T
+    return 0.5 * (K + K.T), scaler
 
 
 def linear_kernel(
@@ -177,8 +245,7 @@ def linear_kernel(
     n, p = X.shape
     m = n if Z is None else Z.shape[0]
     K = np.zeros((m, n))
-    for start in range(0, p, block):
-        sl = slice(start, min(start + block, p))
+    for sl in _blocks(p, block):
         B = scaler.block(X, sl)
         if Z is None:
             K += B @ B.T
@@ -189,7 +256,9 @@ def linear_kernel(
     return K
 
 
-def centred_eigh(K: np.ndarray, n_threads: int | None = 1) -> tuple[np.ndarray, np.ndarray]:
+def centred_eigh(
+    K: np.ndarray, n_threads: int | None = 1, dtype: type = np.float64
+) -> tuple[np.ndarray, np.ndarray]:
     """Eigendecomposition of the doubly-centred kernel restricted to ``1^perp``.
 
     A Householder reflection ``H`` maps the unit constant vector to ``e_1``; the trailing
@@ -203,6 +272,9 @@ def centred_eigh(K: np.ndarray, n_threads: int | None = 1) -> tuple[np.ndarray, 
         Symmetric kernel matrix.
     n_threads : int or None
         BLAS threads during the decomposition (None: leave the BLAS setting alone).
+    dtype : type
+        Precision of the decomposition itself (``np.float32`` halves its cost; the
+        reflection and the returned arrays are float64 either way).
 
     Returns
     -------
@@ -212,31 +284,39 @@ def centred_eigh(K: np.ndarray, n_threads: int | None = 1) -> tuple[np.ndarray, 
         Orthonormal eigenvectors, each orthogonal to the constant vector.
     """
     n = K.shape[0]
-    v = np.full(n, 1.0 / np.sqrt(n))
+    c = 1.0 / np.sqrt(n)
+    v = np.full(n, c)  # H = I - beta v v^T maps 1 / sqrt(n) to e_1
     v[0] -= 1.0
     beta = 2.0 / (v @ v)
     w = K @ v
     gamma = v @ w
-    M = K - beta * np.outer(v, w)
-    M -= beta * np.outer(w, v)
-    M += (beta * beta * gamma) * np.outer(v, v)
-    M = M[1:, 1:]
-    M = 0.5 * (M + M.T)
+    # H K H = K - beta (v w^T + w v^T) + beta^2 gamma v v^T; on the trailing block v is the
+    # constant c, so that block is K[1:, 1:] - a 1^T - 1 a^T with the vector a below.
+    a = beta * c * w[1:] - 0.5 * beta * beta * gamma * c * c
+    M = np.subtract(K[1:, 1:], a[None, :], dtype=dtype)  # LAPACK reads the lower half
+    M -= a[:, None].astype(dtype)
     with threadpool_limits(limits=n_threads):
         s, V = scipy.linalg.eigh(M, driver="evd", overwrite_a=True, check_finite=False)
+    # U = H[:, 1:] V: row 0 is -beta c v_0 1^T V, the others V - beta c^2 1 1^T V
+    colsum = V.sum(axis=0, dtype=np.float64)
     U = np.empty((n, n - 1))
-    U[0] = 0.0
     U[1:] = V
-    U -= beta * np.outer(v, v[1:] @ V)
-    return np.clip(s, 0.0, None), U
+    U[1:] -= (beta * c * c) * colsum
+    U[0] = (-beta * c * v[0]) * colsum
+    return np.clip(s.astype(np.float64), 0.0, None), U
 
 
-def plain_eigh(K: np.ndarray, n_threads: int | None = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Eigendecomposition of a symmetric kernel (no intercept): ``s`` (n,), ``U`` (n, n)."""
-    M = 0.5 * (K + K.T)
+def plain_eigh(
+    K: np.ndarray, n_threads: int | None = 1, dtype: type = np.float64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Eigendecomposition of a symmetric kernel (no intercept): ``s`` (n,), ``U`` (n, n).
+
+    ``dtype`` as in :func:`centred_eigh`.
+    """
+    M = K.astype(dtype, copy=True)  # LAPACK reads the lower half
     with threadpool_limits(limits=n_threads):
         s, U = scipy.linalg.eigh(M, driver="evd", overwrite_a=True, check_finite=False)
-    return np.clip(s, 0.0, None), U
+    return np.clip(s.astype(np.float64), 0.0, None), U.astype(np.float64, copy=False)
 
 
 def fold_kernels(
@@ -306,6 +386,48 @@ def _loo_chunk(
         errors[i] = np.einsum("ij,ij->j", E, E, dtype=np.float64) / n
 
 
+def _fold_errors(
+    Z: np.ndarray, Z64: np.ndarray, W: np.ndarray, UTy: np.ndarray, Y_te: np.ndarray
+) -> np.ndarray:
+    """Summed squared test residuals of one fold for every alpha, shape (n_alphas, c).
+
+    The fold's predictions at alpha ``a`` are ``P_a = Z diag(w_a) U^T y`` with
+    ``w_a = 1 / (s + a)``. We use ``||y - P_a||^2 = y.y - 2 y.P_a + P_a.P_a``:
+
+    * ``y.y`` and the cross term ``y.P_a = w_a . ((Z^T y) * U^T y)`` are computed in
+      float64 for all alphas at once (a small ``(n_alphas x n_train)`` product);
+    * only ``P_a.P_a`` needs the big ``(n_test x n_train) @ (n_train x c)`` product. It
+      runs in ``Z``'s precision with several alphas stacked into one taller product
+      (better BLAS efficiency) and is accumulated in float64. For large alphas ``P_a`` is
+      small, so its float32 rounding is small in absolute terms too: neighbouring large
+      alphas stay distinguishable, as they are in float64.
+
+    Parameters
+    ----------
+    Z : ndarray, shape (n_test, n_train)
+        ``K_te U`` in the working precision; ``Z64`` the same in float64.
+    W : ndarray, shape (n_alphas, n_train)
+    UTy : ndarray, shape (n_train, c)
+        In the working precision.
+    Y_te : ndarray, shape (n_test, c), float64
+        Test targets centred with the fold's training mean.
+    """
+    n_alphas = W.shape[0]
+    n_te, n_tr = Z.shape
+    work = Z.dtype
+    err = W @ ((Z64.T @ Y_te) * UTy)  # float64: UTy is promoted
+    err *= -2.0
+    err += np.einsum("ij,ij->j", Y_te, Y_te)
+    W_w = W.astype(work, copy=False)
+    group = max(1, -(-_STACK_ROWS // max(n_te, 1)))  # alphas per product
+    for a0 in range(0, n_alphas, group):
+        a1 = min(a0 + group, n_alphas)
+        Zs = (Z[None, :, :] * W_w[a0:a1, None, :]).reshape(-1, n_tr)
+        P = (Zs @ UTy).reshape(a1 - a0, n_te, -1)
+        err[a0:a1] += np.einsum("gij,gij->gj", P, P, dtype=np.float64)
+    return err
+
+
 def _duals(
     U: np.ndarray, UTy: np.ndarray, s: np.ndarray, alphas: np.ndarray, idx: np.ndarray
 ) -> np.ndarray:
@@ -367,8 +489,8 @@ class RidgeKernel:
     inv_diag : ndarray, shape (n_alphas, n), or None
         LOO: ``1 / diag((K + a)^-1)`` per alpha.
     folds : list of (train, test, s_f, U_f, Z)
-        k-fold: indices, eigendecomposition of the fold's training kernel and
-        ``Z = K_te U_f`` (in ``work`` precision).
+        k-fold: indices, eigendecomposition of the fold's training kernel (computed in
+        ``work`` precision; ``U_f`` kept in it) and ``Z = K_te U_f`` (``work`` precision).
     timings : dict
         Seconds spent in "kernel", "eigh" and "cv" (the target-free part of it).
     """
@@ -417,7 +539,9 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
     cv : "loo" or int, default "loo"
         ``"loo"``: exact leave-one-out from one eigendecomposition. An int ``k >= 2``:
         shuffled k-fold (:func:`pipeline.splits.kfold_splits` with ``random_state``),
-        features re-centred per fold, scale kept from all training data.
+        features re-centred per fold, scale kept from all training data. With float32
+        features each fold's eigendecomposition runs in float32 (its rounding is below
+        that of the float32 kernel products; CV errors match float64 to ~1e-5).
     standardize : bool, default True
         Divide features by their training standard deviation (constant features -> 0).
     fit_intercept : bool, default True
@@ -526,8 +650,7 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
         timings = {}
         t0 = time.perf_counter()
         center = bool(self.fit_intercept)
-        scaler = FeatureScaler(X, bool(self.standardize), center=center)
-        K = linear_kernel(X, scaler)
+        K, scaler = fit_kernel(X, bool(self.standardize), center=center)
         timings["kernel"] = time.perf_counter() - t0
         return self.decompose_kernel(K, _compute_dtype(X), alphas, timings), scaler
 
@@ -551,7 +674,7 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
         s, U = decompose(K, self.n_threads)
         timings["eigh"] += time.perf_counter() - t0
 
-        t0 = time.perf_counter()
+        t0, t_folds = time.perf_counter(), 0.0
         inv_diag = None
         folds = []
         if self.cv == "loo":
@@ -561,14 +684,22 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
                 del U2
         else:
             for train, test in kfold_splits(n, int(self.cv), int(self.random_state)):
-                K_tr, K_te = fold_kernels(K, train, test, center)
+                K_tr = K[np.ix_(train, train)]
                 t1 = time.perf_counter()
-                s_f, U_f = decompose(K_tr, self.n_threads)
-                timings["eigh"] += time.perf_counter() - t1
+                # CV only: decomposed in the features' precision (the final model's
+                # decomposition above is float64 whatever the features). centred_eigh
+                # needs no centred K_tr, and as U_f is orthogonal to the constant, the
+                # fold-centred cross kernel times U_f is K_te U_f - 1 (col. means K_tr) U_f.
+                s_f, U_f = decompose(K_tr, self.n_threads, work)
+                t_folds += time.perf_counter() - t1
                 with threadpool_limits(limits=self.n_threads):
-                    Z = (K_te @ U_f).astype(work, copy=False)
-                folds.append((train, test, s_f, U_f, Z))
-        timings["cv"] = time.perf_counter() - t0
+                    Z = K[np.ix_(test, train)] @ U_f
+                    if center:
+                        Z -= K_tr.mean(axis=0) @ U_f
+                    Z = Z.astype(work, copy=False)
+                folds.append((train, test, s_f, U_f.astype(work, copy=False), Z))
+        timings["eigh"] += t_folds
+        timings["cv"] = time.perf_counter() - t0 - t_folds
         return RidgeKernel(alphas=alphas, cv=self.cv, center=center, work=work, s=s, U=U,
                            inv_diag=inv_diag, folds=folds, timings=timings)
 
@@ -601,8 +732,8 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
         # For large alphas the CV errors of neighbouring grid points differ by tiny
         # relative amounts (noise targets: ~1e-6), below float32 resolution, so there the
         # float32 product computes only the deviation from the alpha -> infinity limit
-        # (see _loo_chunk; in k-fold the float64 residual minus a small float32 product
-        # has the same effect).
+        # (see _loo_chunk; in k-fold only the small squared norm of the predictions goes
+        # through float32, see _fold_errors).
         dual_done, t_dual = False, 0.0
         if kernel.cv == "loo":
             with threadpool_limits(limits=self.n_threads):
@@ -621,15 +752,13 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
             errors[:] = 0.0
             for train, test, s_f, U_f, Z in kernel.folds:
                 with threadpool_limits(limits=self.n_threads):
+                    W = 1.0 / (s_f[None, :] + alphas[:, None])  # (n_alphas, n_train)
+                    Z64 = Z.astype(np.float64, copy=False)
                     for sl in _chunks(v, self.chunk_size):
                         Y_tr = Y[train, sl]
                         m_tr = Y_tr.mean(axis=0) if center else np.zeros(Y_tr.shape[1])
-                        UTy = (U_f.T @ (Y_tr - m_tr)).astype(work, copy=False)
-                        Y_te = Y[test, sl] - m_tr
-                        for i, a in enumerate(alphas):
-                            # float64 minus a (small for large alpha) float32 product
-                            R = Y_te - Z @ (UTy * (1.0 / (s_f + a)).astype(work)[:, None])
-                            errors[i, sl] += np.einsum("ij,ij->j", R, R)
+                        UTy = U_f.T @ (Y_tr - m_tr).astype(work, copy=False)
+                        errors[:, sl] += _fold_errors(Z, Z64, W, UTy, Y[test, sl] - m_tr)
             errors /= n
         timings["cv"] = time.perf_counter() - t0 - t_dual
 

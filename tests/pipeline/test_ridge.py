@@ -10,7 +10,14 @@ from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.errors import ConfigError
-from pipeline.ridge import DEFAULT_ALPHAS, KernelRidgeCV, centred_eigh
+from pipeline.ridge import (
+    DEFAULT_ALPHAS,
+    FeatureScaler,
+    KernelRidgeCV,
+    centred_eigh,
+    fit_kernel,
+    linear_kernel,
+)
 from pipeline.splits import kfold_splits
 
 ALPHAS = np.logspace(-2, 4, 13)
@@ -131,6 +138,91 @@ def test_kfold_matches_manual_loop():
     # the final model is the full-data ridge at the chosen alphas
     expected = _per_voxel_ridge(Xs, Y, Xs[:7], model.alpha_)
     np.testing.assert_allclose(model.predict(X[:7]), expected, rtol=1e-8, atol=1e-8)
+
+
+def _manual_kfold_errors(Xs, Y, alphas, n_folds, seed, fit_intercept=True):
+    errors = np.zeros((len(alphas), Y.shape[1]))
+    for train, test in kfold_splits(Xs.shape[0], n_folds, seed):
+        for i, a in enumerate(alphas):
+            ridge = Ridge(alpha=a, fit_intercept=fit_intercept).fit(Xs[train], Y[train])
+            errors[i] += np.sum((Y[test] - ridge.predict(Xs[test])) ** 2, axis=0)
+    return errors / Xs.shape[0]
+
+
+def test_kfold_without_intercept_matches_manual_loop():
+    X, Y, X_new = _problem(48, 70, 4, seed=12)
+    model = KernelRidgeCV(alphas=ALPHAS, cv=3, standardize=False, fit_intercept=False).fit(X, Y)
+    errors = _manual_kfold_errors(X, Y, ALPHAS, 3, 0, fit_intercept=False)
+    np.testing.assert_allclose(model.cv_errors_, errors, rtol=1e-8)
+    np.testing.assert_array_equal(model.alpha_, ALPHAS[np.argmin(errors, axis=0)])
+    expected = _per_voxel_ridge(X, Y, X_new, model.alpha_, fit_intercept=False)
+    np.testing.assert_allclose(model.predict(X_new), expected, rtol=1e-8, atol=1e-8)
+
+
+def test_float32_kfold_matches_float64_reference_at_1e4():
+    # float32 features: each fold's eigendecomposition and the per-alpha products run in
+    # float32 (the final model's decomposition stays float64). CV errors match the
+    # float64 reference loop to 1e-4, the alphas exactly, including the flat tops of the
+    # noise targets' curves.
+    rng = np.random.RandomState(13)
+    n, p, v = 150, 400, 14
+    latent = rng.randn(n + 20, 6)
+    X = (latent @ rng.randn(6, p) + rng.randn(n + 20, p) + 3.0).astype(np.float32)
+    Y = latent[:n] @ rng.randn(6, v) * (np.arange(v) < 8) + rng.randn(n, v)  # 6 noise targets
+    model = KernelRidgeCV(cv=5, random_state=2).fit(X[:n], Y)
+    X64 = X.astype(np.float64)
+    scaler = StandardScaler().fit(X64[:n])
+    errors = _manual_kfold_errors(scaler.transform(X64[:n]), Y, DEFAULT_ALPHAS, 5, 2)
+    np.testing.assert_allclose(model.cv_errors_, errors, rtol=1e-4)
+    np.testing.assert_array_equal(model.alpha_, DEFAULT_ALPHAS[np.argmin(errors, axis=0)])
+    model64 = KernelRidgeCV(cv=5, random_state=2).fit(X64[:n], Y)
+    np.testing.assert_array_equal(model.alpha_, model64.alpha_)
+    assert model.n_alpha_at_edge_ == model64.n_alpha_at_edge_ >= 1
+    expected = _per_voxel_ridge(scaler.transform(X64[:n]), Y, scaler.transform(X64[n:]),
+                                model.alpha_)
+    np.testing.assert_allclose(model.predict(X[n:]), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("standardize,center", [(True, True), (True, False), (False, True)])
+def test_fit_kernel_is_the_two_pass_kernel(dtype, standardize, center):
+    rng = np.random.RandomState(14)
+    X = (rng.randn(30, 9000) * rng.uniform(0.5, 3.0, 9000) + 100.0).astype(dtype)
+    X[:, 17] = 2.5  # constant
+    K, scaler = fit_kernel(X, standardize, center)
+    ref_scaler = FeatureScaler(X, standardize, center)
+    np.testing.assert_array_equal(K, linear_kernel(X, ref_scaler))  # one pass, same bits
+    np.testing.assert_array_equal(scaler.mean, ref_scaler.mean)
+    X64 = X.astype(np.float64)
+    np.testing.assert_allclose(scaler.mean, X64.mean(axis=0) if center else 0.0, rtol=1e-12)
+    if standardize:
+        sd = X64.std(axis=0)
+        assert scaler.inv_scale[17] == 0.0 and np.isinf(scaler.std()[17])
+        keep = np.arange(9000) != 17
+        # float64 statistics of the stored values, even for float32 input with a large mean
+        np.testing.assert_allclose(scaler.inv_scale[keep], 1.0 / sd[keep], rtol=1e-9)
+    else:
+        assert scaler.inv_scale is None
+    Xs = (X64 - (X64.mean(axis=0) if center else 0.0)) * (
+        scaler.inv_scale if standardize else 1.0)
+    tol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(K, Xs @ Xs.T, rtol=tol, atol=tol * np.abs(K).max())
+
+
+def test_centred_eigh_in_float32_is_float32_accurate():
+    rng = np.random.RandomState(15)
+    A = rng.randn(200, 60) * np.logspace(0, 2, 60)
+    K = A @ A.T
+    s32, U32 = centred_eigh(K, dtype=np.float32)
+    s64, U64 = centred_eigh(K)
+    assert U32.dtype == np.float64 and U32.shape == (200, 199)
+    # orthogonal to the constant to float64 precision whatever the precision of eigh
+    np.testing.assert_allclose(U32.sum(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(U32.T @ U32, np.eye(199), atol=1e-5)
+    np.testing.assert_allclose(s32, s64, atol=1e-5 * s64.max())
+    # same operator: U diag(s) U^T reproduces the centred kernel to float32 precision
+    Kc = K - K.mean(axis=0) - K.mean(axis=1)[:, None] + K.mean()
+    np.testing.assert_allclose((U32 * s32) @ U32.T, Kc, atol=1e-5 * s64.max())
 
 
 def test_chunking_gives_identical_results():
