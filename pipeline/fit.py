@@ -464,10 +464,23 @@ class FitResult:
 # --------------------------------------------------------------------------------------
 # Running a fit
 # --------------------------------------------------------------------------------------
+def _check_finite_features(X: np.ndarray, name: str, block: int = 4096) -> None:
+    """One clear error naming the first image row and feature column that is NaN or inf."""
+    for start in range(0, X.shape[1], block):
+        ok = np.isfinite(X[:, start:start + block])
+        if not ok.all():
+            row, col = np.argwhere(~ok)[0]
+            raise ConfigError(
+                f"{name} contains NaN or infinite values (first at image row {row}, feature "
+                f"column {start + col}); features must be finite: check the feature file."
+            )
+
+
 def _check_inputs(X_train, X_val, Y_train, Y_val):
     X_train = np.asarray(X_train)
     if X_train.ndim != 2:
         raise ConfigError(f"X_train must be 2-D (n_images, n_features), got shape {X_train.shape}.")
+    _check_finite_features(X_train, "X_train")
     Y_train = np.asarray(Y_train, dtype=np.float64)
     if Y_train.ndim == 1:
         Y_train = Y_train[:, None]
@@ -487,6 +500,7 @@ def _check_inputs(X_train, X_val, Y_train, Y_val):
                 f"X_val must have shape (n_val, {X_train.shape[1]}) to match X_train, "
                 f"got {X_val.shape}."
             )
+        _check_finite_features(X_val, "X_val")
         Y_val = np.asarray(Y_val, dtype=np.float64)
         if Y_val.ndim == 1:
             Y_val = Y_val[:, None]
@@ -797,6 +811,7 @@ def prepare(
     X_train = np.asarray(X_train)
     if X_train.ndim != 2:
         raise ConfigError(f"X_train must be 2-D (n_images, n_features), got shape {X_train.shape}.")
+    _check_finite_features(X_train, "X_train")
     if X_val is not None:
         X_val = np.asarray(X_val)
         if X_val.ndim != 2 or X_val.shape[1] != X_train.shape[1]:
@@ -804,6 +819,7 @@ def prepare(
                 f"X_val must have shape (n_val, {X_train.shape[1]}) to match X_train, "
                 f"got {X_val.shape}."
             )
+        _check_finite_features(X_val, "X_val")
     n = X_train.shape[0]
     train, test = holdout_split(n, config.test_fraction, config.seed)
     plan = [("test", train, [("test", "test", test)])]

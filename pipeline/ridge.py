@@ -152,6 +152,12 @@ class FeatureScaler:
         Xb = X[:, sl]
         n = Xb.shape[0]
         mean = Xb.sum(axis=0, dtype=np.float64) / n
+        if not np.all(np.isfinite(mean)):  # a column sum is finite iff the column is
+            bad = (sl.start or 0) + int(np.flatnonzero(~np.isfinite(mean))[0])
+            raise ConfigError(
+                f"X contains NaN or infinite values (first in feature column {bad}); "
+                "features must be finite: check the feature file or the model's outputs."
+            )
         mean_w = mean.astype(dtype)
         if self.center or self.inv_scale is not None:
             D = np.subtract(Xb, mean_w, dtype=dtype)  # deviations from the rounded mean
@@ -251,6 +257,12 @@ def linear_kernel(
             K += B @ B.T
         else:
             K += scaler.block(Z, sl) @ B.T
+    if not np.all(np.isfinite(K)):
+        bad = int(np.flatnonzero(~np.all(np.isfinite(K), axis=1))[0])
+        raise ConfigError(
+            f"{'X' if Z is None else 'the new X'} contains NaN or infinite values (first in "
+            f"sample row {bad}); features must be finite."
+        )
     if Z is None:
         K = 0.5 * (K + K.T)
     return K

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.fit import CS431_ALPHAS, METHODS, FitConfig, FitResult, run_fit
+from pipeline.fit import CS431_ALPHAS, METHODS, FitConfig, FitResult, prepare, run_fit
 from pipeline.pls import PLS2, BatchedPLS
 from pipeline.ridge import DEFAULT_ALPHAS, KernelRidgeCV
 from pipeline.scores import r_pvalue
@@ -238,3 +238,16 @@ def test_run_fit_input_errors():
         run_fit(X_tr, X_val, Y_tr, None, FitConfig())
     with pytest.raises(ConfigError, match="config"):
         run_fit(X_tr, X_val, Y_tr, Y_val, {"method": "ridge"})
+    # non-finite features: one error naming the array, image row and feature column, for
+    # every protocol (the cs431 path hands X to scikit-learn) and for the chunked path
+    X_nan = X_tr.copy()
+    X_nan[7, 4] = np.nan
+    for config in (FitConfig(), FitConfig(protocol="cs431", n_splits=2)):
+        with pytest.raises(ConfigError, match=r"X_train contains NaN .*row 7, feature column 4"):
+            run_fit(X_nan, X_val, Y_tr, Y_val, config)
+    X_inf = X_val.copy()
+    X_inf[2, 9] = -np.inf
+    with pytest.raises(ConfigError, match=r"X_val contains NaN .*row 2, feature column 9"):
+        run_fit(X_tr, X_inf, Y_tr, Y_val, FitConfig())
+    with pytest.raises(ConfigError, match=r"X_train contains NaN"):
+        prepare(X_nan, X_val, FitConfig())

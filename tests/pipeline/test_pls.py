@@ -125,3 +125,16 @@ def test_pls2_matches_plsregression_multi_output():
     assert single.predict(X_new).shape == (25,)
     with pytest.raises(ConfigError, match="n_components"):
         PLS2(n_components=(1, 2)).fit(X, Y)
+
+
+def test_non_finite_features_give_one_clear_error():
+    X, Y, X_new = _problem(40, 30, 3, seed=9)
+    X_bad = X.copy()
+    X_bad[5, 11] = -np.inf
+    with pytest.raises(ConfigError, match="NaN or infinite values .*feature column 11"):
+        BatchedPLS(n_components=2, cv=None).fit(X_bad, Y)
+    model = BatchedPLS(n_components=2, cv=None).fit(X, Y)
+    X_new = X_new.copy()
+    X_new[0, 3] = np.nan
+    with pytest.raises(ConfigError, match="new X contains NaN or infinite values .*row 0"):
+        model.predict(X_new)

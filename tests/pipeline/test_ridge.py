@@ -310,3 +310,17 @@ def test_errors_and_sklearn_contract():
     fitted = est.fit(X, Y)
     with pytest.raises(ConfigError, match="shape"):
         fitted.predict(X[:, :4])
+
+
+@pytest.mark.parametrize("cv", ["loo", 3])
+def test_non_finite_features_give_one_clear_error(cv):
+    X, Y, _ = _problem(30, 5000, 2, seed=16)
+    X_bad = X.astype(np.float32)
+    X_bad[4, 4321] = np.nan  # in the second feature block
+    with pytest.raises(ConfigError, match="NaN or infinite values .*feature column 4321"):
+        KernelRidgeCV(alphas=ALPHAS, cv=cv).fit(X_bad, Y)
+    model = KernelRidgeCV(alphas=ALPHAS, cv=cv).fit(X, Y)
+    X_new = X[:6].copy()
+    X_new[2, 7] = np.inf
+    with pytest.raises(ConfigError, match="new X contains NaN or infinite values .*row 2"):
+        model.predict(X_new)
