@@ -243,10 +243,20 @@ def run_comparison(args) -> list[dict]:
             note=f"(median of {len(pairs)} interleaved pairs)")
         same = np.isclose(ours_kf.alpha_, alpha_h, rtol=1e-3)
         agree = float(np.max(np.abs(pred_kf - pred_h)[:, same])) if same.any() else float("nan")
+        # where they differ: how far apart are the two alphas on OUR CV error curve?
+        gap = ""
+        if not same.all():
+            cols = np.flatnonzero(~same)
+            idx_h = np.abs(np.log(ours_kf.alphas_)[:, None] - np.log(alpha_h[cols])).argmin(axis=0)
+            err = ours_kf.cv_errors_
+            rel = (err[idx_h, cols] - err[:, cols].min(axis=0)) / err[:, cols].min(axis=0)
+            gap = (f"; where they differ ({cols.size} voxels) our CV error at himalaya's alpha "
+                   f"is within {rel.max():.1e} (relative) of our minimum: "
+                   + ("near-ties at float32 precision" if rel.max() < 1e-4 else "NOT near-ties"))
         row(f"himalaya KernelRidgeCV ({N_FOLDS}-fold)", t_h, f"ours ridge {N_FOLDS}-fold",
             pred_kf, pred_h, ours_kf.alpha_, alpha_h,
             f"same folds, float32; paired ratios {', '.join(f'{r:.2f}' for r in ratios)}; "
-            f"max |diff| where the alphas agree {agree:.1e}")
+            f"max |diff| where the alphas agree {agree:.1e}{gap}")
     else:
         _, t_kf = timed(lambda: ours_kf.fit(X_tr, Y_tr))
         row(f"ours ridge {N_FOLDS}-fold", t_kf, f"ours ridge {N_FOLDS}-fold")
