@@ -431,7 +431,8 @@ def _fold_errors(
     err *= -2.0
     err += np.einsum("ij,ij->j", Y_te, Y_te)
     W_w = W.astype(work, copy=False)
-    group = max(1, -(-_STACK_ROWS // max(n_te, 1)))  # alphas per product
+    group = max(1, -(-_STACK_ROWS // max(n_te, 1)))  # alphas per product, at most
+    group = -(-n_alphas // -(-n_alphas // group))  # balanced: 25 alphas -> 5 x 5, not 4 x 6 + 1
     for a0 in range(0, n_alphas, group):
         a1 = min(a0 + group, n_alphas)
         Zs = (Z[None, :, :] * W_w[a0:a1, None, :]).reshape(-1, n_tr)
