@@ -476,11 +476,25 @@ def _check_finite_features(X: np.ndarray, name: str, block: int = 4096) -> None:
             )
 
 
-def _check_inputs(X_train, X_val, Y_train, Y_val):
+def _check_features(X_train, X_val):
+    """X_train (and X_val, may be None) as 2-D finite arrays with matching feature counts."""
     X_train = np.asarray(X_train)
     if X_train.ndim != 2:
         raise ConfigError(f"X_train must be 2-D (n_images, n_features), got shape {X_train.shape}.")
     _check_finite_features(X_train, "X_train")
+    if X_val is not None:
+        X_val = np.asarray(X_val)
+        if X_val.ndim != 2 or X_val.shape[1] != X_train.shape[1]:
+            raise ConfigError(
+                f"X_val must have shape (n_val, {X_train.shape[1]}) to match X_train, "
+                f"got {X_val.shape}."
+            )
+        _check_finite_features(X_val, "X_val")
+    return X_train, X_val
+
+
+def _check_inputs(X_train, X_val, Y_train, Y_val):
+    X_train, X_val = _check_features(X_train, X_val)
     Y_train = np.asarray(Y_train, dtype=np.float64)
     if Y_train.ndim == 1:
         Y_train = Y_train[:, None]
@@ -494,13 +508,6 @@ def _check_inputs(X_train, X_val, Y_train, Y_val):
     if (X_val is None) != (Y_val is None):
         raise ConfigError("X_val and Y_val must be given together (or both None).")
     if X_val is not None:
-        X_val = np.asarray(X_val)
-        if X_val.ndim != 2 or X_val.shape[1] != X_train.shape[1]:
-            raise ConfigError(
-                f"X_val must have shape (n_val, {X_train.shape[1]}) to match X_train, "
-                f"got {X_val.shape}."
-            )
-        _check_finite_features(X_val, "X_val")
         Y_val = np.asarray(Y_val, dtype=np.float64)
         if Y_val.ndim == 1:
             Y_val = Y_val[:, None]
@@ -566,7 +573,7 @@ def run_fit(
     if chunkable(config, protocol_only=True):
         if progress is not None:
             progress("fit:test", 0, 2 if X_val is None else 4)
-        prep = prepare(X_train, X_val, config)
+        prep = _prepare(X_train, X_val, config, None, None)
         result = fit_voxels(prep, Y_train, Y_val, progress=progress)
         result.timings.update(prep.timings)
         result.timings["total"] = time.perf_counter() - t_start
@@ -808,18 +815,12 @@ def prepare(
         )
     if block is not None and not (_is_int(block) and block >= 1):
         raise ConfigError(f"block must be a positive integer, got {block!r}.")
-    X_train = np.asarray(X_train)
-    if X_train.ndim != 2:
-        raise ConfigError(f"X_train must be 2-D (n_images, n_features), got shape {X_train.shape}.")
-    _check_finite_features(X_train, "X_train")
-    if X_val is not None:
-        X_val = np.asarray(X_val)
-        if X_val.ndim != 2 or X_val.shape[1] != X_train.shape[1]:
-            raise ConfigError(
-                f"X_val must have shape (n_val, {X_train.shape[1]}) to match X_train, "
-                f"got {X_val.shape}."
-            )
-        _check_finite_features(X_val, "X_val")
+    X_train, X_val = _check_features(X_train, X_val)
+    return _prepare(X_train, X_val, config, block, progress)
+
+
+def _prepare(X_train, X_val, config, block, progress) -> Prepared:
+    """:func:`prepare` on inputs already checked (by it or by :func:`run_fit`)."""
     n = X_train.shape[0]
     train, test = holdout_split(n, config.test_fraction, config.seed)
     plan = [("test", train, [("test", "test", test)])]
