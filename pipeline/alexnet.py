@@ -45,7 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import ConfigError, DataFormatError
+from pipeline.core.errors import ConfigError, DataFormatError
+from pipeline.core.files import sha256_file
 
 __all__ = [
     "LAYERS",
@@ -658,7 +659,6 @@ def weights_sha256(weights: str | Path | Mapping, variant: str = "caffe") -> str
     (the architecture is part of what the weights mean).
     """
     if isinstance(variant, (str, Path)) and variant not in VARIANTS and _is_keras_model_path(variant):
-        from pipeline.features import sha256_file
 
         model_path = Path(variant).expanduser()
         if not model_path.is_file():
@@ -691,7 +691,6 @@ def weights_sha256(weights: str | Path | Mapping, variant: str = "caffe") -> str
             }
             text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
             return hashlib.sha256(text.encode()).hexdigest()
-    from pipeline.features import sha256_file  # lazy: features imports this module
 
     path = Path(weights).expanduser()
     if not path.is_file():

@@ -16,7 +16,7 @@ Feature file layout (HDF5, one file per extraction)::
     /train_image_sha256  (N_train,) |S64  hex sha256 of each *preprocessed* image, in order
     /val_image_sha256    (N_val,)   |S64
     attrs: format="vimtrack-features", format_version=1, splits (JSON list, file order),
-           layers (JSON list), config_json (FeatureConfig.to_dict() as JSON), config_key,
+           layers (JSON list), config_json (FeatureConfig.to_dict() as JSON), config_sha256,
            weights_sha256, preprocess_json (the chain's parameters), image_hashes_digest,
            n_duplicate_rows, batch_size
 
@@ -54,7 +54,9 @@ from pipeline.alexnet import (
     normalize_name_map,
     weights_sha256,
 )
-from pipeline.errors import ConfigError, DataFormatError, IntegrityError
+from pipeline.core.errors import ConfigError, DataFormatError, IntegrityError
+from pipeline.core.files import fsync_dir, sha256_file
+from pipeline.core.keys import content_key
 from pipeline.images import CHAINS, Chain, image_sha256
 from pipeline.retinawarp import RetinaWarpConfig
 
@@ -72,7 +74,6 @@ __all__ = [
     "extractor_from_model",
     "hashes_digest",
     "read_feature_file",
-    "sha256_file",
     "write_feature_file",
 ]
 
@@ -82,7 +83,6 @@ MODELS: dict[str, tuple[str, ...]] = {"alexnet": tuple(VARIANTS), "keras": ()}
 
 FORMAT_NAME = "vimtrack-features"
 FORMAT_VERSION = 1
-_CHUNK = 8 * 1024 * 1024
 _SPLIT_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _LAYER_RE = re.compile(r"[A-Za-z0-9_.\-]+")
 _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -90,18 +90,6 @@ _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 #: the free memory, capped per device (see :func:`auto_batch_size`).
 AUTO_MEMORY_FRACTION = 0.25
 AUTO_CAP = {"CPU": 64, "GPU": 256}
-
-
-def sha256_file(path: str | Path, chunk_size: int = _CHUNK) -> str:
-    """Hex sha256 of a file, read in 8 MB chunks (DataFormatError if it cannot be read)."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(chunk_size):
-                h.update(chunk)
-    except OSError as exc:
-        raise DataFormatError(f"file {path} could not be read ({exc.strerror or exc}).") from exc
-    return h.hexdigest()
 
 
 def hashes_digest(hashes: Mapping[str, Sequence[str]]) -> str:
@@ -340,8 +328,7 @@ class FeatureConfig:
 
     def key(self) -> str:
         """Hex sha256 of the canonical JSON (sorted keys, no spaces) of :meth:`to_dict`."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return content_key(self.to_dict())
 
 
 # --------------------------------------------------------------------------- extractor
@@ -725,7 +712,7 @@ class FeatureFileInfo:
     seconds: float
     images_per_s: float
     device: dict = field(default_factory=dict)
-    config_key: str = ""
+    config_sha256: str = ""
     weights_sha256: str = ""
     layers: list[str] = field(default_factory=list)
     layer_shapes: dict[str, list[int]] = field(default_factory=dict)
@@ -757,20 +744,6 @@ def _sha256_into(path: Path, result: dict) -> None:
         result["sha256"] = sha256_file(path)
     except BaseException as exc:  # re-raised by the caller
         result["error"] = exc
-
-
-def fsync_dir(directory: Path) -> None:
-    """fsync a directory so a rename into it survives a crash (best effort)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _produce(extractor, checked, stop: threading.Event | None = None, first_chunk: int = 0):
@@ -1047,7 +1020,7 @@ def write_feature_file(
             if named:
                 fh.attrs["layers"] = json.dumps(list(layers))
             fh.attrs["config_json"] = json.dumps(config.to_dict(), sort_keys=True)
-            fh.attrs["config_key"] = config.key()
+            fh.attrs["config_sha256"] = config.key()
             fh.attrs["weights_sha256"] = str(extractor.weights_sha256)
             chain = getattr(extractor, "chain", None)
             fh.attrs["preprocess_json"] = json.dumps(
@@ -1090,7 +1063,7 @@ def write_feature_file(
         seconds=seconds,
         images_per_s=total / seconds if seconds > 0 else float("inf"),
         device=extractor.device_info(),
-        config_key=config.key(),
+        config_sha256=config.key(),
         weights_sha256=str(extractor.weights_sha256),
         layers=list(layers) if named else [],
         layer_shapes={n: list(layer_shapes[n]) for n in layers} if named else {},
@@ -1112,7 +1085,7 @@ class FeatureFile:
     image_sha256 : {split: list of N hex str}, or None for files without hashes (the
         2019 layout had only ``train`` and ``val``)
     config : dict (FeatureConfig fields; {} when absent)
-    metadata : other attributes (config_key, weights_sha256, image_hashes_digest, ...)
+    metadata : other attributes (config_sha256, weights_sha256, image_hashes_digest, ...)
     sha256 : the file's sha256 when it was checked, else None
     layer : the layer read (None for files that do not name their layers)
     layers : every layer the file holds ([] when it does not name them)

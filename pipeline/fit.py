@@ -56,8 +56,6 @@ Voxel chunks (recommended protocol)
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable
@@ -66,7 +64,9 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
+from pipeline.core.keys import content_key
+from pipeline.core.vocab import METRICS
 from pipeline.pls import DEFAULT_N_COMPONENTS, PLS2, BatchedPLS, PLSKernel
 from pipeline.ridge import DEFAULT_ALPHAS, KernelRidgeCV, RidgeKernel, linear_kernel
 from pipeline.scores import pearson_r, r2_score
@@ -314,8 +314,7 @@ class FitConfig:
 
     def key(self) -> str:
         """Stable sha256 (hex) of the canonical JSON of :meth:`to_dict`."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return content_key(self.to_dict())
 
 
 # --------------------------------------------------------------------------------------
@@ -451,7 +450,7 @@ class FitResult:
         for s in self.splits:
             row = {"name": s.name, "kind": s.kind, "n_train": s.n_train, "n_test": s.n_test,
                    "n_targets": int(s.r.size)}
-            for metric in ("r", "r2_corr", "r2"):
+            for metric in METRICS:
                 values = getattr(s, metric)
                 finite = values[np.isfinite(values)]
                 row[f"mean_{metric}"] = float(finite.mean()) if finite.size else None

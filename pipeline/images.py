@@ -42,7 +42,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from pipeline.errors import ConfigError, DataFormatError
+from pipeline.core.errors import ConfigError, DataFormatError
 from pipeline.retinawarp import RetinaWarpConfig, warp_plan
 
 __all__ = [

@@ -42,7 +42,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from pipeline.errors import ConfigError, DataFormatError
+from pipeline.core.errors import ConfigError, DataFormatError
 
 __all__ = [
     "MODES",

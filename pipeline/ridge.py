@@ -41,7 +41,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.splits import kfold_splits
 
 __all__ = [

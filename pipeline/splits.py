@@ -13,7 +13,7 @@ import hashlib
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 __all__ = [
     "cs431_splits",

@@ -54,7 +54,7 @@ import h5py
 import numpy as np
 from scipy.io import savemat
 
-from pipeline.errors import ConfigError, DataFormatError
+from pipeline.core.errors import ConfigError, DataFormatError
 from pipeline.vim1 import (
     LOWRES_FILE,
     RESPONSES_FILE,

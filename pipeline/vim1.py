@@ -11,7 +11,7 @@ Files (``specs/vim1-format.md``), all in one directory:
   (S, S, N)) and ``Stimuli_Val_FullRes.mat`` (``stimVal``); images are
   ``np.transpose(x, (2, 1, 0))``.
 
-Every problem with a file raises :class:`~pipeline.errors.DataFormatError` with one
+Every problem with a file raises :class:`~pipeline.core.errors.DataFormatError` with one
 sentence naming the file and what is wrong. Facts the spec marks as assumed (voxel
 ids in 1..73728, unique, sorted) are checked and reported through ``warnings.warn``
 and ``SubjectResponses.warnings`` rather than raised.
@@ -19,7 +19,6 @@ and ``SubjectResponses.warnings`` rather than raised.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import warnings
@@ -33,7 +32,8 @@ import numpy as np
 from scipy.io import loadmat, whosmat
 from scipy.io.matlab import matfile_version
 
-from pipeline.errors import ConfigError, DataFormatError
+from pipeline.core.errors import ConfigError, DataFormatError
+from pipeline.core.files import sha256_file
 
 __all__ = [
     "LOWRES_FILE",
@@ -51,7 +51,6 @@ __all__ = [
     "load_lowres_stimuli",
     "load_responses",
     "mat_version",
-    "sha256_file",
     "stimulus_count",
     "stimulus_shape",
     "train_fullres_name",
@@ -71,7 +70,6 @@ LOWRES_FILE = "Stimuli.mat"
 VAL_FULLRES_FILE = "Stimuli_Val_FullRes.mat"
 TRAIN_FULLRES_RE = re.compile(r"^Stimuli_Trn_FullRes_(\d+)\.mat$")
 _LOWRES_VARS = ("stimTrn", "stimVal", "seqTrn", "seqVal")
-_HASH_CHUNK = 8 * 1024 * 1024
 
 
 def train_fullres_name(k: int) -> str:
@@ -194,15 +192,6 @@ def _check_split(split: str) -> str:
 
 def _integral(arr: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 hex digest of a file, streamed in 8 MB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_HASH_CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- responses

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow `python scripts/x.py` without installing
     sys.path.insert(0, str(ROOT))
 
-from pipeline.errors import VimtrackError  # noqa: E402
+from pipeline.core.errors import VimtrackError  # noqa: E402
 from tracker.security import redact_text  # noqa: E402
 
 

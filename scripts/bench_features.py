@@ -66,7 +66,7 @@ def stage_costs(extractor, raw: np.ndarray, batches: list, directory: Path) -> d
 
     import h5py
 
-    from pipeline.features import sha256_file
+    from pipeline.core.files import sha256_file
     from pipeline.images import image_sha256
 
     n = len(raw)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from _common import run_main
 
+from pipeline.core.keys import content_key
 from tracker import documents, queries
 from tracker.store import Store
 
@@ -52,7 +53,7 @@ def fake_fit(i: int, n_voxels: int, rng: np.random.Generator):
             "config": {"model": "alexnet", "layer": "conv3", "preprocess": "caffe"}}
     config = {"method": ("ridge", "pls")[i % 2], "protocol": "recommended", "target": "voxels", "i": i}
     subject = ("S1", "S2")[(i // 2) % 2]
-    doc = documents.fit_run_doc(config, documents.stable_key(config, uuid.uuid4().hex), frun,
+    doc = documents.fit_run_doc(config, content_key(config, uuid.uuid4().hex), frun,
                                 subject, "all", {"host": "bench"})
     splits = [_Split(s, rng.normal(0.1, 0.1, n_voxels)) for s in ("test", "validation")]
     return doc, splits

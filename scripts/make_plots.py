@@ -9,6 +9,7 @@ import argparse
 
 from _common import run_main
 
+from pipeline.core.vocab import METRICS
 from tracker.plots import make_all
 from tracker.settings import load_settings
 from tracker.store import Store
@@ -18,7 +19,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", help="output directory (default $TRACKER_HOME/plots)")
     p.add_argument("--roi", default="V4")
-    p.add_argument("--metric", default="r2_corr", choices=["r", "r2_corr", "r2"])
+    p.add_argument("--metric", default="r2_corr", choices=list(METRICS))
     args = p.parse_args(argv)
     settings = load_settings()
     with Store.open(settings) as store:

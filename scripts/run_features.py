@@ -20,7 +20,7 @@ import json
 
 from _common import run_main
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.features import CHAINS, VARIANTS, FeatureConfig
 from tracker.progress import ProgressBars, err_console
 from tracker.settings import load_settings

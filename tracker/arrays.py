@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from tracker.documents import METRICS, PACKED_EXTRA, decode_column, unpack_array
 from tracker.store import Store
 

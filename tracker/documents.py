@@ -20,7 +20,6 @@ Documents (``schema_version`` on every one):
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import uuid
 from collections.abc import Mapping, Sequence
@@ -28,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.vocab import METRICS
+
 SCHEMA_VERSION = 1
 #: most voxels in one score document (vim-1 has at most 73,728 per subject: one chunk)
 BUCKET_SIZE = 500_000
 #: chunk size of the legacy float64-list buckets
 LEGACY_BUCKET_SIZE = 5000
-METRICS = ("r", "r2_corr", "r2")
 #: per-voxel fields of a score-column document and how each is stored (numpy dtype strings)
 COLUMN_DTYPES = {"voxel_ids": "<i4", "r": "<f8", "r2_corr": "<f8", "r2": "<f8", "hyper": "<f8",
                  "p": "<f8", "significant": "|u1"}
@@ -42,12 +42,6 @@ COLUMN_DTYPES = {"voxel_ids": "<i4", "r": "<f8", "r2_corr": "<f8", "r2": "<f8", 
 def new_run_id(prefix: str) -> str:
     """A short random id: ``fe-`` for feature runs, ``fi-`` for fits."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def stable_key(*parts: Any) -> str:
-    """sha256 of the canonical JSON of ``parts`` (order of dict keys does not matter)."""
-    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def preprocessing_label(feature_config: Mapping[str, Any]) -> str:

@@ -9,12 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.vocab import SPLITS
+
 METRIC_LABELS = {
     "r": "Pearson r",
     "r2_corr": "r² of correlation (squared Pearson r)",
     "r2": "R² (coefficient of determination)",
 }
-SPLITS = ("test", "validation")
 
 
 def _plt():

@@ -18,7 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
+from pipeline.core.files import atomic_path
 from tracker import queries
 from tracker.store import Store
 
@@ -71,18 +72,17 @@ def write_table(table: Table, path: Path, fmt: str | None = None) -> int:
     queries.check_choice("format", fmt, FORMATS)
     n = len(next(iter(table.values()), []))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    if fmt == "csv":
-        with tmp.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(table)
-            writer.writerows(zip(*table.values()))
-    elif fmt == "json":
-        rows = [dict(zip(table, values)) for values in zip(*table.values())]
-        tmp.write_text(json.dumps(rows, default=str))
-    else:
-        _write_parquet(table, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            with tmp.open("w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(table)
+                writer.writerows(zip(*table.values()))
+        elif fmt == "json":
+            rows = [dict(zip(table, values)) for values in zip(*table.values())]
+            tmp.write_text(json.dumps(rows, default=str))
+        else:
+            _write_parquet(table, tmp)
     return n
 
 

@@ -17,7 +17,7 @@ Examples: ``subject=S1``, ``method in [ridge,pls]``, ``val_median_r>0.1``,
 The output only ever holds whitelisted paths and the operators ``$eq $ne $gt $gte
 $lt $lte $in $nin $or $and`` over plain strings and numbers: no ``$where``, no
 ``$function``, no JavaScript, no ``$``-prefixed input (it is rejected with a
-:class:`~pipeline.errors.ConfigError`).
+:class:`~pipeline.core.errors.ConfigError`).
 """
 
 from __future__ import annotations
@@ -26,21 +26,20 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
+from pipeline.core.vocab import METRICS, SPLIT_ALIASES
 from tracker.queries import GROUP_FIELDS
 
 OPERATORS = {"=": "$eq", "==": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
 ALLOWED_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$or", "$and"})
-_SPLITS = {"val": "validation", "test": "test"}
 _STATS = ("mean", "median", "q10", "q25", "q75", "q90", "max", "n")
-_METRICS = ("r", "r2_corr", "r2")
 
 
 def _metric_fields() -> dict[str, str]:
     out = {}
-    for short, split in _SPLITS.items():
+    for short, split in SPLIT_ALIASES.items():
         for stat in _STATS:
-            for metric in _METRICS:
+            for metric in METRICS:
                 out[f"{short}_{stat}_{metric}"] = f"summary.{split}.{metric}.{stat}"
         out[f"{short}_n_above_p05"] = f"summary.{split}.n_above_p05"
     return out

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError, IntegrityError
+from pipeline.core.errors import ConfigError, IntegrityError
 from tracker.documents import SCHEMA_VERSION
 from tracker.settings import Settings
 from tracker.spool import Spool

@@ -10,7 +10,6 @@ twice, or beside a writer, never applies a step twice.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from bson import json_util
 from pymongo.errors import OperationFailure
 
+from pipeline.core.files import atomic_path
 from tracker.documents import SCHEMA_VERSION
 from tracker.store import DURABLE, RUN_COLLECTIONS, Store, load_schema
 
@@ -62,13 +62,9 @@ def backup(store: Store, directory: Path) -> dict[str, str]:
     options = json_util.JSONOptions(json_mode=json_util.JSONMode.CANONICAL)
     for name in sorted(store.db.list_collection_names()):
         path = directory / f"{name}.jsonl"
-        tmp = directory / f".{name}.jsonl.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for doc in store.db[name].find({}, sort=[("_id", 1)]):
                 fh.write(json_util.dumps(doc, json_options=options) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
         written[name] = str(path)
     return written
 

@@ -9,13 +9,13 @@ determination).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipeline.core.vocab import SPLITS, layer_sort_key
 from tracker import queries, voxels
 from tracker.arrays import load_scores
 from tracker.ceilings import CeilingTable
@@ -29,10 +29,6 @@ from tracker.draw import (  # noqa: F401  (draw functions re-exported)
     draw_volume,
 )
 from tracker.store import Store
-
-SPLITS = queries.SPLITS
-LAYER_ORDER = ("conv1", "norm1", "pool1", "conv2", "norm2", "pool2", "conv3", "conv4", "conv5",
-               "pool5", "fc6", "fc7", "fc8")
 
 
 def chance_level(metric: str, chance_r2_corr: float | None) -> float | None:
@@ -134,14 +130,6 @@ def volume_data(store: Store, run_id: str, split: str = "validation", metric: st
             "slices": slices}
 
 
-def layer_key(name: Any) -> tuple:
-    """Sort key: AlexNet order (conv1 ... fc8), then other names naturally."""
-    text = str(name)
-    if text in LAYER_ORDER:
-        return (0, LAYER_ORDER.index(text), "")
-    return (1, 0, [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)])
-
-
 def layer_data(store: Store, split: str = "validation", metric: str = "r",
                query: Mapping[str, Any] | None = None, n_boot: int = 1000) -> list[dict[str, Any]]:
     """Score vs layer per ROI (and method): median over pooled voxels with bootstrap CI,
@@ -153,7 +141,7 @@ def layer_data(store: Store, split: str = "validation", metric: str = "r",
     out = [{k: r[k] for k in ("roi", "method", "layer", "n", "n_runs", "median", "median_low",
                               "median_high", "mean", "frac_ceiling")}
            for r in rows if (r["roi"], r["method"]) in keep and r["n"]]
-    return sorted(out, key=lambda r: (r["roi"], r["method"], layer_key(r["layer"])))
+    return sorted(out, key=lambda r: (r["roi"], r["method"], layer_sort_key(r["layer"])))
 
 
 def scatter_pairs(store: Store, roi: str, method_a: str = "ridge", method_b: str = "pls") -> list[tuple]:

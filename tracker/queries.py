@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import ConfigError
-from tracker.documents import METRICS, summarize
+from pipeline.core.errors import ConfigError
+from pipeline.core.vocab import METRICS, SPLITS
+from tracker.documents import summarize
 from tracker.store import Store
 
 #: ``--by`` names -> fields of a fit-run document (the single source for CLI choices).
@@ -46,7 +47,6 @@ GROUP_FIELDS: dict[str, str] = {
     "feature_run": "feature_run_id",
 }
 RUN_KINDS = {"fit": "fit_runs", "features": "feature_runs"}
-SPLITS = ("test", "validation")
 #: above this many resampled values a bootstrap gives way to analytic intervals
 BOOT_BUDGET = 60_000_000
 

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.files import atomic_write_text
 from tracker import plots, queries
 from tracker.security import redact_uri
 from tracker.store import Store
@@ -105,7 +106,5 @@ def write_report(store: Store, path: Path, **kwargs: Any) -> Path:
     """Write :func:`build_report` to ``path`` (atomically); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(build_report(store, **kwargs), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, build_report(store, **kwargs))
     return path

@@ -32,7 +32,7 @@ from typing import Any
 
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
-from pipeline.errors import DatabaseError, VimtrackError
+from pipeline.core.errors import DatabaseError, VimtrackError
 from tracker.security import redact_text
 from tracker.spool import Spool
 from tracker.store import RUN_COLLECTIONS, Store
@@ -288,7 +288,7 @@ def reap(store: Store, stale_factor: float = DEFAULT_STALE_FACTOR,
         ``{"id", "collection", "heartbeat", "silent_s"}`` per run marked DEAD.
     """
     if stale_factor <= 1:
-        from pipeline.errors import ConfigError
+        from pipeline.core.errors import ConfigError
 
         raise ConfigError(f"--stale-factor must be above 1 (missed heartbeats), got {stale_factor}")
     at = at or now()

@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import DatabaseError
+from pipeline.core.errors import DatabaseError
+from pipeline.core.files import atomic_write_text
 
 HOST = "127.0.0.1"
 STATE_FILE = "server.json"
@@ -181,9 +182,7 @@ class EmbeddedServer:
             port = self._logged_port(offset)
             if port is not None and _answers(HOST, port):
                 info = ServerInfo(proc.pid, HOST, port, str(self.storage))
-                tmp = self.state_path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(info.__dict__))
-                os.replace(tmp, self.state_path)
+                atomic_write_text(self.state_path, json.dumps(info.__dict__))
                 return info
             time.sleep(0.1)
         proc.terminate()

@@ -59,7 +59,7 @@ def _parse_path_map(text: str) -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in filter(None, (p.strip() for p in text.split(";"))):
         if "=" not in item:
-            from pipeline.errors import ConfigError
+            from pipeline.core.errors import ConfigError
 
             raise ConfigError(f"TRACKER_PATH_MAP entry {item!r} is not of the form OLD=NEW")
         old, new = item.split("=", 1)

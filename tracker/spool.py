@@ -28,8 +28,8 @@ from typing import Any
 from bson import json_util
 from pymongo.errors import DuplicateKeyError
 
-from pipeline.errors import DatabaseError, IntegrityError
-from pipeline.features import fsync_dir
+from pipeline.core.errors import DatabaseError, IntegrityError
+from pipeline.core.files import fsync_dir
 from tracker.store import Store
 
 SPOOL_FORMAT = 1

@@ -24,7 +24,7 @@ from bson import Binary
 from pymongo import WriteConcern
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
-from pipeline.errors import ConfigError, DatabaseError
+from pipeline.core.errors import ConfigError, DatabaseError
 from tracker.security import redact_uri
 from tracker.server import EmbeddedServer
 from tracker.settings import Settings

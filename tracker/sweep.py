@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import tomllib
 
-from pipeline.errors import ConfigError, DataFormatError
+from pipeline.core.errors import ConfigError, DataFormatError
 from tracker.server import pid_alive
 from tracker.settings import Settings
 from tracker.store import Store

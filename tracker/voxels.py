@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from tracker import queries
 from tracker.arrays import FIELDS, VOLUME_SHAPE, RunScores, load_scores, voxel_coords
 from tracker.documents import METRICS, decode_column

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import vim1
-from pipeline.errors import ConfigError, DataFormatError, IntegrityError
+from pipeline.core.errors import ConfigError, DataFormatError, IntegrityError
+from pipeline.core.keys import content_key
 from tracker import documents, provenance
 from tracker.runs import RunRecorder
 from tracker.settings import Settings
@@ -53,7 +54,7 @@ def dataset_fingerprint(data_dir: Path) -> str:
         raise DataFormatError(
             f"{data_dir} holds no vim-1 files (expected EstimatedResponses.mat and Stimuli*.mat)"
         )
-    return documents.stable_key(socket.gethostname(), str(data_dir), entries)
+    return content_key(socket.gethostname(), str(data_dir), entries)
 
 
 def register_dataset(store: Store, data_dir: Path) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def register_dataset(store: Store, data_dir: Path) -> dict[str, Any]:
         return found
     desc = vim1.describe_dataset(Path(data_dir))
     files = desc.get("files", [])
-    content = documents.stable_key(sorted((f["name"], f["sha256"]) for f in files))
+    content = content_key(sorted((f["name"], f["sha256"]) for f in files))
     doc = {
         "_id": "ds-" + fingerprint[:16],
         "schema_version": documents.SCHEMA_VERSION,
@@ -101,7 +102,7 @@ def resolve_feature_path(output: dict[str, Any], settings: Settings) -> Path:
 
 def verify_feature_file(output: dict[str, Any], settings: Settings) -> Path:
     """Resolve the recorded file and check its sha256 (IntegrityError when it changed)."""
-    from pipeline.features import sha256_file
+    from pipeline.core.files import sha256_file
 
     path = resolve_feature_path(output, settings)
     found = sha256_file(path)
@@ -123,12 +124,12 @@ def feature_key(store: Store, data_dir: Path, config: Any) -> tuple[str, dict[st
 
     dataset = register_dataset(store, data_dir)
     wsha = weights_sha256(config.weights, config.variant)
-    return documents.stable_key("features", config.to_dict(), wsha, dataset["content_sha256"]), dataset, wsha
+    return content_key("features", config.to_dict(), wsha, dataset["content_sha256"]), dataset, wsha
 
 
 def fit_key(feature_config_key: str, config: Any, subject: str, roi: str) -> str:
     """``config_key`` of a fit (the feature key already covers the dataset's content)."""
-    return documents.stable_key("fit", config.to_dict(), feature_config_key, subject, roi)
+    return content_key("fit", config.to_dict(), feature_config_key, subject, roi)
 
 
 def extract_and_log(

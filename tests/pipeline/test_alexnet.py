@@ -20,7 +20,7 @@ from pipeline.alexnet import (
     weights_kind,
     weights_sha256,
 )
-from pipeline.errors import ConfigError, DataFormatError
+from pipeline.core.errors import ConfigError, DataFormatError
 
 tf = pytest.importorskip("tensorflow")
 

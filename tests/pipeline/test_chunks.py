@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.fit import (
     FitConfig,
     FitResult,

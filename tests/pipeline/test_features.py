@@ -10,7 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.errors import ConfigError, DataFormatError, IntegrityError
+from pipeline.core.errors import ConfigError, DataFormatError, IntegrityError
+from pipeline.core.files import sha256_file
 from pipeline.features import (
     CHAINS,
     LAYERS,
@@ -21,7 +22,6 @@ from pipeline.features import (
     build_extractor,
     hashes_digest,
     read_feature_file,
-    sha256_file,
     write_feature_file,
 )
 from pipeline.images import image_sha256
@@ -150,7 +150,7 @@ def test_round_trip(tmp_path):
     assert info.sha256 == sha256_file(out) == hashlib.sha256(out.read_bytes()).hexdigest()
     assert info.size_bytes == out.stat().st_size
     assert info.n_duplicate_rows == 0 and info.images_per_s > 0
-    assert info.config_key == CFG.key() and info.device["name"] == "fake"
+    assert info.config_sha256 == CFG.key() and info.device["name"] == "fake"
     json.dumps(info.to_dict())
     assert leftovers(out.parent) == []
 

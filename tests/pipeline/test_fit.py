@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.fit import CS431_ALPHAS, METHODS, FitConfig, FitResult, prepare, run_fit
 from pipeline.pls import PLS2, BatchedPLS
 from pipeline.ridge import DEFAULT_ALPHAS, KernelRidgeCV

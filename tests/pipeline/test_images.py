@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.errors import ConfigError, DataFormatError
+from pipeline.core.errors import ConfigError, DataFormatError
 from pipeline.images import CHAINS, IMAGENET_MEAN_BGR, image_sha256, resize_bilinear
 
 REPO = Path(__file__).resolve().parents[2]

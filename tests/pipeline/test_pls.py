@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.cross_decomposition import PLSRegression
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.pls import PLS2, BatchedPLS
 from pipeline.splits import kfold_splits
 

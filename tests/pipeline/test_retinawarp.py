@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import ConfigError, DataFormatError
+from pipeline.core.errors import ConfigError, DataFormatError
 from pipeline.images import CHAINS, IMAGENET_MEAN_BGR
 from pipeline.retinawarp import (
     RetinaWarpConfig,

@@ -9,7 +9,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.ridge import (
     DEFAULT_ALPHAS,
     FeatureScaler,

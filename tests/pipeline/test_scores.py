@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import r2_score as sk_r2_score
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.scores import (
     SCORES,
     chance_r2_corr,

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.splits import (
     cs431_feature_subset,
     cs431_splits,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sp_stats
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.stats import (
     NO_CEILING,
     bh_adjust,

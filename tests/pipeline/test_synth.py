@@ -12,7 +12,7 @@ import scipy.io
 from scipy.io.matlab import matfile_version
 
 from pipeline import synth
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.synth import GROUND_TRUTH_FILE, PRESETS, SynthConfig, generate, load_ground_truth
 from pipeline.vim1 import RESPONSES_FILE, ROI_CODES, SUBJECTS, load_responses
 

@@ -15,7 +15,7 @@ import scipy.io
 from scipy.io.matlab import matfile_version
 
 from pipeline import vim1
-from pipeline.errors import ConfigError, DataFormatError
+from pipeline.core.errors import ConfigError, DataFormatError
 from pipeline.synth import GROUND_TRUTH_FILE, PRESETS, load_ground_truth, write_mat73_userblock
 from pipeline.vim1 import (
     RESPONSES_FILE,

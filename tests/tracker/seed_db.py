@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.core.keys import content_key
 from tracker import documents
 from tracker.store import Store
 
@@ -44,7 +45,7 @@ def feature_run(preprocess="caffe", warp=None, layer="conv3"):
     if warp:
         config["retina_warp"] = warp
     return {"_id": documents.new_run_id("fe"), "config": config,
-            "config_key": documents.stable_key(config), "dataset_id": "ds-x"}
+            "config_key": content_key(config), "dataset_id": "ds-x"}
 
 
 LAYOUTS = ("columns", "legacy", "lists")
@@ -76,7 +77,7 @@ def add_fit(store: Store, subject, method, r_test, r_val, status="COMPLETED", fr
             roi="V4", target="voxels", predictions=None, layout="columns"):
     frun = frun or feature_run()
     config = {"method": method, "protocol": "recommended", "target": target}
-    key = documents.stable_key(config, subject, roi, frun["config_key"], documents.new_run_id("k"))
+    key = content_key(config, subject, roi, frun["config_key"], documents.new_run_id("k"))
     doc = documents.fit_run_doc(config, key, frun, subject, roi, {"host": "test"})
     splits = [FakeSplit("test", "test", np.asarray(r_test, float), test_indices=np.arange(3)),
               FakeSplit("validation", "validation", np.asarray(r_val, float), n_test=120)]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.core.keys import content_key
 from tracker import documents
 from tracker.store import Store
 
@@ -48,7 +49,7 @@ def add_fit(store: Store, subject: str, method: str, r_val, r_test=None, voxel_i
     ids = np.arange(r_val.size) + 1 if voxel_ids is None else np.asarray(voxel_ids)
     frun = frun or feature_run(layer=layer)
     config = {"method": method, "protocol": "recommended", "target": "voxels", "alpha": 1.0}
-    key = documents.stable_key(config, subject, roi, frun["config_key"], documents.new_run_id("k"))
+    key = content_key(config, subject, roi, frun["config_key"], documents.new_run_id("k"))
     doc = documents.fit_run_doc(config, key, frun, subject, roi, {"host": "h", "python": "3.11"})
     splits = [Split("test", r_test, n_test=250), Split("validation", r_val)]
     if p_val is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.errors import IntegrityError
+from pipeline.core.errors import IntegrityError
 from pipeline.features import FeatureConfig
 from pipeline.fit import FitConfig
 from pipeline.scores import pearson_r, r_threshold
@@ -259,7 +259,7 @@ def test_retina_warped_features_are_grouped_as_their_own_preprocessing(world, ti
 def test_no_repeats_means_no_ceiling_and_says_so(world, tiny_vim1_dir, tmp_path):
     import shutil
 
-    from pipeline.errors import DataFormatError
+    from pipeline.core.errors import DataFormatError
     from pipeline.synth import GROUND_TRUTH_FILE
     from tracker.workflows import compute_ceilings
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.errors import DataFormatError, IntegrityError
+from pipeline.core.errors import DataFormatError, IntegrityError
 from pipeline.features import FeatureConfig, read_feature_file, write_feature_file
 from tests.pipeline.test_features import FakeExtractor, images
 from tracker.maintenance import collect_garbage

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from tests.tracker.seed_db import add_fit
 from tracker.cli import app
 from tracker.filters import ALLOWED_OPERATORS, FIELDS, allowed_paths, parse_where

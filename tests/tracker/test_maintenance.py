@@ -15,7 +15,8 @@ import pytest
 from bson import json_util
 from typer.testing import CliRunner
 
-from pipeline.errors import ConfigError, IntegrityError
+from pipeline.core.errors import ConfigError, IntegrityError
+from pipeline.core.keys import content_key
 from tests.tracker.seed_db import add_fit
 from tests.tracker.workers import fake_fit_doc
 from tracker import documents
@@ -31,7 +32,7 @@ runner = CliRunner()
 def add_feature_run(store, settings, name: str | None, status: str = "COMPLETED") -> dict:
     doc = {"_id": documents.new_run_id("fe"), "schema_version": 1, "kind": "features",
            "status": status, "config": {"layer": "conv3"},
-           "config_key": documents.stable_key(name, documents.new_run_id("k")), "created": now()}
+           "config_key": content_key(name, documents.new_run_id("k")), "created": now()}
     if name is not None:
         path = settings.feature_root / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from pipeline.core.vocab import layer_sort_key
 from tracker import plots, report
 from tracker.cli import app
 from tracker.draw import METRIC_LABELS
@@ -93,7 +94,7 @@ def test_layers_in_network_order(store, world):
     assert [(r["roi"], r["layer"]) for r in rows] == [("V1", "conv3"), ("V1", "conv4")]
     assert rows[1]["median"] == pytest.approx(np.median(planted["conv4"]), abs=F32)
     assert rows[0]["median_low"] <= rows[0]["median"] <= rows[0]["median_high"]
-    assert sorted(["fc6", "conv10", "conv2", "pool5", "x1"], key=plots.layer_key) == [
+    assert sorted(["fc6", "conv10", "conv2", "pool5", "x1"], key=layer_sort_key) == [
         "conv2", "pool5", "fc6", "conv10", "x1"]
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from tracker import queries
 from tracker.documents import summarize
 

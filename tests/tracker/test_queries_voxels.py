@@ -4,7 +4,7 @@ server-side summaries, per-voxel lookups, paired voxels, volumes, run diffs."""
 import numpy as np
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.stats import bootstrap_ci
 from tracker import arrays, queries, voxels
 from tracker.rundiff import diff_runs

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
+from pipeline.core.keys import content_key
 from tests.tracker.seed_db import add_fit
 from tests.tracker.workers import fake_fit_doc, log_fake_fit
 from tracker import documents, queries
@@ -134,7 +135,7 @@ def test_buckets_of_runs_that_did_not_complete_are_never_counted(store):
 
 # ---------------------------------------------------------------- identity
 def test_two_processes_racing_on_one_config_key_end_with_one_completed_run(store, mongo_uri, tmp_path):
-    key = documents.stable_key("race", tmp_path.name)
+    key = content_key("race", tmp_path.name)
     go = tmp_path / "go"
     procs = [spawn("race", mongo_uri, store.db_name, key, str(tmp_path / f"ready{i}"), str(go))
              for i in range(2)]
@@ -162,7 +163,7 @@ def test_two_processes_racing_on_one_config_key_end_with_one_completed_run(store
 
 
 def test_forced_rerun_supersedes_the_completed_run(store):
-    key = documents.stable_key("forced")
+    key = content_key("forced")
     first = log_fake_fit(store, fake_fit_doc(key=key))
     second = log_fake_fit(store, fake_fit_doc(key=key), replace=True)
     assert second.final_id == second.run_id

@@ -16,7 +16,8 @@ import pymongo
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.errors import DatabaseError, IntegrityError
+from pipeline.core.errors import DatabaseError, IntegrityError
+from pipeline.core.keys import content_key
 from pipeline.fit import FitConfig
 from tests.tracker.workers import fake_buckets, fake_fit_doc, log_fake_fit
 from tracker import documents
@@ -120,7 +121,7 @@ def test_without_a_spool_an_unreachable_database_is_one_clear_error(store):
 
 
 def test_spooled_run_whose_key_completed_meanwhile_syncs_as_duplicate(store, tmp_path):
-    key = documents.stable_key("dup", tmp_path.name)
+    key = content_key("dup", tmp_path.name)
     spool = Spool(tmp_path / "spool", store.db_name)
     offline = log_fake_fit(offline_store(store.db_name), fake_fit_doc(key=key), spool=spool)
     online = log_fake_fit(store, fake_fit_doc(key=key))

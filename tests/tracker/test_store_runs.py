@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
-from pipeline.errors import ConfigError, DatabaseError
+from pipeline.core.errors import ConfigError, DatabaseError
 from tracker import documents
 from tracker.arrays import load_scores
 from tracker.runs import RunRecorder

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.core.keys import content_key
 from tests.tracker.seed_db import FakeSplit, feature_run
 from tracker import documents
 from tracker.runs import RunRecorder
@@ -22,7 +23,7 @@ from tracker.store import Store
 def fake_fit_doc(subject: str = "S1", method: str = "ridge", key: str | None = None) -> dict:
     """A fit-run document (the real builder) with a fresh or given config key."""
     config = {"method": method, "protocol": "recommended", "target": "voxels"}
-    key = key or documents.stable_key(config, documents.new_run_id("k"))
+    key = key or content_key(config, documents.new_run_id("k"))
     return documents.fit_run_doc(config, key, feature_run(), subject, "V4", {"host": "test"})
 
 

@@ -14,7 +14,7 @@ from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.errors import VimtrackError
+from pipeline.core.errors import VimtrackError
 from tracker.security import redact_text
 from tracker.settings import Settings, load_settings
 from tracker.store import Store

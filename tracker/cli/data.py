@@ -26,7 +26,7 @@ def data_synth(
     import dataclasses
 
     from pipeline import synth
-    from pipeline.errors import ConfigError
+    from pipeline.core.errors import ConfigError
     from tracker.progress import ProgressBars
 
     if preset not in synth.PRESETS:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from tracker import plots, queries
 from tracker.cli.common import JsonOpt, cli_errors, console, err, open_store, print_json, settings_of
 from tracker.cli.listing import MethodOpt, MetricOpt, SplitOpt, SubjectOpt, WhereOpt
