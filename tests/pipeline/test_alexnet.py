@@ -1,4 +1,4 @@
-"""Tests for pipeline.alexnet: registry shapes, an independent numpy forward pass, weights."""
+"""Tests for pipeline.features.alexnet: registry shapes, an independent numpy forward pass, weights."""
 
 from __future__ import annotations
 
@@ -7,20 +7,11 @@ import hashlib
 import numpy as np
 import pytest
 
-from pipeline.alexnet import (
-    LAYERS,
-    VARIANTS,
-    build_alexnet,
-    checkpoint_prefix,
-    load_weights,
-    normalize_name_map,
-    random_weights,
-    read_keras_h5,
-    weight_shapes,
-    weights_kind,
-    weights_sha256,
-)
 from pipeline.core.errors import ConfigError, DataFormatError
+from pipeline.features.alexnet.checkpoints import checkpoint_prefix, normalize_name_map, read_keras_h5
+from pipeline.features.alexnet.layers import LAYERS, VARIANTS, weight_shapes
+from pipeline.features.alexnet.model import build_alexnet
+from pipeline.features.alexnet.weights import load_weights, random_weights, weights_kind, weights_sha256
 
 tf = pytest.importorskip("tensorflow")
 

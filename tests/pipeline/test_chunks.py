@@ -8,19 +8,11 @@ import numpy as np
 import pytest
 
 from pipeline.core.errors import ConfigError
-from pipeline.fit import (
-    FitConfig,
-    FitResult,
-    Prepared,
-    SplitScores,
-    fit_voxel_chunks,
-    fit_voxels,
-    merge_results,
-    prepare,
-    run_fit,
-    voxel_chunks,
-)
-from pipeline.stats import fdr_significant
+from pipeline.evaluation.significance import fdr_significant
+from pipeline.fit.chunks import Prepared, fit_voxel_chunks, fit_voxels, merge_results, prepare, voxel_chunks
+from pipeline.fit.config import FitConfig
+from pipeline.fit.protocols import run_fit
+from pipeline.fit.results import FitResult, SplitScores
 
 ARRAYS = ("r", "r2_corr", "r2", "hyper", "p", "significant")
 

@@ -12,19 +12,13 @@ import pytest
 
 from pipeline.core.errors import ConfigError, DataFormatError, IntegrityError
 from pipeline.core.files import sha256_file
-from pipeline.features import (
-    CHAINS,
-    LAYERS,
-    MODELS,
-    VARIANTS,
-    FeatureConfig,
-    auto_batch_size,
-    build_extractor,
-    hashes_digest,
-    read_feature_file,
-    write_feature_file,
-)
-from pipeline.images import image_sha256
+from pipeline.features.alexnet.layers import LAYERS, VARIANTS
+from pipeline.features.config import MODELS, FeatureConfig
+from pipeline.features.device import auto_batch_size
+from pipeline.features.extractor import build_extractor
+from pipeline.features.reader import read_feature_file
+from pipeline.features.writer import hashes_digest, write_feature_file
+from pipeline.preprocess.images import CHAINS, image_sha256
 
 # ----------------------------------------------------------------- helpers
 
@@ -298,7 +292,7 @@ def caffe_extractor():
 
 
 def test_extractor_output_and_determinism(caffe_extractor):
-    from pipeline.alexnet import weights_sha256
+    from pipeline.features.alexnet.weights import weights_sha256
 
     ex = caffe_extractor
     assert ex.output_shape == LAYERS["caffe"]["conv3"] == (13, 13, 384)
@@ -544,9 +538,9 @@ def test_user_keras_model_file(tmp_path):
 
 
 def test_row_fingerprint_collisions_are_checked_exactly(tmp_path, monkeypatch):
-    import pipeline.features as features
+    import pipeline.features.duplicates as duplicates
 
-    monkeypatch.setattr(features.zlib, "crc32", lambda data: 0)  # every row collides
+    monkeypatch.setattr(duplicates.zlib, "crc32", lambda data: 0)  # every row collides
     train, val = images(6, 1), images(3, 2)
     info = write_feature_file(
         tmp_path / "ok.h5", FakeExtractor(), {"train": (6, batches(train, 2)), "val": (3, [val])}, CFG

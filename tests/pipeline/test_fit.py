@@ -8,12 +8,16 @@ import numpy as np
 import pytest
 
 from pipeline.core.errors import ConfigError
-from pipeline.fit import CS431_ALPHAS, METHODS, FitConfig, FitResult, prepare, run_fit
-from pipeline.pls import PLS2, BatchedPLS
-from pipeline.ridge import DEFAULT_ALPHAS, KernelRidgeCV
-from pipeline.scores import r_pvalue
-from pipeline.splits import cs431_feature_subset, cs431_splits, holdout_split, index_hash
-from pipeline.stats import fdr_significant, permutation_pvalues
+from pipeline.evaluation.scores import r_pvalue
+from pipeline.evaluation.significance import fdr_significant, permutation_pvalues
+from pipeline.evaluation.splits import cs431_feature_subset, cs431_splits, holdout_split, index_hash
+from pipeline.fit.chunks import prepare
+from pipeline.fit.config import CS431_ALPHAS, FitConfig
+from pipeline.fit.methods import METHODS
+from pipeline.fit.protocols import run_fit
+from pipeline.fit.results import FitResult
+from pipeline.models.pls import PLS2, BatchedPLS
+from pipeline.models.ridge import DEFAULT_ALPHAS, KernelRidgeCV
 
 
 def _planted(n_train=700, n_val=120, p=60, v=30, noise_sd=1.0, seed=0):

@@ -2,7 +2,7 @@
 
 The tiny preset: 240 training images (2-repeat averages), 40 validation images
 (13-repeat averages), about 500 voxels per subject, a planted linear encoding model on a
-16 x 16 x 4 contrast-energy feature map that :mod:`pipeline.synth` exposes as
+16 x 16 x 4 contrast-energy feature map that :mod:`pipeline.data.synth` exposes as
 ``features_train`` / ``features_val``. Fitting on those features leaves only the
 estimation error from 240 noisy training images between a voxel's validation r and its
 planted ceiling (the correlation of its validation average with its signal).
@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.fit import FitConfig, run_fit
-from pipeline.scores import r_threshold
-from pipeline.stats import noise_ceiling
-from pipeline.synth import load_ground_truth
-from pipeline.vim1 import load_responses
+from pipeline.data.responses import load_responses
+from pipeline.data.synth.truth import load_ground_truth
+from pipeline.evaluation.ceiling import noise_ceiling
+from pipeline.evaluation.scores import r_threshold
+from pipeline.fit.config import FitConfig
+from pipeline.fit.protocols import run_fit
 
 SUBJECT = "S1"
 

@@ -1,4 +1,4 @@
-"""Tests for pipeline.images: bilinear resize (vs hand values and TensorFlow), chains, hashes."""
+"""Tests for pipeline.preprocess.images: bilinear resize (vs hand values and TensorFlow), chains, hashes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.core.errors import ConfigError, DataFormatError
-from pipeline.images import CHAINS, IMAGENET_MEAN_BGR, image_sha256, resize_bilinear
+from pipeline.preprocess.images import CHAINS, IMAGENET_MEAN_BGR, image_sha256, resize_bilinear
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -177,7 +177,7 @@ def test_image_sha256_definition_and_properties():
 
 def test_pipeline_modules_do_not_import_tensorflow():
     code = (
-        "import sys, pipeline.images, pipeline.alexnet, pipeline.features; "
+        "import sys, pipeline.preprocess.images, pipeline.features.alexnet, pipeline.features; "
         "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
         "sys.exit(1 if bad else 0)"
     )

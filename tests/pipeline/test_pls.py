@@ -7,8 +7,8 @@ import pytest
 from sklearn.cross_decomposition import PLSRegression
 
 from pipeline.core.errors import ConfigError
-from pipeline.pls import PLS2, BatchedPLS
-from pipeline.splits import kfold_splits
+from pipeline.evaluation.splits import kfold_splits
+from pipeline.models.pls import PLS2, BatchedPLS
 
 
 def _problem(n, p, v, seed=0):

@@ -1,4 +1,4 @@
-"""Tests for pipeline.retinawarp against the test vectors of specs/retinawarp.md."""
+"""Tests for pipeline.preprocess.retinawarp against the test vectors of specs/retinawarp.md."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from pipeline.core.errors import ConfigError, DataFormatError
-from pipeline.images import CHAINS, IMAGENET_MEAN_BGR
-from pipeline.retinawarp import (
+from pipeline.preprocess.images import CHAINS, IMAGENET_MEAN_BGR
+from pipeline.preprocess.retinawarp import (
     RetinaWarpConfig,
     raw_radii,
     retina_warp,
@@ -211,7 +211,7 @@ def test_chain_records_warp_only_when_set():
 
 
 def test_warped_distinct_images_stay_distinct_and_repeats_hash_equal():
-    from pipeline.images import image_sha256
+    from pipeline.preprocess.images import image_sha256
 
     rng = np.random.default_rng(4)
     raw = rng.uniform(-0.5, 0.5, (3, 150, 150)).astype(np.float32)

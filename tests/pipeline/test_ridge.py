@@ -10,15 +10,9 @@ from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.core.errors import ConfigError
-from pipeline.ridge import (
-    DEFAULT_ALPHAS,
-    FeatureScaler,
-    KernelRidgeCV,
-    centred_eigh,
-    fit_kernel,
-    linear_kernel,
-)
-from pipeline.splits import kfold_splits
+from pipeline.evaluation.splits import kfold_splits
+from pipeline.models.kernels import FeatureScaler, centred_eigh, fit_kernel, linear_kernel
+from pipeline.models.ridge import DEFAULT_ALPHAS, KernelRidgeCV
 
 ALPHAS = np.logspace(-2, 4, 13)
 

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import r2_score as sk_r2_score
 
 from pipeline.core.errors import ConfigError
-from pipeline.scores import (
+from pipeline.evaluation.scores import (
     SCORES,
     chance_r2_corr,
     pearson_r,

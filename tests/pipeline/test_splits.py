@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.core.errors import ConfigError
-from pipeline.splits import (
+from pipeline.evaluation.splits import (
     cs431_feature_subset,
     cs431_splits,
     holdout_split,

@@ -7,18 +7,13 @@ import pytest
 from scipy import stats as sp_stats
 
 from pipeline.core.errors import ConfigError
-from pipeline.stats import (
-    NO_CEILING,
+from pipeline.evaluation.ceiling import NO_CEILING, ceiling_from_ncsnr, ncsnr, noise_ceiling
+from pipeline.evaluation.intervals import bootstrap_ci, paired_comparison, roi_summary
+from pipeline.evaluation.significance import (
     bh_adjust,
-    bootstrap_ci,
-    ceiling_from_ncsnr,
     fdr_significant,
-    ncsnr,
-    noise_ceiling,
-    paired_comparison,
     permutation_matrix,
     permutation_pvalues,
-    roi_summary,
 )
 
 

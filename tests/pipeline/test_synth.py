@@ -1,4 +1,4 @@
-"""Tests of the synthetic vim-1 generator (pipeline.synth) and its ground truth."""
+"""Tests of the synthetic vim-1 generator (pipeline.data.synth) and its ground truth."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ import pytest
 import scipy.io
 from scipy.io.matlab import matfile_version
 
-from pipeline import synth
+import pipeline.data.synth.writer as synth_writer
 from pipeline.core.errors import ConfigError
-from pipeline.synth import GROUND_TRUTH_FILE, PRESETS, SynthConfig, generate, load_ground_truth
-from pipeline.vim1 import RESPONSES_FILE, ROI_CODES, SUBJECTS, load_responses
+from pipeline.data.layout import GROUND_TRUTH_FILE, RESPONSES_FILE, ROI_CODES, SUBJECTS
+from pipeline.data.responses import load_responses
+from pipeline.data.synth.cli import main
+from pipeline.data.synth.config import BACKGROUND, PRESETS, SynthConfig, scaled_voxel_counts
+from pipeline.data.synth.images import _ImageMaker, _sequence
+from pipeline.data.synth.truth import load_ground_truth
+from pipeline.data.synth.writer import generate
 
 # A very small config for tests that generate their own data set (well under a second).
 MINI = SynthConfig(n_train=130, n_val=12, voxel_scale=0.005, image_size=32, lowres_size=16,
@@ -43,8 +48,8 @@ def truth(tiny_vim1_dir):
 def test_full_preset_has_real_voxel_counts():
     full = PRESETS["full"]
     assert (full.n_train, full.n_val, full.image_size) == (1750, 120, 500)
-    s1 = synth.scaled_voxel_counts("S1", full.voxel_scale, full.min_roi_voxels)
-    s2 = synth.scaled_voxel_counts("S2", full.voxel_scale, full.min_roi_voxels)
+    s1 = scaled_voxel_counts("S1", full.voxel_scale, full.min_roi_voxels)
+    s2 = scaled_voxel_counts("S2", full.voxel_scale, full.min_roi_voxels)
     assert sum(s1.values()) == 25915 and sum(s2.values()) == 26329
     assert s1 == {0: 17127, 1: 1331, 2: 2208, 3: 1973, 4: 484, 5: 314, 6: 1550, 7: 928}
     assert (s2[0], s2[6]) == (18626, 1022)
@@ -57,7 +62,7 @@ def test_demo_and_tiny_presets():
     demo, tiny = PRESETS["demo"], PRESETS["tiny"]
     assert (demo.n_train, demo.n_val, demo.image_size, demo.voxel_scale) == (700, 60, 500, 0.1)
     assert tiny.image_size == 96 and 200 <= tiny.n_train <= 300
-    tiny_counts = synth.scaled_voxel_counts("S1", tiny.voxel_scale, tiny.min_roi_voxels)
+    tiny_counts = scaled_voxel_counts("S1", tiny.voxel_scale, tiny.min_roi_voxels)
     assert min(tiny_counts.values()) >= tiny.min_roi_voxels
 
 
@@ -127,8 +132,8 @@ def test_fullres_split_into_files_of_120(tmp_path):
 
 def test_sequences_have_real_shapes_at_full_size():
     rng = np.random.default_rng(0)
-    trn = synth._sequence(1750, 70, 2, 28 / 140, rng)
-    val = synth._sequence(120, 12, 13, 18 / 156, rng)
+    trn = _sequence(1750, 70, 2, 28 / 140, rng)
+    val = _sequence(120, 12, 13, 18 / 156, rng)
     assert trn.shape == (672, 25) and val.shape == (696, 10)
     assert np.array_equal(np.bincount(trn.astype(int).ravel())[1:], np.full(1750, 2))
     assert np.array_equal(np.bincount(val.astype(int).ravel())[1:], np.full(120, 13))
@@ -162,7 +167,7 @@ def test_failure_leaves_no_file_behind(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(synth, "_simulate_subject", boom)
+    monkeypatch.setattr(synth_writer, "_simulate_subject", boom)
     with pytest.raises(RuntimeError, match="simulated crash"):
         generate(tmp_path / "out", MINI)
     assert list((tmp_path / "out").iterdir()) == []
@@ -177,13 +182,13 @@ def test_progress_reports_every_stage(tmp_path):
 
 
 def test_command_line(tmp_path, capsys):
-    rc = synth.main([str(tmp_path / "cli"), "--preset", "tiny", "--n-train", "20",
+    rc = main([str(tmp_path / "cli"), "--preset", "tiny", "--n-train", "20",
                      "--n-val", "6", "--image-size", "32", "--voxel-scale", "0.005", "--quiet"])
     assert rc == 0
     out = capsys.readouterr().out
     assert str((tmp_path / "cli").resolve()) in out and RESPONSES_FILE in out
     assert load_responses(tmp_path / "cli", "S1").val.shape[0] == 6
-    rc = synth.main([str(tmp_path / "bad"), "--voxel-scale", "3", "--quiet"])
+    rc = main([str(tmp_path / "bad"), "--voxel-scale", "3", "--quiet"])
     assert rc == 2 and "voxel_scale" in capsys.readouterr().err
 
 
@@ -198,21 +203,21 @@ def test_images_have_natural_statistics(tiny_vim1_dir):
     assert abs(white) < 0.3
     assert max(slopes) < -1.5, slopes  # natural images: power falls like 1/f^2
     # circular aperture on grey: the corners are the background level
-    assert np.allclose(imgs[:, 0, 0], synth.BACKGROUND) and np.allclose(imgs[:, -1, -1],
-                                                                        synth.BACKGROUND)
+    assert np.allclose(imgs[:, 0, 0], BACKGROUND) and np.allclose(imgs[:, -1, -1],
+                                                                        BACKGROUND)
     # images differ from each other
     assert np.corrcoef(imgs.reshape(20, -1))[np.triu_indices(20, 1)].max() < 0.9
 
 
 def test_large_image_is_natural_too():
-    img = synth._ImageMaker(256, 0).make(0, 5)
+    img = _ImageMaker(256, 0).make(0, 5)
     assert -2.8 < spectral_slope(img) < -1.5
 
 
 # --------------------------------------------------------------------------- ground truth
 def test_roi_codes_voxels_and_nan_shares(truth):
     for s, gt in truth.items():
-        counts = synth.scaled_voxel_counts(s, PRESETS["tiny"].voxel_scale,
+        counts = scaled_voxel_counts(s, PRESETS["tiny"].voxel_scale,
                                            PRESETS["tiny"].min_roi_voxels)
         got = {c: int((gt.roi_codes == c).sum()) for c in ROI_CODES}
         assert got == counts

@@ -1,4 +1,4 @@
-"""Tests of the vim-1 loader (pipeline.vim1) on the tiny synthetic data set."""
+"""Tests of the vim-1 loader (pipeline.data) on the tiny synthetic data set."""
 
 from __future__ import annotations
 
@@ -14,20 +14,15 @@ import pytest
 import scipy.io
 from scipy.io.matlab import matfile_version
 
-from pipeline import vim1
 from pipeline.core.errors import ConfigError, DataFormatError
-from pipeline.synth import GROUND_TRUTH_FILE, PRESETS, load_ground_truth, write_mat73_userblock
-from pipeline.vim1 import (
-    RESPONSES_FILE,
-    ROI_CODES,
-    SUBJECTS,
-    describe_dataset,
-    iter_stimuli,
-    load_lowres_stimuli,
-    load_responses,
-    mat_version,
-    stimulus_count,
-)
+from pipeline.data.dataset import describe_dataset
+from pipeline.data.layout import GROUND_TRUTH_FILE, RESPONSES_FILE, ROI_CODES, SUBJECTS
+from pipeline.data.matfiles import mat_version
+from pipeline.data.responses import load_responses
+from pipeline.data.stimuli import iter_stimuli, load_lowres_stimuli, stimulus_count, stimulus_shape
+from pipeline.data.synth.config import PRESETS
+from pipeline.data.synth.truth import load_ground_truth
+from pipeline.data.synth.writer import write_mat73_userblock
 
 TINY = PRESETS["tiny"]
 RESPONSE_KEYS = ("dataTrn", "dataVal", "roi", "voxIdx")
@@ -182,7 +177,7 @@ def test_iter_stimuli_keeps_order_across_files(tiny_vim1_dir, batch):
 def test_iter_stimuli_val_and_counts(tiny_vim1_dir):
     assert stimulus_count(tiny_vim1_dir, "train") == TINY.n_train
     assert stimulus_count(tiny_vim1_dir, "val") == TINY.n_val
-    assert vim1.stimulus_shape(tiny_vim1_dir, "val") == (TINY.image_size, TINY.image_size)
+    assert stimulus_shape(tiny_vim1_dir, "val") == (TINY.image_size, TINY.image_size)
     got = np.concatenate(list(iter_stimuli(tiny_vim1_dir, "val", 16)))
     assert np.array_equal(got, direct_images(tiny_vim1_dir, "val"))
     assert -0.56 < got.min() < -0.4 and 0.3 < got.max() < 0.46

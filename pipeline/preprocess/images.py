@@ -30,7 +30,7 @@ straight to the network input size *in place of* the resize (the 2019 recipe: 50
 warp to 224, no resize after; the Caffe chain warps to 227). Samples outside the image
 are 0 *after* the value mapping (black in the [0, 1] or 0-255 image, not the raw 0 =
 mid-grey): ``warp(raw) * scale + offset * scale * coverage`` (see
-:class:`pipeline.retinawarp.WarpPlan`). The mean is subtracted afterwards as usual.
+:class:`pipeline.preprocess.retinawarp.WarpPlan`). The mean is subtracted afterwards as usual.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from functools import lru_cache
 import numpy as np
 
 from pipeline.core.errors import ConfigError, DataFormatError
-from pipeline.retinawarp import RetinaWarpConfig, warp_plan
+from pipeline.preprocess.retinawarp import RetinaWarpConfig, warp_plan
 
 __all__ = [
     "CHAINS",
@@ -254,7 +254,7 @@ class Chain:
         channels, mean) is affine, so they fold into one sparse (S*S*3, H*W*C) float32 CSR
         matrix (4 entries a row for bilinear, 1 for nearest) and a bias vector; applying it
         costs one pass over the output. The weights are the float64 products of the
-        :func:`resize_bilinear` / :class:`~pipeline.retinawarp.WarpPlan` interpolation
+        :func:`resize_bilinear` / :class:`~pipeline.preprocess.retinawarp.WarpPlan` interpolation
         weights and ``scale``, rounded once to float32 (results agree with the step-by-step
         float32 computation to about 1e-7 relative).
 

@@ -36,419 +36,39 @@ from dataclasses import dataclass, field
 from numbers import Integral
 
 import numpy as np
-import scipy.linalg
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
 
 from pipeline.core.errors import ConfigError
-from pipeline.splits import kfold_splits
+from pipeline.evaluation.splits import kfold_splits
+from pipeline.models.kernels import (
+    _FEATURE_BLOCK,
+    FeatureScaler,
+    _compute_dtype,
+    as_feature_matrix,
+    as_target_matrix,
+    centred_eigh,
+    fit_kernel,
+    linear_kernel,
+    plain_eigh,
+)
+from pipeline.models.solvers import _duals, _fold_errors, _loo_chunk
 
 __all__ = [
     "DEFAULT_ALPHAS",
     "KernelRidgeCV",
-    "FeatureScaler",
     "RidgeKernel",
     "TargetFit",
-    "centred_eigh",
-    "fit_kernel",
-    "fold_kernels",
-    "linear_kernel",
-    "plain_eigh",
 ]
+
+
 
 #: Default penalty grid: 25 values, half a decade apart, 1e-2 ... 1e10. The useful range
 #: scales with the kernel's eigenvalues (about ``n * p * mean feature correlation`` at
 #: the top for standardised features): with ~65k standardised features the optimum for
 #: noisy voxels lies in 1e4 ... 1e9, while small test problems need the low end.
 DEFAULT_ALPHAS: np.ndarray = np.logspace(-2, 10, 25)
-
-_FEATURE_BLOCK = 4096  # features per block when building kernels (n x block floats)
-_STACK_ROWS = 2048  # k-fold: alphas stacked until the product has about this many rows
-
-
-# --------------------------------------------------------------------------------------
-# Helpers shared with pipeline.pls
-# --------------------------------------------------------------------------------------
-def _compute_dtype(X: np.ndarray) -> type:
-    return np.float32 if X.dtype == np.float32 else np.float64
-
-
-def as_feature_matrix(X, name: str = "X") -> np.ndarray:
-    """Return ``X`` as a 2-D float32/float64 array without copying when possible.
-
-    Parameters
-    ----------
-    X : array-like, shape (n, p)
-    name : str
-        Argument name used in error messages.
-    """
-    X = np.asarray(X)
-    if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64)
-    if X.ndim != 2:
-        raise ConfigError(
-            f"{name} must be a 2-D array (n_samples, n_features), got shape {X.shape}."
-        )
-    if X.shape[0] < 2 or X.shape[1] < 1:
-        raise ConfigError(f"{name} needs at least 2 samples and 1 feature, got shape {X.shape}.")
-    return X
-
-
-def as_target_matrix(Y, n: int, name: str = "Y") -> tuple[np.ndarray, bool]:
-    """Return targets as float64 ``(n, v)`` plus whether the input was 1-D."""
-    Y = np.asarray(Y, dtype=np.float64)
-    one_d = Y.ndim == 1
-    if one_d:
-        Y = Y[:, None]
-    if Y.ndim != 2 or Y.shape[0] != n:
-        raise ConfigError(f"{name} must have shape ({n},) or ({n}, n_targets), got {Y.shape}.")
-    if not np.all(np.isfinite(Y)):
-        raise ConfigError(f"{name} contains NaN or infinite values; drop those targets first.")
-    return Y, one_d
-
-
-class FeatureScaler:
-    """Training means (and optionally inverse standard deviations) of the feature columns.
-
-    Computed block-wise: means and variances are accumulated in float64 from the input
-    precision, so a float32 ``(n, p)`` matrix is never copied whole or converted to float64.
-
-    Parameters
-    ----------
-    X : ndarray, shape (n, p)
-    standardize : bool
-        If True, ``inv_scale`` holds ``1 / std`` (ddof=0) and 0 for constant columns.
-    center : bool
-        If False, ``mean`` is all zeros (features are only scaled).
-    """
-
-    def __init__(
-        self, X: np.ndarray, standardize: bool, center: bool = True, block: int = _FEATURE_BLOCK
-    ):
-        self._allocate(X.shape[1], standardize, center)
-        for sl in _blocks(X.shape[1], block):
-            self.fit_block(X, sl)
-
-    def _allocate(self, p: int, standardize: bool, center: bool) -> None:
-        self.center = bool(center)
-        self.mean = np.zeros(p)
-        self.inv_scale: np.ndarray | None = np.empty(p) if standardize else None
-
-    @classmethod
-    def unfitted(cls, p: int, standardize: bool, center: bool = True) -> FeatureScaler:
-        """A scaler for ``p`` features whose blocks are then filled by :meth:`fit_block`."""
-        scaler = cls.__new__(cls)
-        scaler._allocate(p, standardize, center)
-        return scaler
-
-    def fit_block(self, X: np.ndarray, sl: slice) -> np.ndarray:
-        """Compute the statistics of ``X[:, sl]``; return that block transformed.
-
-        The returned block (compute precision, a new array) equals ``self.block(X, sl)``
-        bit for bit, so a kernel can be built in the same pass as the statistics.
-        """
-        dtype = _compute_dtype(X)
-        Xb = X[:, sl]
-        n = Xb.shape[0]
-        mean = Xb.sum(axis=0, dtype=np.float64) / n
-        if not np.all(np.isfinite(mean)):  # a column sum is finite iff the column is
-            bad = (sl.start or 0) + int(np.flatnonzero(~np.isfinite(mean))[0])
-            raise ConfigError(
-                f"X contains NaN or infinite values (first in feature column {bad}); "
-                "features must be finite: check the feature file or the model's outputs."
-            )
-        mean_w = mean.astype(dtype)
-        if self.center or self.inv_scale is not None:
-            D = np.subtract(Xb, mean_w, dtype=dtype)  # deviations from the rounded mean
-        if self.inv_scale is not None:
-            # E[D^2] - E[D]^2 with E[D] = mean - mean_w (the rounding of the mean)
-            shift = mean - mean_w.astype(np.float64)
-            var = np.einsum("ij,ij->j", D, D, dtype=np.float64) / n - shift * shift
-            constant = Xb.max(axis=0) == Xb.min(axis=0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                self.inv_scale[sl] = np.where(constant | ~(var > 0), 0.0,
-                                              1.0 / np.sqrt(np.maximum(var, 0.0)))
-        if self.center:
-            self.mean[sl] = mean
-            B = D
-        else:
-            B = Xb.astype(dtype, copy=True)
-        if self.inv_scale is not None:
-            B *= self.inv_scale[sl].astype(dtype)
-        return B
-
-    def block(self, X: np.ndarray, sl: slice) -> np.ndarray:
-        """Centred (and scaled) copy of ``X[:, sl]`` in the compute precision."""
-        dtype = _compute_dtype(X)
-        B = np.subtract(X[:, sl], self.mean[sl].astype(dtype), dtype=dtype)
-        if self.inv_scale is not None:
-            B *= self.inv_scale[sl].astype(dtype)
-        return B
-
-    def std(self) -> np.ndarray | None:
-        """Standard deviations used (inf for constant columns), or None."""
-        if self.inv_scale is None:
-            return None
-        with np.errstate(divide="ignore"):
-            return np.where(self.inv_scale > 0, 1.0 / self.inv_scale, np.inf)
-
-
-def _blocks(p: int, block: int = _FEATURE_BLOCK) -> Iterator[slice]:
-    for start in range(0, p, block):
-        yield slice(start, min(start + block, p))
-
-
-def fit_kernel(
-    X: np.ndarray, standardize: bool, center: bool = True, block: int = _FEATURE_BLOCK
-) -> tuple[np.ndarray, FeatureScaler]:
-    """Feature statistics and the training kernel in ONE pass over ``X``.
-
-    Equals ``scaler = FeatureScaler(X, standardize, center); linear_kernel(X, scaler)``
-    (bit for bit) but reads every feature block once.
-
-    Parameters
-    ----------
-    X : ndarray, shape (n, p)
-    standardize, center : bool
-        As in :class:`FeatureScaler`.
-
-    Returns
-    -------
-    K : ndarray, shape (n, n), float64
-    scaler : FeatureScaler
-    """
-    n, p = X.shape
-    scaler = FeatureScaler.unfitted(p, standardize, center)
-    K = np.zeros((n, n))
-    for sl in _blocks(p, block):
-        B = scaler.fit_block(X, sl)
-        K += B @ B.T
-    return 0.5 * (K + K.T), scaler
-
-
-def linear_kernel(
-    X: np.ndarray,
-    scaler: FeatureScaler,
-    Z: np.ndarray | None = None,
-    block: int = _FEATURE_BLOCK,
-) -> np.ndarray:
-    """Kernel of transformed features, built block-wise.
-
-    Parameters
-    ----------
-    X : ndarray, shape (n, p)
-        Training features (float32 products when float32).
-    scaler : FeatureScaler
-        Fitted on ``X``; applied to both ``X`` and ``Z``.
-    Z : ndarray, shape (m, p), optional
-        New samples; if given the cross kernel ``Zs Xs^T`` is returned.
-
-    Returns
-    -------
-    ndarray, shape (n, n) or (m, n), float64
-    """
-    n, p = X.shape
-    m = n if Z is None else Z.shape[0]
-    K = np.zeros((m, n))
-    for sl in _blocks(p, block):
-        B = scaler.block(X, sl)
-        if Z is None:
-            K += B @ B.T
-        else:
-            K += scaler.block(Z, sl) @ B.T
-    if not np.all(np.isfinite(K)):
-        bad = int(np.flatnonzero(~np.all(np.isfinite(K), axis=1))[0])
-        raise ConfigError(
-            f"{'X' if Z is None else 'the new X'} contains NaN or infinite values (first in "
-            f"sample row {bad}); features must be finite."
-        )
-    if Z is None:
-        K = 0.5 * (K + K.T)
-    return K
-
-
-def centred_eigh(
-    K: np.ndarray, n_threads: int | None = 1, dtype: type = np.float64
-) -> tuple[np.ndarray, np.ndarray]:
-    """Eigendecomposition of the doubly-centred kernel restricted to ``1^perp``.
-
-    A Householder reflection ``H`` maps the unit constant vector to ``e_1``; the trailing
-    ``(n-1) x (n-1)`` block of ``H K H`` is ``Q^T K Q`` with ``Q = H[:, 1:]`` an orthonormal
-    basis of the vectors summing to zero, which equals ``Q^T P K P Q`` for the centring
-    matrix ``P``: ``K`` itself need not be centred.
-
-    Parameters
-    ----------
-    K : ndarray, shape (n, n)
-        Symmetric kernel matrix.
-    n_threads : int or None
-        BLAS threads during the decomposition (None: leave the BLAS setting alone).
-    dtype : type
-        Precision of the decomposition itself (``np.float32`` halves its cost; the
-        reflection and the returned arrays are float64 either way).
-
-    Returns
-    -------
-    s : ndarray, shape (n - 1,)
-        Eigenvalues (ascending, clipped at 0).
-    U : ndarray, shape (n, n - 1)
-        Orthonormal eigenvectors, each orthogonal to the constant vector.
-    """
-    n = K.shape[0]
-    c = 1.0 / np.sqrt(n)
-    v = np.full(n, c)  # H = I - beta v v^T maps 1 / sqrt(n) to e_1
-    v[0] -= 1.0
-    beta = 2.0 / (v @ v)
-    w = K @ v
-    gamma = v @ w
-    # H K H = K - beta (v w^T + w v^T) + beta^2 gamma v v^T; on the trailing block v is the
-    # constant c, so that block is K[1:, 1:] - a 1^T - 1 a^T with the vector a below.
-    a = beta * c * w[1:] - 0.5 * beta * beta * gamma * c * c
-    M = np.subtract(K[1:, 1:], a[None, :], dtype=dtype)  # LAPACK reads the lower half
-    M -= a[:, None].astype(dtype)
-    with threadpool_limits(limits=n_threads):
-        s, V = scipy.linalg.eigh(M, driver="evd", overwrite_a=True, check_finite=False)
-    # U = H[:, 1:] V: row 0 is -beta c v_0 1^T V, the others V - beta c^2 1 1^T V
-    colsum = V.sum(axis=0, dtype=np.float64)
-    U = np.empty((n, n - 1))
-    U[1:] = V
-    U[1:] -= (beta * c * c) * colsum
-    U[0] = (-beta * c * v[0]) * colsum
-    return np.clip(s.astype(np.float64), 0.0, None), U
-
-
-def plain_eigh(
-    K: np.ndarray, n_threads: int | None = 1, dtype: type = np.float64
-) -> tuple[np.ndarray, np.ndarray]:
-    """Eigendecomposition of a symmetric kernel (no intercept): ``s`` (n,), ``U`` (n, n).
-
-    ``dtype`` as in :func:`centred_eigh`.
-    """
-    M = K.astype(dtype, copy=True)  # LAPACK reads the lower half
-    with threadpool_limits(limits=n_threads):
-        s, U = scipy.linalg.eigh(M, driver="evd", overwrite_a=True, check_finite=False)
-    return np.clip(s.astype(np.float64), 0.0, None), U.astype(np.float64, copy=False)
-
-
-def fold_kernels(
-    K: np.ndarray, train: np.ndarray, test: np.ndarray, center: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """Kernels of one CV fold with features re-centred on the fold's training mean.
-
-    Parameters
-    ----------
-    K : ndarray, shape (n, n)
-        Kernel of all samples (any common centring).
-    train, test : ndarray of int
-        Sample indices of the fold.
-    center : bool
-        False returns the plain sub-blocks (model without intercept).
-
-    Returns
-    -------
-    K_tr : ndarray, shape (n_train, n_train)
-        Doubly-centred training kernel.
-    K_te : ndarray, shape (n_test, n_train)
-        Cross kernel centred consistently (feature mean of the fold's training samples).
-    """
-    K_tr = K[np.ix_(train, train)]
-    K_te = K[np.ix_(test, train)]
-    if not center:
-        return K_tr, K_te
-    col = K_tr.mean(axis=0)
-    grand = col.mean()
-    K_te = K_te - K_te.mean(axis=1, keepdims=True) - col[None, :] + grand
-    K_tr = K_tr - col[:, None] - col[None, :] + grand
-    return 0.5 * (K_tr + K_tr.T), K_te
-
-
-def _loo_chunk(
-    U_w: np.ndarray,
-    s: np.ndarray,
-    alphas: np.ndarray,
-    inv_diag: np.ndarray,
-    Yc: np.ndarray,
-    UTy: np.ndarray,
-    errors: np.ndarray,
-) -> None:
-    """LOO errors of one chunk of targets for every alpha, into ``errors`` (n_alphas, c).
-
-    ``D = U diag(1 / (s + a)) U^T y_c`` are the dual coefficients at alpha ``a`` and
-    ``D / diag((K + a)^-1)`` the LOO residuals. ``U_w`` is ``U`` in the working precision.
-    In float32, for each alpha the form with the smaller float32 product is used:
-    ``U (diag(1 / (s + a)) z)`` directly, or ``y_c / a - U (diag(s / (a (s + a))) z)``
-    (exact because ``U U^T y_c = y_c``), whose float32 part is only the small deviation
-    from the alpha -> infinity limit.
-    """
-    n = Yc.shape[0]
-    work = U_w.dtype
-    exact = work == np.float64
-    zz = np.einsum("ij,ij->i", UTy, UTy)  # squared norms per eigen-direction
-    Z = UTy.astype(work, copy=False)
-    for i, a in enumerate(alphas):
-        w_direct = 1.0 / (s + a)
-        w_dev = s / (a * (s + a))
-        if exact or zz @ (w_direct * w_direct) <= zz @ (w_dev * w_dev):
-            D = U_w @ (Z * w_direct.astype(work)[:, None])
-        else:
-            D = Yc * (1.0 / a)
-            D -= U_w @ (Z * w_dev.astype(work)[:, None])
-        E = D * inv_diag[i].astype(D.dtype)[:, None]  # LOO residuals
-        errors[i] = np.einsum("ij,ij->j", E, E, dtype=np.float64) / n
-
-
-def _fold_errors(
-    Z: np.ndarray, Z64: np.ndarray, W: np.ndarray, UTy: np.ndarray, Y_te: np.ndarray
-) -> np.ndarray:
-    """Summed squared test residuals of one fold for every alpha, shape (n_alphas, c).
-
-    The fold's predictions at alpha ``a`` are ``P_a = Z diag(w_a) U^T y`` with
-    ``w_a = 1 / (s + a)``. We use ``||y - P_a||^2 = y.y - 2 y.P_a + P_a.P_a``:
-
-    * ``y.y`` and the cross term ``y.P_a = w_a . ((Z^T y) * U^T y)`` are computed in
-      float64 for all alphas at once (a small ``(n_alphas x n_train)`` product);
-    * only ``P_a.P_a`` needs the big ``(n_test x n_train) @ (n_train x c)`` product. It
-      runs in ``Z``'s precision with several alphas stacked into one taller product
-      (better BLAS efficiency) and is accumulated in float64. For large alphas ``P_a`` is
-      small, so its float32 rounding is small in absolute terms too: neighbouring large
-      alphas stay distinguishable, as they are in float64.
-
-    Parameters
-    ----------
-    Z : ndarray, shape (n_test, n_train)
-        ``K_te U`` in the working precision; ``Z64`` the same in float64.
-    W : ndarray, shape (n_alphas, n_train)
-    UTy : ndarray, shape (n_train, c)
-        In the working precision.
-    Y_te : ndarray, shape (n_test, c), float64
-        Test targets centred with the fold's training mean.
-    """
-    n_alphas = W.shape[0]
-    n_te, n_tr = Z.shape
-    work = Z.dtype
-    err = W @ ((Z64.T @ Y_te) * UTy)  # float64: UTy is promoted
-    err *= -2.0
-    err += np.einsum("ij,ij->j", Y_te, Y_te)
-    W_w = W.astype(work, copy=False)
-    group = max(1, -(-_STACK_ROWS // max(n_te, 1)))  # alphas per product, at most
-    group = -(-n_alphas // -(-n_alphas // group))  # balanced: 25 alphas -> 5 x 5, not 4 x 6 + 1
-    for a0 in range(0, n_alphas, group):
-        a1 = min(a0 + group, n_alphas)
-        Zs = (Z[None, :, :] * W_w[a0:a1, None, :]).reshape(-1, n_tr)
-        P = (Zs @ UTy).reshape(a1 - a0, n_te, -1)
-        err[a0:a1] += np.einsum("gij,gij->gj", P, P, dtype=np.float64)
-    return err
-
-
-def _duals(
-    U: np.ndarray, UTy: np.ndarray, s: np.ndarray, alphas: np.ndarray, idx: np.ndarray
-) -> np.ndarray:
-    """Dual coefficients ``U diag(1 / (s + alphas[idx_j])) U^T y_j`` per column (float64).
-
-    One (n x n) @ (n x c) product: the per-column penalty goes into the scaling.
-    """
-    return U @ (UTy / (s[:, None] + alphas[idx][None, :]))
 
 
 def _chunks(v: int, size: int) -> Iterator[slice]:
@@ -551,7 +171,7 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
         :data:`DEFAULT_ALPHAS`. Ties in CV error go to the smaller alpha.
     cv : "loo" or int, default "loo"
         ``"loo"``: exact leave-one-out from one eigendecomposition. An int ``k >= 2``:
-        shuffled k-fold (:func:`pipeline.splits.kfold_splits` with ``random_state``),
+        shuffled k-fold (:func:`pipeline.evaluation.splits.kfold_splits` with ``random_state``),
         features re-centred per fold, scale kept from all training data. With float32
         features each fold's eigendecomposition runs in float32 (its rounding is below
         that of the float32 kernel products; CV errors match float64 to ~1e-5).

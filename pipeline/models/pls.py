@@ -27,7 +27,6 @@ ddof=1 and also scales y: neither changes PLS1 predictions).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
 
@@ -37,98 +36,30 @@ from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
 
 from pipeline.core.errors import ConfigError
-from pipeline.ridge import (
+from pipeline.evaluation.splits import kfold_splits
+from pipeline.models.kernels import (
     FeatureScaler,
-    TargetFit,
     as_feature_matrix,
     as_target_matrix,
     fit_kernel,
     fold_kernels,
     linear_kernel,
 )
-from pipeline.splits import kfold_splits
+from pipeline.models.ridge import TargetFit
+from pipeline.models.solvers import _check_grid, krylov_pls_duals
 
-__all__ = ["DEFAULT_N_COMPONENTS", "BatchedPLS", "PLS2", "PLSKernel", "krylov_pls_duals"]
+__all__ = [
+    "DEFAULT_N_COMPONENTS",
+    "PLS2",
+    "BatchedPLS",
+    "PLSKernel",
+]
+
+
 
 #: Default component grid searched per target.
 DEFAULT_N_COMPONENTS: tuple[int, ...] = (1, 2, 3, 5, 8, 12, 17, 25)
-
 _MEMORY_BUDGET = 128 * 2**20  # bytes for the stored Krylov bases of one target chunk
-_BREAKDOWN_TOL = 1e-12  # relative to trace(K): a new direction smaller than this is noise
-
-
-def krylov_pls_duals(
-    K: np.ndarray,
-    Yc: np.ndarray,
-    n_components: Sequence[int],
-    on_components: Callable[[int, np.ndarray], None],
-) -> None:
-    """Run batched PLS1 and report the dual coefficients at each requested count.
-
-    Parameters
-    ----------
-    K : ndarray, shape (n, n)
-        Doubly-centred training kernel.
-    Yc : ndarray, shape (n, c)
-        Centred targets (each column its own PLS1).
-    n_components : sequence of int
-        Counts at which to report (sorted ascending, positive).
-    on_components : callable
-        ``on_components(k, dual)`` with ``dual`` (n, c) the dual coefficients of the
-        k-component models (a buffer reused afterwards: copy what you keep).
-    """
-    n, c = Yc.shape
-    wanted = sorted(set(int(k) for k in n_components))
-    k_max = wanted[-1]
-    tol = _BREAKDOWN_TOL * max(float(np.trace(K)), np.finfo(float).tiny)
-    # Target-major layout: row b of every (c, n) array belongs to target b, so the
-    # per-target Gram-Schmidt products are batched BLAS calls on contiguous rows.
-    Q = np.empty((c, k_max, n))
-    R = np.empty((c, k_max, n))
-    resid = np.ascontiguousarray(Yc.T)
-    dual = np.zeros((c, n))
-    r = resid.copy()
-    t = r @ K  # K is symmetric: row b is (K y_b)^T
-    for j in range(k_max):
-        # Lanczos step (against the last two basis vectors, which carry almost all of
-        # K q_{j-1}), then one full classical Gram-Schmidt pass against all of them.
-        for lo in (max(j - 2, 0), 0) if j else ():
-            h = np.matmul(Q[:, lo:j, :], t[:, :, None]).transpose(0, 2, 1)  # (c, 1, j-lo)
-            t -= np.matmul(h, Q[:, lo:j, :])[:, 0, :]
-            r -= np.matmul(h, R[:, lo:j, :])[:, 0, :]
-        norm = np.sqrt(np.einsum("cn,cn->c", t, t))
-        ok = norm > tol
-        inv = np.where(ok, 1.0 / np.where(ok, norm, 1.0), 0.0)[:, None]
-        q = Q[:, j, :]
-        np.multiply(t, inv, out=q)
-        np.multiply(r, inv, out=R[:, j, :])
-        coef = np.einsum("cn,cn->c", q, resid)[:, None]
-        resid -= q * coef
-        dual += R[:, j, :] * coef
-        if j + 1 in wanted:
-            on_components(j + 1, dual.T)
-        if j + 1 < k_max:
-            r = q.copy()
-            t = r @ K
-
-
-def _check_grid(n_components) -> np.ndarray:
-    if isinstance(n_components, Integral) and not isinstance(n_components, bool):
-        grid = np.array([n_components])
-    else:
-        try:
-            grid = np.asarray(list(n_components))
-        except TypeError:
-            grid = np.array([n_components], dtype=object)
-    if (
-        grid.size == 0
-        or grid.dtype.kind not in "iu"
-        or np.any(grid < 1)
-    ):
-        raise ConfigError(
-            f"n_components must be a positive integer or a list of them, got {n_components!r}."
-        )
-    return np.unique(grid.astype(np.int64))
 
 
 @dataclass
@@ -170,7 +101,7 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
         Component counts searched per target (an int: that count for every target,
         no CV needed).
     cv : int or None, default 5
-        Shuffled k-fold (:func:`pipeline.splits.kfold_splits` with ``random_state``)
+        Shuffled k-fold (:func:`pipeline.evaluation.splits.kfold_splits` with ``random_state``)
         inside the training data; features re-centred per fold (the scale, if any, is
         kept from all training data). None is allowed only with a single count.
     scale : bool, default False
@@ -194,7 +125,7 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
     n_components_at_max_ : int
         Targets whose chosen count is the largest of the grid.
     dual_coef_ : ndarray, shape (n_samples, n_targets)
-    y_mean_, X_mean_, X_scale_, X_fit_, timings_ : see :class:`pipeline.ridge.KernelRidgeCV`.
+    y_mean_, X_mean_, X_scale_, X_fit_, timings_ : see :class:`pipeline.models.ridge.KernelRidgeCV`.
     """
 
     def __init__(
