@@ -73,7 +73,25 @@ def describe_dataset(data_dir: str | os.PathLike, *, hash_files: bool = True,
     resp_path = d / RESPONSES_FILE
     _require_file(resp_path)
     notes: list[str] = []
+    images, stim_paths = _describe_images(d, image_ranges)
+    subjects = _describe_subjects(resp_path, notes)
+    low_path = d / LOWRES_FILE
+    lowres = _describe_lowres(low_path, images, notes)
+    listed = [resp_path] + ([low_path] if low_path.is_file() else []) + stim_paths
+    gt = d / GROUND_TRUTH_FILE
+    return {
+        "data_dir": str(d.resolve()),
+        "files": [_file_entry(p, hash_files) for p in listed],
+        "subjects": subjects,
+        "images": images,
+        "lowres": lowres,
+        "synthetic": _file_entry(gt, hash_files) if gt.is_file() else None,
+        "warnings": notes,
+    }
 
+
+def _describe_images(d: Path, image_ranges: bool) -> tuple[dict, list[Path]]:
+    """Per split: count, height, width, files (and min/max); and the image file paths."""
     images = {}
     stim_paths: list[Path] = []
     for split in SPLITS:
@@ -88,7 +106,11 @@ def describe_dataset(data_dir: str | os.PathLike, *, hash_files: bool = True,
                 lo, hi = min(lo, float(batch.min())), max(hi, float(batch.max()))
             entry.update(min=lo, max=hi)
         images[split] = entry
+    return images, stim_paths
 
+
+def _describe_subjects(resp_path: Path, notes: list[str]) -> dict:
+    """Per subject present: voxel counts, per-ROI counts and value ranges (notes appended)."""
     if mat_version(resp_path) == "v7.3":
         with _open_h5(resp_path) as f:
             present = _h5_datasets(f)
@@ -118,35 +140,25 @@ def describe_dataset(data_dir: str | os.PathLike, *, hash_files: bool = True,
     if not subjects:
         raise DataFormatError(f"{_where(resp_path)} holds data for no subject; expected "
                               f"datasets such as dataTrnS1, found: {_names(present)}.")
+    return subjects
 
-    lowres = None
-    low_path = d / LOWRES_FILE
-    if low_path.is_file():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            low = load_lowres_stimuli(low_path)
-        notes += [str(w.message) for w in caught]
-        lowres = {n: list(a.shape) for n, a in low.items()}
-        lo = min(float(low["stimTrn"].min()), float(low["stimVal"].min()))
-        hi = max(float(low["stimTrn"].max()), float(low["stimVal"].max()))
-        lowres.update(min=lo, max=hi)
-        for split, key in (("train", "stimTrn"), ("val", "stimVal")):
-            if low[key].shape[0] != images[split]["count"]:
-                raise DataFormatError(f"{key} in {_where(low_path)} holds {low[key].shape[0]} "
-                                      f"images but the full-resolution {split} files hold "
-                                      f"{images[split]['count']}.")
-        del low
-    else:
+
+def _describe_lowres(low_path: Path, images: dict, notes: list[str]) -> dict | None:
+    """Shapes and min/max of ``Stimuli.mat`` (checked against the image counts), or None."""
+    if not low_path.is_file():
         notes.append(f"{LOWRES_FILE} is absent (only the full-resolution stimuli are used)")
-
-    listed = [resp_path] + ([low_path] if low_path.is_file() else []) + stim_paths
-    gt = d / GROUND_TRUTH_FILE
-    return {
-        "data_dir": str(d.resolve()),
-        "files": [_file_entry(p, hash_files) for p in listed],
-        "subjects": subjects,
-        "images": images,
-        "lowres": lowres,
-        "synthetic": _file_entry(gt, hash_files) if gt.is_file() else None,
-        "warnings": notes,
-    }
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        low = load_lowres_stimuli(low_path)
+    notes += [str(w.message) for w in caught]
+    lowres = {n: list(a.shape) for n, a in low.items()}
+    lo = min(float(low["stimTrn"].min()), float(low["stimVal"].min()))
+    hi = max(float(low["stimTrn"].max()), float(low["stimVal"].max()))
+    lowres.update(min=lo, max=hi)
+    for split, key in (("train", "stimTrn"), ("val", "stimVal")):
+        if low[key].shape[0] != images[split]["count"]:
+            raise DataFormatError(f"{key} in {_where(low_path)} holds {low[key].shape[0]} "
+                                  f"images but the full-resolution {split} files hold "
+                                  f"{images[split]['count']}.")
+    return lowres

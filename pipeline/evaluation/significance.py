@@ -151,24 +151,42 @@ def permutation_pvalues(
     if alternative not in ("greater", "two-sided"):
         raise ConfigError(f"alternative must be 'greater' or 'two-sided', got {alternative!r}.")
     chunk_size = _count(chunk_size, "chunk_size", 1)
-    n, v = a.shape
-    if permutations is None:
-        perms = permutation_matrix(n, n_permutations, seed)
-    else:
-        perms = np.asarray(permutations)
-        if perms.ndim != 2 or perms.shape[1] != n or perms.shape[0] < 1:
-            raise ConfigError(f"permutations must have shape (n_permutations, {n}), "
-                              f"got {perms.shape}.")
-        if not np.array_equal(np.sort(perms, axis=1), np.broadcast_to(np.arange(n), perms.shape)):
-            raise ConfigError("every row of permutations must be a permutation of range(n).")
-        perms = perms.astype(np.intp, copy=False)
+    perms = _checked_permutations(permutations, a.shape[0], n_permutations, seed)
     n_perm = perms.shape[0]
     A, ok_a = _unit_columns(a)
     B, ok_b = _unit_columns(b)
     valid = ok_a & ok_b & np.all(np.isfinite(a), axis=0) & np.all(np.isfinite(b), axis=0)
+    counts, null = _exceedances(A, B, perms, chunk_size, alternative == "two-sided", return_null)
+    p = (1.0 + counts) / (1.0 + n_perm)
+    p[~valid] = np.nan
+    if null is not None:
+        null[:, ~valid] = np.nan
+    out = float(p[0]) if one_d else p
+    return (out, null) if return_null else out
+
+
+def _checked_permutations(permutations, n: int, n_permutations: int, seed: int) -> np.ndarray:
+    """(n_permutations, n) intp: the seeded :func:`permutation_matrix`, or the given rows
+    checked to be permutations of ``range(n)``."""
+    if permutations is None:
+        return permutation_matrix(n, n_permutations, seed)
+    perms = np.asarray(permutations)
+    if perms.ndim != 2 or perms.shape[1] != n or perms.shape[0] < 1:
+        raise ConfigError(f"permutations must have shape (n_permutations, {n}), "
+                          f"got {perms.shape}.")
+    if not np.array_equal(np.sort(perms, axis=1), np.broadcast_to(np.arange(n), perms.shape)):
+        raise ConfigError("every row of permutations must be a permutation of range(n).")
+    return perms.astype(np.intp, copy=False)
+
+
+def _exceedances(A: np.ndarray, B: np.ndarray, perms: np.ndarray, chunk_size: int, two_sided: bool,
+                 return_null: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per column of the unit-norm (n, v) ``A``, ``B``: how many permutations reach the
+    observed r, (v,) int64; and the (n_permutations, v) float32 null when asked."""
+    v = A.shape[1]
+    n_perm = perms.shape[0]
     counts = np.zeros(v, dtype=np.int64)
     null = np.empty((n_perm, v), dtype=np.float32) if return_null else None
-    two_sided = alternative == "two-sided"
     for start in range(0, v, chunk_size):
         sl = slice(start, min(start + chunk_size, v))
         Ac = np.ascontiguousarray(A[:, sl])
@@ -185,12 +203,7 @@ def permutation_pvalues(
             counts[sl] = np.sum(block >= r_obs - _TIE_TOL, axis=0)
         if null is not None:
             null[:, sl] = block
-    p = (1.0 + counts) / (1.0 + n_perm)
-    p[~valid] = np.nan
-    if null is not None:
-        null[:, ~valid] = np.nan
-    out = float(p[0]) if one_d else p
-    return (out, null) if return_null else out
+    return counts, null
 
 
 # --------------------------------------------------------------------------------------

@@ -99,14 +99,7 @@ def read_feature_file(
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"feature file {path} does not exist.")
-    found = None
-    if expected_sha256 is not None:
-        found = sha256_file(path)
-        if found != expected_sha256.lower():
-            raise IntegrityError(
-                f"feature file {path} has sha256 {found} but {expected_sha256} "
-                f"was expected: it changed or is not the recorded file."
-            )
+    found = _check_sha256(path, expected_sha256)
     import h5py
 
     try:
@@ -114,46 +107,13 @@ def read_feature_file(
             attrs = {k: _attr(v) for k, v in fh.attrs.items()}
             names = json.loads(attrs["splits"]) if "splits" in attrs else ["train", "val"]
             layers = json.loads(attrs["layers"]) if "layers" in attrs else []
-            multi = len(layers) > 1
-            if layer is None:
-                chosen = layers[0] if layers else None
-            elif layer in layers:
-                chosen = layer
-            else:
-                raise ConfigError(
-                    f"feature file {path} holds no layer {layer!r}; its layers: "
-                    f"{', '.join(layers) if layers else '(not named)'}."
-                )
-            datasets = {n: _dataset_name(n, chosen or "", multi) for n in names}
-            missing = [d for d in datasets.values() if d not in fh]
-            if missing:
-                raise DataFormatError(
-                    f"feature file {path} lacks dataset(s) {missing}; it holds {sorted(fh.keys())}."
-                )
-            features = {n: fh[d][...] for n, d in datasets.items()}
-            hashes = None
-            if all(f"{n}_image_sha256" in fh for n in names):
-                hashes = {n: [h.decode() for h in fh[f"{n}_image_sha256"][...]] for n in names}
+            chosen = _choose_layer(path, layers, layer)
+            features, hashes = _read_datasets(fh, path, names, chosen, len(layers) > 1)
     except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
         raise DataFormatError(
             f"feature file {path} is not a readable feature file ({type(exc).__name__}: {exc})."
         ) from exc
-    shapes = {n: a.shape for n, a in features.items()}
-    if len({s[1:] for s in shapes.values()}) != 1 or any(len(s) < 2 for s in shapes.values()):
-        raise DataFormatError(f"feature file {path} has inconsistent feature shapes {shapes}.")
-    if hashes is not None:
-        for n in names:
-            if len(hashes[n]) != len(features[n]):
-                raise DataFormatError(
-                    f"feature file {path} has {len(hashes[n])} image hashes "
-                    f"for {len(features[n])} {n!r} rows."
-                )
-        recorded = attrs.get("image_hashes_digest")
-        if recorded is not None and recorded != hashes_digest(hashes):
-            raise IntegrityError(
-                f"feature file {path}: its image hashes do not match its "
-                f"recorded image_hashes_digest {recorded}."
-            )
+    _check_contents(path, names, features, hashes, attrs.get("image_hashes_digest"))
     if flatten:
         features = {n: a.reshape(len(a), -1) for n, a in features.items()}
     config = json.loads(attrs.pop("config_json")) if "config_json" in attrs else {}
@@ -167,3 +127,65 @@ def read_feature_file(
         layer=chosen,
         layers=layers,
     )
+
+
+def _check_sha256(path: Path, expected_sha256: str | None) -> str | None:
+    """The file's sha256 when one is expected (IntegrityError on a mismatch), else None."""
+    if expected_sha256 is None:
+        return None
+    found = sha256_file(path)
+    if found != expected_sha256.lower():
+        raise IntegrityError(
+            f"feature file {path} has sha256 {found} but {expected_sha256} "
+            f"was expected: it changed or is not the recorded file."
+        )
+    return found
+
+
+def _choose_layer(path: Path, layers: list[str], layer: str | None) -> str | None:
+    """The layer to read: the asked one, else the primary one (None: layers not named)."""
+    if layer is None:
+        return layers[0] if layers else None
+    if layer in layers:
+        return layer
+    raise ConfigError(
+        f"feature file {path} holds no layer {layer!r}; its layers: "
+        f"{', '.join(layers) if layers else '(not named)'}."
+    )
+
+
+def _read_datasets(fh, path: Path, names: list[str], chosen: str | None, multi: bool
+                   ) -> tuple[dict[str, np.ndarray], dict[str, list[str]] | None]:
+    """The feature arrays of every split and, when all are present, the image hashes."""
+    datasets = {n: _dataset_name(n, chosen or "", multi) for n in names}
+    missing = [d for d in datasets.values() if d not in fh]
+    if missing:
+        raise DataFormatError(
+            f"feature file {path} lacks dataset(s) {missing}; it holds {sorted(fh.keys())}."
+        )
+    features = {n: fh[d][...] for n, d in datasets.items()}
+    hashes = None
+    if all(f"{n}_image_sha256" in fh for n in names):
+        hashes = {n: [h.decode() for h in fh[f"{n}_image_sha256"][...]] for n in names}
+    return features, hashes
+
+
+def _check_contents(path: Path, names: list[str], features: dict, hashes: dict | None,
+                    recorded: str | None) -> None:
+    """Consistent shapes, one hash per row, and hashes matching the recorded digest."""
+    shapes = {n: a.shape for n, a in features.items()}
+    if len({s[1:] for s in shapes.values()}) != 1 or any(len(s) < 2 for s in shapes.values()):
+        raise DataFormatError(f"feature file {path} has inconsistent feature shapes {shapes}.")
+    if hashes is None:
+        return
+    for n in names:
+        if len(hashes[n]) != len(features[n]):
+            raise DataFormatError(
+                f"feature file {path} has {len(hashes[n])} image hashes "
+                f"for {len(features[n])} {n!r} rows."
+            )
+    if recorded is not None and recorded != hashes_digest(hashes):
+        raise IntegrityError(
+            f"feature file {path}: its image hashes do not match its "
+            f"recorded image_hashes_digest {recorded}."
+        )

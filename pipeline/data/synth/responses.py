@@ -90,20 +90,13 @@ def _ceiling(var_s: np.ndarray, noise_sd: np.ndarray, n_reps: int) -> np.ndarray
     return np.sqrt(np.divide(var_s, denom, out=np.zeros_like(denom), where=denom > 0))
 
 
-def _simulate_subject(cfg: SynthConfig, subject: str, feats: np.ndarray,
-                      progress: Progress | None) -> dict:
-    """Responses and ground truth for one subject.
+def _receptive_fields(cfg: SynthConfig, roi_codes: np.ndarray, rng: np.random.Generator) -> dict:
+    """Which voxels carry signal, their Gaussian receptive fields and orientation weights.
 
-    ``feats`` is (n_train + n_val, grid * grid * n_orientations), centred and scaled.
+    Returns has_signal (n_vox,) bool, rf_x, rf_y, rf_sd (n_vox,) in feature-grid cells and
+    orientation_weights (n_vox, n_orientations), positive and summing to 1.
     """
-    s_idx = SUBJECTS.index(subject)
-    rng = np.random.default_rng([cfg.seed, 202, s_idx])
-    counts = scaled_voxel_counts(subject, cfg.voxel_scale, cfg.min_roi_voxels)
-    voxel_ids, roi_codes = _voxel_layout(counts, rng)
-    n_vox = voxel_ids.size
-    n_tr, n_va = cfg.n_train, cfg.n_val
-    g, n_or = cfg.feature_grid, cfg.n_orientations
-
+    n_vox, g, n_or = roi_codes.size, cfg.feature_grid, cfg.n_orientations
     is_other = roi_codes == 0
     p_signal = np.where(is_other, cfg.other_signal_fraction, cfg.visual_signal_fraction)
     has_signal = rng.random(n_vox) < p_signal
@@ -115,9 +108,18 @@ def _simulate_subject(cfg: SynthConfig, subject: str, feats: np.ndarray,
     base = np.array([_RF_SD[int(c)] for c in roi_codes]) * g / 16.0
     rf_sd = base * rng.uniform(0.75, 1.33, n_vox)
     weights = rng.dirichlet(np.ones(n_or), n_vox)  # (n_vox, n_or), positive, sum 1
+    return {"has_signal": has_signal, "rf_x": rf_x, "rf_y": rf_y, "rf_sd": rf_sd,
+            "orientation_weights": weights}
 
+
+def _signal(cfg: SynthConfig, feats: np.ndarray, rfs: dict) -> np.ndarray:
+    """(n_images, n_vox) signal: RF- and orientation-weighted features, z-scored per voxel
+    (0 for voxels without signal)."""
+    g, n_or = cfg.feature_grid, cfg.n_orientations
+    rf_x, rf_y, rf_sd, weights = rfs["rf_x"], rfs["rf_y"], rfs["rf_sd"], rfs["orientation_weights"]
+    n_vox = rf_x.size
     gy, gx = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
-    signal = np.zeros((n_tr + n_va, n_vox))
+    signal = np.zeros((cfg.n_train + cfg.n_val, n_vox))
     step = 2048
     for a in range(0, n_vox, step):
         sl = slice(a, min(a + step, n_vox))
@@ -129,12 +131,15 @@ def _simulate_subject(cfg: SynthConfig, subject: str, feats: np.ndarray,
     signal -= signal.mean(axis=0)
     sd = signal.std(axis=0)
     signal /= np.where(sd > 0, sd, 1.0)
-    signal[:, ~has_signal] = 0.0
+    signal[:, ~rfs["has_signal"]] = 0.0
+    return signal
 
-    lo, hi = cfg.val_ceiling_range
-    target = rng.uniform(lo, hi, n_vox)
-    noise_sd = np.sqrt(cfg.n_rep_val * (1.0 / target ** 2 - 1.0))  # signal variance 1
 
+def _noisy_responses(cfg: SynthConfig, signal: np.ndarray, roi_codes: np.ndarray, noise_sd: np.ndarray,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Training responses averaged over ``n_rep_train`` noisy repeats, (n_train, n_vox),
+    and the validation repeats, (n_rep_val, n_val, n_vox)."""
+    n_tr, n_va, n_vox = cfg.n_train, cfg.n_val, roi_codes.size
     sig_tr, sig_va = signal[:n_tr], signal[n_tr:]
     rho = cfg.shared_noise_fraction
     own, shared = np.sqrt(1.0 - rho), np.sqrt(rho)
@@ -151,14 +156,20 @@ def _simulate_subject(cfg: SynthConfig, subject: str, feats: np.ndarray,
         acc += unit_noise(n_tr)
     acc *= noise_sd / cfg.n_rep_train
     acc += sig_tr
-    train_avg = acc
     reps = np.empty((cfg.n_rep_val, n_va, n_vox))
     for r in range(cfg.n_rep_val):
         reps[r] = sig_va + noise_sd * unit_noise(n_va)
-    if progress:
-        progress("responses", 2 * s_idx + 1, 2 * len(SUBJECTS))
+    return acc, reps
 
-    # z-score the averages per voxel over training and validation images together
+
+def _zscore(train_avg: np.ndarray, reps: np.ndarray) -> tuple:
+    """z-score the averages per voxel over training and validation images together.
+
+    Returns (train (n_train, n_vox), val (n_val, n_vox), val repeats float32
+    (n_rep, n_val, n_vox), mean (n_vox,), sd (n_vox,)); ``train_avg`` and ``reps`` are
+    changed in place.
+    """
+    n_tr, n_va = train_avg.shape[0], reps.shape[1]
     val_avg = reps.mean(axis=0)
     mu = (train_avg.sum(axis=0) + val_avg.sum(axis=0)) / (n_tr + n_va)
     var = (((train_avg - mu) ** 2).sum(axis=0) + ((val_avg - mu) ** 2).sum(axis=0)) / (n_tr + n_va)
@@ -168,20 +179,14 @@ def _simulate_subject(cfg: SynthConfig, subject: str, feats: np.ndarray,
     data_val = (val_avg - mu) / zsd
     reps -= mu
     reps /= zsd
-    reps_z = reps.astype(np.float32)
-    del reps
+    return train_avg, data_val, reps.astype(np.float32), mu, zsd
 
-    nan_tr, nan_va = _nan_blocks(roi_codes, subject, n_tr, n_va, cfg.nan_image_fraction, rng)
-    nan_voxels = nan_tr.any(axis=0) | nan_va.any(axis=0)
-    data_train = train_avg
-    data_train[nan_tr] = np.nan
-    data_val[nan_va] = np.nan
 
-    ceil_tr = np.where(has_signal, _ceiling(sig_tr.var(axis=0), noise_sd, cfg.n_rep_train), 0.0)
-    ceil_va = np.where(has_signal, _ceiling(sig_va.var(axis=0), noise_sd, cfg.n_rep_val), 0.0)
-    sig_z = (signal - mu) / zsd
-    noise_z = noise_sd / zsd
-
+def _roi_averages(cfg: SynthConfig, roi_codes: np.ndarray, voxel_ids: np.ndarray, nan_voxels: np.ndarray,
+                  sig_z: np.ndarray, noise_z: np.ndarray, data: tuple) -> dict:
+    """Ground truth of each ROI's average over its NaN-free voxels (ROI name -> dict)."""
+    data_train, data_val, reps_z = data
+    n_tr, rho = cfg.n_train, cfg.shared_noise_fraction
     roi_avg = {}
     for code in sorted(set(roi_codes.tolist())):
         cols = np.flatnonzero((roi_codes == code) & ~nan_voxels)
@@ -202,6 +207,44 @@ def _simulate_subject(cfg: SynthConfig, subject: str, feats: np.ndarray,
             "ceiling_train": float(_ceiling(s_tr.var(), nsd, cfg.n_rep_train)),
             "ceiling_val": float(_ceiling(s_va.var(), nsd, cfg.n_rep_val)),
         }
+    return roi_avg
+
+
+def _simulate_subject(cfg: SynthConfig, subject: str, feats: np.ndarray,
+                      progress: Progress | None) -> dict:
+    """Responses and ground truth for one subject.
+
+    ``feats`` is (n_train + n_val, grid * grid * n_orientations), centred and scaled.
+    """
+    s_idx = SUBJECTS.index(subject)
+    rng = np.random.default_rng([cfg.seed, 202, s_idx])
+    counts = scaled_voxel_counts(subject, cfg.voxel_scale, cfg.min_roi_voxels)
+    voxel_ids, roi_codes = _voxel_layout(counts, rng)
+    n_tr, n_va = cfg.n_train, cfg.n_val
+    rfs = _receptive_fields(cfg, roi_codes, rng)
+    has_signal = rfs["has_signal"]
+    signal = _signal(cfg, feats, rfs)
+    lo, hi = cfg.val_ceiling_range
+    target = rng.uniform(lo, hi, voxel_ids.size)
+    noise_sd = np.sqrt(cfg.n_rep_val * (1.0 / target ** 2 - 1.0))  # signal variance 1
+    train_avg, reps = _noisy_responses(cfg, signal, roi_codes, noise_sd, rng)
+    if progress:
+        progress("responses", 2 * s_idx + 1, 2 * len(SUBJECTS))
+    data_train, data_val, reps_z, mu, zsd = _zscore(train_avg, reps)
+    del reps
+
+    nan_tr, nan_va = _nan_blocks(roi_codes, subject, n_tr, n_va, cfg.nan_image_fraction, rng)
+    nan_voxels = nan_tr.any(axis=0) | nan_va.any(axis=0)
+    data_train[nan_tr] = np.nan
+    data_val[nan_va] = np.nan
+
+    sig_tr, sig_va = signal[:n_tr], signal[n_tr:]
+    ceil_tr = np.where(has_signal, _ceiling(sig_tr.var(axis=0), noise_sd, cfg.n_rep_train), 0.0)
+    ceil_va = np.where(has_signal, _ceiling(sig_va.var(axis=0), noise_sd, cfg.n_rep_val), 0.0)
+    sig_z = (signal - mu) / zsd
+    noise_z = noise_sd / zsd
+    roi_avg = _roi_averages(cfg, roi_codes, voxel_ids, nan_voxels, sig_z, noise_z,
+                            (data_train, data_val, reps_z))
     if progress:
         progress("responses", 2 * s_idx + 2, 2 * len(SUBJECTS))
     return {
@@ -215,7 +258,8 @@ def _simulate_subject(cfg: SynthConfig, subject: str, feats: np.ndarray,
             "noise_sd": noise_z, "noise_sd_raw": noise_sd,
             "ceiling_train": ceil_tr, "ceiling_val": ceil_va,
             "val_repeats": reps_z,
-            "rf_x": rf_x, "rf_y": rf_y, "rf_sd": rf_sd, "orientation_weights": weights,
+            "rf_x": rfs["rf_x"], "rf_y": rfs["rf_y"], "rf_sd": rfs["rf_sd"],
+            "orientation_weights": rfs["orientation_weights"],
             "zscore_mean": mu, "zscore_sd": zsd,
         },
         "roi_average": roi_avg,
