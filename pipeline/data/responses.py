@@ -292,6 +292,21 @@ def load_responses(data_dir_or_file: str | os.PathLike, subject: str | int) -> S
         raise DataFormatError(f"voxIdx{subject} in {_where(path)} holds non-integer or "
                               "non-finite values; expected 1-based MATLAB linear indices.")
     vox_i = vox.astype(np.int64)
+    notes = _voxel_id_notes(path, subject, vox_i)
+    for note in notes:
+        warnings.warn(note + ".", stacklevel=2)
+
+    trn = np.asarray(trn, dtype=np.float64)
+    val = np.asarray(val, dtype=np.float64)
+    nan_mask = ~np.isfinite(trn).all(axis=0) | ~np.isfinite(val).all(axis=0)
+    return SubjectResponses(subject=subject, train=trn, val=val,
+                            roi_codes=roi.astype(np.int16), voxel_ids=vox_i,
+                            nan_mask=nan_mask, source=path, warnings=tuple(notes))
+
+
+def _voxel_id_notes(path: Path, subject: str, vox_i: np.ndarray) -> list[str]:
+    """What the (n_vox,) voxel ids break of the spec's assumptions (in 1..73728, unique,
+    sorted): reported, not raised."""
     notes = []
     out_of_range = (vox_i < 1) | (vox_i > N_VOLUME)
     if out_of_range.any():
@@ -303,15 +318,7 @@ def load_responses(data_dir_or_file: str | os.PathLike, subject: str | int) -> S
         notes.append(f"voxIdx{subject} in {path.name} repeats {n_dup} ids")
     if vox_i.size > 1 and np.any(np.diff(vox_i) < 0):
         notes.append(f"voxIdx{subject} in {path.name} is not sorted")
-    for note in notes:
-        warnings.warn(note + ".", stacklevel=2)
-
-    trn = np.asarray(trn, dtype=np.float64)
-    val = np.asarray(val, dtype=np.float64)
-    nan_mask = ~np.isfinite(trn).all(axis=0) | ~np.isfinite(val).all(axis=0)
-    return SubjectResponses(subject=subject, train=trn, val=val,
-                            roi_codes=roi.astype(np.int16), voxel_ids=vox_i,
-                            nan_mask=nan_mask, source=path, warnings=tuple(notes))
+    return notes
 
 
 def _response_image_counts(data_dir: Path) -> dict[str, dict[str, int]]:

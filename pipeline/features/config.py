@@ -1,33 +1,16 @@
-"""Feature extraction: config, extractor, and the HDF5 feature file (atomic, hashed, checked).
+"""The feature configuration (:class:`FeatureConfig`) and the registry of models.
 
-The registries here are the single source of valid choices (the CLI reads them):
-:data:`MODELS` (model -> its variants), :data:`VARIANTS`, :data:`LAYERS`
-(variant -> layer -> output shape) and :data:`CHAINS` (preprocessing).
+The registries are the single source of valid choices (the CLI reads them):
+:data:`MODELS` (model -> its variants), :data:`pipeline.features.alexnet.layers.VARIANTS`,
+:data:`pipeline.features.alexnet.layers.LAYERS` (variant -> layer -> output shape) and
+:data:`pipeline.preprocess.images.CHAINS` (preprocessing).
 
 Models: ``model="alexnet"`` with ``variant`` "caffe" or "tfutils", or ``model="keras"``
 with ``variant`` the path of a user's Keras model file (``.keras``; ``model="keras:PATH"``
 is accepted and split into the two fields) and ``layer`` one of its layer names.
 Several layers come from one forward pass: ``layer="conv3,conv5"`` (or a list).
 
-Feature file layout (HDF5, one file per extraction)::
-
-    /train               (N_train, h, w, c) float32, contiguous, uncompressed
-    /val                 (N_val, h, w, c)
-    /train_image_sha256  (N_train,) |S64  hex sha256 of each *preprocessed* image, in order
-    /val_image_sha256    (N_val,)   |S64
-    attrs: format="vimtrack-features", format_version=1, splits (JSON list, file order),
-           layers (JSON list), config_json (FeatureConfig.to_dict() as JSON), config_sha256,
-           weights_sha256, preprocess_json (the chain's parameters), image_hashes_digest,
-           n_duplicate_rows, batch_size
-
-With several layers the feature datasets are ``/{split}__{layer}`` (e.g. ``train__conv3``,
-``val__conv5``) instead of ``/{split}``; ``layers`` lists them, the first being the
-*primary* layer that :func:`read_feature_file` returns unless asked for another. The
-per-image hashes are shared. A single-layer file keeps the ``/train`` ``/val`` layout.
-
-``image_hashes_digest`` (see :func:`hashes_digest`) summarises every per-image hash in
-order, so a tracker document can prove which images (and in which order) produced a file.
-TensorFlow is imported inside functions only.
+The feature file a config produces: see :mod:`pipeline.features.writer`.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.errors import ConfigError, DataFormatError
+from pipeline.features.alexnet.checkpoints import read_keras_h5
+from pipeline.features.alexnet.model import _lrn_layer_class, build_alexnet
 from pipeline.features.alexnet.weights import weights_sha256
 from pipeline.features.config import _LAYER_RE, FeatureConfig, _split_layers
 from pipeline.features.device import (
@@ -247,8 +249,6 @@ def extractor_from_model(
 def _load_keras_model(config: FeatureConfig):
     import keras
 
-    from pipeline.features.alexnet.checkpoints import read_keras_h5
-    from pipeline.features.alexnet.model import _lrn_layer_class
 
     path = Path(config.variant).expanduser()
     if not path.is_file():
@@ -297,7 +297,6 @@ def build_extractor(config: FeatureConfig, *, tf32: bool = False) -> Extractor:
         raise ConfigError(f"config must be a FeatureConfig, got {type(config).__name__}.")
     import tensorflow as tf
 
-    from pipeline.features.alexnet.model import build_alexnet
 
     _enable_gpu_memory_growth()
     tf.config.experimental.enable_tensor_float_32_execution(bool(tf32))

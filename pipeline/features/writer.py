@@ -4,6 +4,25 @@
 refuses duplicate feature rows, writes the datasets and attributes, hashes each
 preprocessed image, and replaces the final path atomically while the file's sha256 is
 computed. No TensorFlow here.
+
+Feature file layout (HDF5, one file per extraction)::
+
+    /train               (N_train, h, w, c) float32, contiguous, uncompressed
+    /val                 (N_val, h, w, c)
+    /train_image_sha256  (N_train,) |S64  hex sha256 of each *preprocessed* image, in order
+    /val_image_sha256    (N_val,)   |S64
+    attrs: format="vimtrack-features", format_version=1, splits (JSON list, file order),
+           layers (JSON list), config_json (FeatureConfig.to_dict() as JSON), config_sha256,
+           weights_sha256, preprocess_json (the chain's parameters), image_hashes_digest,
+           n_duplicate_rows, batch_size
+
+With several layers the feature datasets are ``/{split}__{layer}`` (e.g. ``train__conv3``,
+``val__conv5``) instead of ``/{split}``; ``layers`` lists them, the first being the
+*primary* layer that :func:`read_feature_file` returns unless asked for another. The
+per-image hashes are shared. A single-layer file keeps the ``/train`` ``/val`` layout.
+
+``image_hashes_digest`` (see :func:`hashes_digest`) summarises every per-image hash in
+order, so a tracker document can prove which images (and in which order) produced a file.
 """
 
 from __future__ import annotations
@@ -396,12 +415,18 @@ def write_feature_file(
     with atomic_path(out_path, while_syncing=hash_file) as tmp:
         digest, n_dup = _write_contents(tmp, extractor, checked, layout, config, progress,
                                         allow_duplicates, prefetch)
-    seconds = time.perf_counter() - start
+    return _file_info(out_path, file_sha["sha256"], checked, layout, extractor, config, digest, n_dup,
+                      time.perf_counter() - start)
+
+
+def _file_info(out_path: Path, sha256: str, checked, layout: _Layout, extractor, config: FeatureConfig,
+               digest: str, n_dup: int, seconds: float) -> FeatureFileInfo:
+    """The :class:`FeatureFileInfo` of a file just written."""
     total = sum(count for count, _ in checked.values())
     layers, named = layout.layers, layout.named
     return FeatureFileInfo(
         path=str(out_path.resolve()),
-        sha256=file_sha["sha256"],
+        sha256=sha256,
         size_bytes=out_path.stat().st_size,
         shapes={s: [c, *layout.shapes[layers[0]]] for s, (c, _) in checked.items()},
         image_hashes_digest=digest,

@@ -17,10 +17,7 @@ import numpy as np
 
 from pipeline.core.errors import ConfigError
 from pipeline.evaluation.scores import pearson_r, r2_score
-from pipeline.evaluation.significance import (
-    fdr_significant,
-    permutation_pvalues,
-)
+from pipeline.evaluation.significance import fdr_significant, permutation_pvalues
 from pipeline.evaluation.splits import holdout_split, index_hash
 from pipeline.fit.checks import _check_features
 from pipeline.fit.config import FitConfig, _is_int

@@ -14,10 +14,7 @@ import numpy as np
 
 from pipeline.core.errors import ConfigError
 from pipeline.core.keys import content_key
-from pipeline.evaluation.significance import (
-    DEFAULT_FDR_Q,
-    DEFAULT_N_PERMUTATIONS,
-)
+from pipeline.evaluation.significance import DEFAULT_FDR_Q, DEFAULT_N_PERMUTATIONS
 from pipeline.models.pls import DEFAULT_N_COMPONENTS
 from pipeline.models.ridge import DEFAULT_ALPHAS
 

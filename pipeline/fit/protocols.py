@@ -62,10 +62,7 @@ import numpy as np
 
 from pipeline.core.errors import ConfigError
 from pipeline.evaluation.scores import pearson_r, r2_score
-from pipeline.evaluation.significance import (
-    fdr_significant,
-    permutation_pvalues,
-)
+from pipeline.evaluation.significance import fdr_significant, permutation_pvalues
 from pipeline.evaluation.splits import cs431_feature_subset, cs431_splits, holdout_split, index_hash
 from pipeline.fit.checks import _check_inputs
 from pipeline.fit.chunks import Prepared, _prepare, chunkable, fit_voxels
@@ -121,17 +118,10 @@ def run_fit(
     t_start = time.perf_counter()
     X_train, X_val, Y_train, Y_val = _check_inputs(X_train, X_val, Y_train, Y_val)
     if chunkable(config, protocol_only=True):
-        if progress is not None:
-            progress("fit:test", 0, 2 if X_val is None else 4)
-        prep = _prepare(X_train, X_val, config, None, None)
-        result = fit_voxels(prep, Y_train, Y_val, progress=progress)
-        result.timings.update(prep.timings)
-        result.timings["total"] = time.perf_counter() - t_start
-        return result
+        return _fit_prepared(X_train, X_val, Y_train, Y_val, config, progress, t_start)
     if config.target == "roi_mean":
         Y_train = Y_train.mean(axis=1, keepdims=True)
-        if Y_val is not None:
-            Y_val = Y_val.mean(axis=1, keepdims=True)
+        Y_val = None if Y_val is None else Y_val.mean(axis=1, keepdims=True)
     plan, X_train, X_val, feature_subset = _plan_fits(X_train, X_val, config)
     run = _PlanRun(config, X_train, X_val, Y_train, Y_val, progress,
                    total=sum(1 + len(jobs) for _, _, jobs in plan))
@@ -148,6 +138,18 @@ def run_fit(
         feature_subset=feature_subset,
         n_features=int(X_train.shape[1]),
     )
+
+
+def _fit_prepared(X_train, X_val, Y_train, Y_val, config: FitConfig, progress, t_start: float
+                  ) -> FitResult:
+    """The recommended protocol as ``fit_voxels(prepare(...))`` (kernels computed once)."""
+    if progress is not None:
+        progress("fit:test", 0, 2 if X_val is None else 4)
+    prep = _prepare(X_train, X_val, config, None, None)
+    result = fit_voxels(prep, Y_train, Y_val, progress=progress)
+    result.timings.update(prep.timings)
+    result.timings["total"] = time.perf_counter() - t_start
+    return result
 
 
 #: (model name, fit indices, [(split name, kind, indices or None: the validation images)])

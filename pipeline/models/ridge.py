@@ -31,7 +31,6 @@ and then calls scikit-learn's ``RidgeCV``).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from numbers import Integral
 
@@ -53,7 +52,7 @@ from pipeline.models.kernels import (
     linear_kernel,
     plain_eigh,
 )
-from pipeline.models.solvers import _duals, _fold_errors, _loo_chunk
+from pipeline.models.solvers import _chosen_duals, _kfold_cv, _loo_cv
 
 __all__ = [
     "DEFAULT_ALPHAS",
@@ -69,11 +68,6 @@ __all__ = [
 #: the top for standardised features): with ~65k standardised features the optimum for
 #: noisy voxels lies in 1e4 ... 1e9, while small test problems need the low end.
 DEFAULT_ALPHAS: np.ndarray = np.logspace(-2, 10, 25)
-
-
-def _chunks(v: int, size: int) -> Iterator[slice]:
-    for start in range(0, v, size):
-        yield slice(start, min(start + size, v))
 
 
 @dataclass
@@ -367,32 +361,13 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
         # float32 product computes only the deviation from the alpha -> infinity limit
         # (see _loo_chunk; in k-fold only the small squared norm of the predictions goes
         # through float32, see _fold_errors).
-        dual_done, t_dual = False, 0.0
         if kernel.cv == "loo":
-            with threadpool_limits(limits=self.n_threads):
-                U_w = U.astype(work, copy=False)
-                for sl in _chunks(v, self.chunk_size):
-                    Yc = Y[:, sl] - y_mean[sl]
-                    UTy = U.T @ Yc
-                    _loo_chunk(U_w, s, alphas, kernel.inv_diag, Yc, UTy, errors[:, sl])
-                    if self.alpha_per_target:  # duals now, while U^T y is at hand
-                        t1 = time.perf_counter()
-                        best = np.argmin(errors[:, sl], axis=0)
-                        dual[:, sl] = _duals(U, UTy, s, alphas, best)
-                        t_dual += time.perf_counter() - t1
-                dual_done = bool(self.alpha_per_target)
+            t_dual = _loo_cv(U, s, alphas, kernel.inv_diag, Y, y_mean, work, self.chunk_size,
+                             self.n_threads, errors, dual if self.alpha_per_target else None)
+            dual_done = bool(self.alpha_per_target)
         else:
-            errors[:] = 0.0
-            for train, test, s_f, U_f, Z in kernel.folds:
-                with threadpool_limits(limits=self.n_threads):
-                    W = 1.0 / (s_f[None, :] + alphas[:, None])  # (n_alphas, n_train)
-                    Z64 = Z.astype(np.float64, copy=False)
-                    for sl in _chunks(v, self.chunk_size):
-                        Y_tr = Y[train, sl]
-                        m_tr = Y_tr.mean(axis=0) if center else np.zeros(Y_tr.shape[1])
-                        UTy = U_f.T @ (Y_tr - m_tr).astype(work, copy=False)
-                        errors[:, sl] += _fold_errors(Z, Z64, W, UTy, Y[test, sl] - m_tr)
-            errors /= n
+            _kfold_cv(kernel.folds, alphas, Y, center, work, self.chunk_size, self.n_threads, errors)
+            dual_done, t_dual = False, 0.0
         timings["cv"] = time.perf_counter() - t0 - t_dual
 
         if self.alpha_per_target:
@@ -402,10 +377,7 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
 
         t0 = time.perf_counter() - t_dual
         if not dual_done:  # duals at the chosen alphas, in float64
-            with threadpool_limits(limits=self.n_threads):
-                for sl in _chunks(v, self.chunk_size):
-                    UTy = U.T @ (Y[:, sl] - y_mean[sl])
-                    dual[:, sl] = _duals(U, UTy, s, alphas, best_idx[sl])
+            _chosen_duals(U, s, alphas, Y, y_mean, best_idx, self.chunk_size, self.n_threads, dual)
         timings["dual"] = time.perf_counter() - t0
         n_at_edge = (
             0

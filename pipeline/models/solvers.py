@@ -5,10 +5,12 @@ are built over them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from numbers import Integral
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from pipeline.core.errors import ConfigError
 
@@ -180,3 +182,60 @@ def _check_grid(n_components) -> np.ndarray:
             f"n_components must be a positive integer or a list of them, got {n_components!r}."
         )
     return np.unique(grid.astype(np.int64))
+
+
+def _chunks(v: int, size: int) -> Iterator[slice]:
+    for start in range(0, v, size):
+        yield slice(start, min(start + size, v))
+
+
+def _loo_cv(U: np.ndarray, s: np.ndarray, alphas: np.ndarray, inv_diag, Y: np.ndarray, y_mean: np.ndarray,
+            work: type, chunk_size: int, n_threads, errors: np.ndarray, dual: np.ndarray | None) -> float:
+    """Exact leave-one-out errors of every penalty, (n_alphas, v), into ``errors``.
+
+    ``U`` (n, k) and ``s`` (k,) are the centred kernel's eigendecomposition, ``Y`` (n, v).
+    With ``dual`` (n, v) given, the duals at each target's best penalty are written too
+    (while ``U^T y`` is at hand); returns the seconds spent on them.
+    """
+    t_dual = 0.0
+    with threadpool_limits(limits=n_threads):
+        U_w = U.astype(work, copy=False)
+        for sl in _chunks(Y.shape[1], chunk_size):
+            Yc = Y[:, sl] - y_mean[sl]
+            UTy = U.T @ Yc
+            _loo_chunk(U_w, s, alphas, inv_diag, Yc, UTy, errors[:, sl])
+            if dual is not None:
+                t1 = time.perf_counter()
+                best = np.argmin(errors[:, sl], axis=0)
+                dual[:, sl] = _duals(U, UTy, s, alphas, best)
+                t_dual += time.perf_counter() - t1
+    return t_dual
+
+
+def _kfold_cv(folds, alphas: np.ndarray, Y: np.ndarray, center: bool, work: type, chunk_size: int,
+              n_threads, errors: np.ndarray) -> None:
+    """Mean k-fold squared error of every penalty, (n_alphas, v), into ``errors``.
+
+    ``folds`` holds ``(train, test, s_f, U_f, Z)`` per fold (see ``RidgeKernel``).
+    """
+    errors[:] = 0.0
+    v = Y.shape[1]
+    for train, test, s_f, U_f, Z in folds:
+        with threadpool_limits(limits=n_threads):
+            W = 1.0 / (s_f[None, :] + alphas[:, None])  # (n_alphas, n_train)
+            Z64 = Z.astype(np.float64, copy=False)
+            for sl in _chunks(v, chunk_size):
+                Y_tr = Y[train, sl]
+                m_tr = Y_tr.mean(axis=0) if center else np.zeros(Y_tr.shape[1])
+                UTy = U_f.T @ (Y_tr - m_tr).astype(work, copy=False)
+                errors[:, sl] += _fold_errors(Z, Z64, W, UTy, Y[test, sl] - m_tr)
+    errors /= Y.shape[0]
+
+
+def _chosen_duals(U: np.ndarray, s: np.ndarray, alphas: np.ndarray, Y: np.ndarray, y_mean: np.ndarray,
+                  best_idx: np.ndarray, chunk_size: int, n_threads, dual: np.ndarray) -> None:
+    """Dual coefficients (n, v) at each target's chosen penalty, in float64, into ``dual``."""
+    with threadpool_limits(limits=n_threads):
+        for sl in _chunks(Y.shape[1], chunk_size):
+            UTy = U.T @ (Y[:, sl] - y_mean[sl])
+            dual[:, sl] = _duals(U, UTy, s, alphas, best_idx[sl])

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.core.errors import ConfigError
-from pipeline.data.layout import (
-    SUBJECTS,
-)
+from pipeline.data.layout import SUBJECTS
 
 __all__ = [
     "IMAGES_PER_FILE",

@@ -7,11 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.core.errors import ConfigError
-from pipeline.data.layout import (
-    ROI_CODES,
-    SUBJECTS,
-    VOLUME_SHAPE,
-)
+from pipeline.data.layout import ROI_CODES, SUBJECTS, VOLUME_SHAPE
 from pipeline.data.synth.config import (
     _NAN_SHARE,
     _RF_SD,

@@ -12,10 +12,7 @@ import h5py
 import numpy as np
 
 from pipeline.core.errors import ConfigError, DataFormatError
-from pipeline.data.layout import (
-    GROUND_TRUTH_FILE,
-    SUBJECTS,
-)
+from pipeline.data.layout import GROUND_TRUTH_FILE, SUBJECTS
 from pipeline.data.synth.config import SynthConfig
 
 __all__ = [

@@ -50,6 +50,7 @@ import numpy as np
 from scipy.io import savemat
 
 from pipeline.core.errors import ConfigError
+from pipeline.core.files import fsync_dir
 from pipeline.data.layout import (
     GROUND_TRUTH_FILE,
     LOWRES_FILE,
@@ -162,12 +163,37 @@ def generate(out_dir: str | os.PathLike, config: SynthConfig | None = None, *,
                 (out / name).unlink()
         for name in sorted(final, key=lambda n: n == GROUND_TRUTH_FILE):
             os.replace(tmp / name, out / name)
+        fsync_dir(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
 def _generate_into(tmp: Path, cfg: SynthConfig, progress: Progress | None) -> None:
+    """Write every file of the data set into the directory ``tmp``."""
+    feats, low = _write_fullres(tmp, cfg, progress)
+    n_tr, n_va = cfg.n_train, cfg.n_val
+    rng = np.random.default_rng([cfg.seed, 303])
+    seq_trn = _sequence(n_tr, 70, cfg.n_rep_train, 28 / 140, rng)
+    seq_val = _sequence(n_va, 12, cfg.n_rep_val, 18 / 156, rng)
+    with open(tmp / LOWRES_FILE, "wb") as fh:
+        savemat(fh, {"stimTrn": low[:n_tr], "stimVal": low[n_tr:], "seqTrn": seq_trn,
+                     "seqVal": seq_val}, format="5")
+    del low
+    n_img = n_tr + n_va
+    flat = feats.reshape(n_img, -1)
+    flat = flat - flat.mean(axis=0)
+    flat /= max(float(flat.std()), 1e-12)
+    feat_z = flat.reshape(feats.shape).astype(np.float32)
+    _write_responses(tmp, cfg, flat, feat_z, progress)
+
+
+def _write_fullres(tmp: Path, cfg: SynthConfig, progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
+    """Full-resolution image files, one (<= 120 images) at a time.
+
+    Returns the images' feature maps, (n_img, grid, grid, n_orientations), and their
+    low-resolution copies, (n_img, lowres, lowres) float32.
+    """
     n_tr, n_va = cfg.n_train, cfg.n_val
     n_img = n_tr + n_va
     maker = _ImageMaker(cfg.image_size, cfg.seed)
@@ -177,8 +203,6 @@ def _generate_into(tmp: Path, cfg: SynthConfig, progress: Progress | None) -> No
     feats = np.empty((n_img, cfg.feature_grid, cfg.feature_grid, cfg.n_orientations))
     s = cfg.image_size
     done = 0
-
-    # Full-resolution images, one file (<= 120 images) at a time.
     n_files = math.ceil(n_tr / IMAGES_PER_FILE)
     jobs = [(train_fullres_name(k + 1), "stimTrn", 0, a, b)
             for k, (a, b) in enumerate(_chunks(n_tr, IMAGES_PER_FILE))]
@@ -195,20 +219,13 @@ def _generate_into(tmp: Path, cfg: SynthConfig, progress: Progress | None) -> No
         done += b - a
         if progress:
             progress("images", done, n_img)
+    return feats, low
 
-    rng = np.random.default_rng([cfg.seed, 303])
-    seq_trn = _sequence(n_tr, 70, cfg.n_rep_train, 28 / 140, rng)
-    seq_val = _sequence(n_va, 12, cfg.n_rep_val, 18 / 156, rng)
-    with open(tmp / LOWRES_FILE, "wb") as fh:
-        savemat(fh, {"stimTrn": low[:n_tr], "stimVal": low[n_tr:], "seqTrn": seq_trn,
-                     "seqVal": seq_val}, format="5")
-    del low
 
-    flat = feats.reshape(n_img, -1)
-    flat = flat - flat.mean(axis=0)
-    flat /= max(float(flat.std()), 1e-12)
-    feat_z = flat.reshape(feats.shape).astype(np.float32)
-
+def _write_responses(tmp: Path, cfg: SynthConfig, flat: np.ndarray, feat_z: np.ndarray,
+                     progress: Progress | None) -> None:
+    """``EstimatedResponses.mat`` (v7.3) and the ground-truth file, subject by subject."""
+    n_tr = cfg.n_train
     resp_path = tmp / RESPONSES_FILE
     gt_path = tmp / GROUND_TRUTH_FILE
     with h5py.File(resp_path, "w", userblock_size=512) as fr, h5py.File(gt_path, "w") as fg:
@@ -222,25 +239,30 @@ def _generate_into(tmp: Path, cfg: SynthConfig, progress: Progress | None) -> No
         fg.create_dataset("features_val", data=feat_z[n_tr:])
         for subject in SUBJECTS:
             res = _simulate_subject(cfg, subject, flat, progress)
-            for name, arr in ((f"dataTrn{subject}", res["data_train"]),
-                              (f"dataVal{subject}", res["data_val"]),
-                              (f"roi{subject}", res["roi_codes"].astype(np.float64)[None, :]),
-                              (f"voxIdx{subject}", res["voxel_ids"].astype(np.float64)[None, :])):
-                ds = fr.create_dataset(name, data=arr, chunks=True, compression="gzip",
-                                       compression_opts=3)
-                ds.attrs["MATLAB_class"] = np.bytes_(b"double")
-            grp = fg.create_group(subject)
-            for name, arr in res["truth"].items():
-                grp.create_dataset(name, data=arr)
-            ra = grp.create_group("roi_average")
-            for roi, d in res["roi_average"].items():
-                rg = ra.create_group(roi)
-                for name, val in d.items():
-                    if np.ndim(val) == 0:
-                        rg.attrs[name] = val
-                    else:
-                        rg.create_dataset(name, data=val)
+            _write_subject(fr, fg, subject, res)
             del res
             if progress:
                 progress("write", SUBJECTS.index(subject) + 1, len(SUBJECTS))
     write_mat73_userblock(resp_path)
+
+
+def _write_subject(fr, fg, subject: str, res: dict) -> None:
+    """One subject's responses (``fr``) and its ground truth group (``fg``)."""
+    for name, arr in ((f"dataTrn{subject}", res["data_train"]),
+                      (f"dataVal{subject}", res["data_val"]),
+                      (f"roi{subject}", res["roi_codes"].astype(np.float64)[None, :]),
+                      (f"voxIdx{subject}", res["voxel_ids"].astype(np.float64)[None, :])):
+        ds = fr.create_dataset(name, data=arr, chunks=True, compression="gzip",
+                               compression_opts=3)
+        ds.attrs["MATLAB_class"] = np.bytes_(b"double")
+    grp = fg.create_group(subject)
+    for name, arr in res["truth"].items():
+        grp.create_dataset(name, data=arr)
+    ra = grp.create_group("roi_average")
+    for roi, d in res["roi_average"].items():
+        rg = ra.create_group(roi)
+        for name, val in d.items():
+            if np.ndim(val) == 0:
+                rg.attrs[name] = val
+            else:
+                rg.create_dataset(name, data=val)

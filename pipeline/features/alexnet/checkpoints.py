@@ -145,49 +145,19 @@ def read_checkpoint(
             f"weights {path} is not a TensorFlow checkpoint (no {path}.index file, "
             f"no .index file and no directory with one checkpoint)."
         )
-    import tensorflow as tf
-
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-        var_shapes = reader.get_variable_to_shape_map()
-    except Exception as exc:  # TF raises several types for a bad checkpoint
-        raise DataFormatError(
-            f"checkpoint {prefix} could not be read ({type(exc).__name__}: {exc})."
-        ) from exc
+    reader, var_shapes = _open_checkpoint(prefix)
     shapes = weight_shapes(variant)
     needed = list(shapes) if layers is None else [n for n in shapes if n in set(layers)]
     mapped = dict(normalize_name_map(name_map) or ())
     unknown = sorted(set(mapped) - set(shapes))
     problems = [f"weights_map names layer(s) {unknown} the variant does not have"] if unknown else []
     names = sorted(var_shapes)
-
-    def find(layer: str, candidates: Sequence[str]) -> tuple[str | None, str]:
-        for cand in (f"{layer}/{c}" for c in candidates):
-            if cand in var_shapes:
-                return cand, ""
-        for cand in (f"/{layer}/{c}" for c in candidates):
-            hits = [n for n in names if n.endswith(cand)]
-            if len(hits) == 1:
-                return hits[0], ""
-            if len(hits) > 1:
-                return None, f"{layer}: several variables end with {cand[1:]!r} ({hits})"
-        return None, f"{layer}: no variable {layer}/{'|'.join(candidates)}"
-
     out = {}
     for layer in needed:
-        if layer in mapped:
-            pair = mapped[layer]
-            absent = [n for n in pair if n not in var_shapes]
-            if absent:
-                problems.append(f"{layer}: no variable {' or '.join(map(repr, absent))}")
-                continue
-        else:
-            kernel, why_k = find(layer, _CKPT_KERNEL)
-            bias, why_b = find(layer, _CKPT_BIAS)
-            if kernel is None or bias is None:
-                problems.append(why_k or why_b)
-                continue
-            pair = (kernel, bias)
+        pair, why = _layer_variables(layer, mapped, var_shapes, names)
+        if pair is None:
+            problems.append(why)
+            continue
         found = tuple(tuple(var_shapes[n]) for n in pair)
         if found != shapes[layer]:
             problems.append(f"{layer}: {pair[0]} {found[0]} / {pair[1]} {found[1]}")
@@ -201,6 +171,53 @@ def read_checkpoint(
             f"Give weights_map {{layer: [kernel_variable, bias_variable]}} to name them."
         )
     return out
+
+
+def _open_checkpoint(prefix: str):
+    """(reader, {variable name: shape}) of a checkpoint (TensorFlow imported here)."""
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        var_shapes = reader.get_variable_to_shape_map()
+    except Exception as exc:  # TF raises several types for a bad checkpoint
+        raise DataFormatError(
+            f"checkpoint {prefix} could not be read ({type(exc).__name__}: {exc})."
+        ) from exc
+    return reader, var_shapes
+
+
+def _find_variable(layer: str, candidates: Sequence[str], var_shapes: Mapping, names: list[str]
+                   ) -> tuple[str | None, str]:
+    """(variable name, "") of ``{layer}/{candidate}``, exactly or under one unique scope;
+    else (None, why)."""
+    for cand in (f"{layer}/{c}" for c in candidates):
+        if cand in var_shapes:
+            return cand, ""
+    for cand in (f"/{layer}/{c}" for c in candidates):
+        hits = [n for n in names if n.endswith(cand)]
+        if len(hits) == 1:
+            return hits[0], ""
+        if len(hits) > 1:
+            return None, f"{layer}: several variables end with {cand[1:]!r} ({hits})"
+    return None, f"{layer}: no variable {layer}/{'|'.join(candidates)}"
+
+
+def _layer_variables(layer: str, mapped: Mapping, var_shapes: Mapping, names: list[str]
+                     ) -> tuple[tuple[str, str] | None, str]:
+    """((kernel, bias) variable names, "") of a layer, from the name map or the default
+    names; else (None, why)."""
+    if layer in mapped:
+        pair = mapped[layer]
+        absent = [n for n in pair if n not in var_shapes]
+        if absent:
+            return None, f"{layer}: no variable {' or '.join(map(repr, absent))}"
+        return pair, ""
+    kernel, why_k = _find_variable(layer, _CKPT_KERNEL, var_shapes, names)
+    bias, why_b = _find_variable(layer, _CKPT_BIAS, var_shapes, names)
+    if kernel is None or bias is None:
+        return None, why_k or why_b
+    return (kernel, bias), ""
 
 
 def _var_order(key: str):
