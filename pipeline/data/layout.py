@@ -20,6 +20,8 @@ __all__ = [
     "TRAIN_FULLRES_RE",
     "VAL_FULLRES_FILE",
     "VOLUME_SHAPE",
+    "canonical_roi",
+    "canonical_subject",
     "train_fullres_name",
 ]
 

@@ -1,4 +1,4 @@
-"""Loader for the vim-1 data set (Kay et al. 2008) in its released on-disk layout.
+"""vim-1 responses, ROI codes and repeats (Kay et al. 2008), in the released layout.
 
 Files (``specs/vim1-format.md``), all in one directory:
 
@@ -56,6 +56,8 @@ from pipeline.data.matfiles import (
 __all__ = [
     "CleanROI",
     "SubjectResponses",
+    "find_repeats_file",
+    "load_repeats",
     "load_responses",
 ]
 

@@ -1,4 +1,4 @@
-"""Significance, multiple comparisons, confidence intervals and noise ceilings.
+"""Significance and multiple comparisons: permutation p-values and Benjamini-Hochberg FDR.
 
 Implements ``specs/statistics.md``:
 
@@ -7,12 +7,9 @@ Implements ``specs/statistics.md``:
   (:func:`permutation_matrix`); ``p = (1 + #{r_perm >= r}) / (1 + n_permutations)``.
 * :func:`bh_adjust` / :func:`fdr_significant`: Benjamini-Hochberg FDR across the voxels
   of a fit (q = 0.05).
-* :func:`bootstrap_ci` / :func:`roi_summary`: mean and median with seeded percentile
-  bootstrap confidence intervals over voxels.
-* :func:`paired_comparison`: two fits over the same voxels (Wilcoxon signed rank and a
-  paired bootstrap of the median difference).
-* :func:`noise_ceiling`: the NSD noise ceiling from repeat-level responses, or None where
-  no repeats exist (vim-1 releases only repeat-averaged responses).
+
+Bootstrap intervals and paired comparisons live in :mod:`pipeline.evaluation.intervals`,
+noise ceilings in :mod:`pipeline.evaluation.ceiling`.
 
 Chance levels and parametric thresholds live in :mod:`pipeline.evaluation.scores`.
 

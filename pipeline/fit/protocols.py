@@ -1,4 +1,4 @@
-"""Fit configurations, the estimator registry and the fit/score protocols.
+"""The fit/score protocols: :func:`run_fit`.
 
 Protocols
 ---------
@@ -37,18 +37,19 @@ Significance (both protocols, ``n_permutations > 0``; default 1000 for "recommen
     them for N = 1000, q = 0.05); raise ``n_permutations`` for sparse effects.
 
 Voxel chunks (recommended protocol)
-    A fit is two parts: :func:`prepare` does everything that depends on the features only
+    A fit is two parts: :func:`~pipeline.fit.chunks.prepare` does everything that depends on the features only
     (per model - "test" on the held-out split's training part, "all" on all training
     images - the kernel, its eigendecomposition(s) for ridge, and the cross kernels that
-    predict the scored images); :func:`fit_voxels` does the per-voxel rest (CV over the
+    predict the scored images); :func:`~pipeline.fit.chunks.fit_voxels` does the per-voxel rest (CV over the
     grid, duals, predictions, scores, permutation p-values) for any set of voxel columns.
     :func:`run_fit` is ``fit_voxels(prepare(...), Y)``. Every column-coupled product runs
     in blocks of ``Prepared.block`` columns (the estimators' target batch: 1000 for
     ridge), so fitting a column chunk that starts at a multiple of ``block`` gives, bit
     for bit, the same per-voxel numbers as the fit on all columns (with the same BLAS
     threading; a worker process with another thread count differs at ~1e-14);
-    :func:`voxel_chunks` cuts such chunks. The Benjamini-Hochberg flags are the one per-split quantity
-    coupling voxels: :func:`merge_results` concatenates the chunks' results and
+    :func:`~pipeline.fit.chunks.voxel_chunks` cuts such chunks. The Benjamini-Hochberg
+    flags are the one per-split quantity coupling voxels:
+    :func:`~pipeline.fit.chunks.merge_results` concatenates the chunks' results and
     recomputes ``significant`` over all voxels of each split. The cs431 protocol (one
     alpha, or one multi-output PLS, shared by all voxels) does not split by voxels.
 """

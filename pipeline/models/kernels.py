@@ -14,6 +14,8 @@ from pipeline.core.errors import ConfigError
 
 __all__ = [
     "FeatureScaler",
+    "as_feature_matrix",
+    "as_target_matrix",
     "centred_eigh",
     "fit_kernel",
     "fold_kernels",

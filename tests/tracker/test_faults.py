@@ -15,7 +15,7 @@ from pipeline.core.errors import DataFormatError, IntegrityError
 from pipeline.features.config import FeatureConfig
 from pipeline.features.reader import read_feature_file
 from pipeline.features.writer import write_feature_file
-from tests.pipeline.test_features import FakeExtractor, images
+from tests.pipeline.features.test_features import FakeExtractor, images
 from tracker.maintenance import collect_garbage
 from tracker.workflows import load_features
 

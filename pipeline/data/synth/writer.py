@@ -1,4 +1,4 @@
-"""Synthetic vim-1 data in the real on-disk layout, with a planted encoding model.
+"""Writing synthetic vim-1 data (:func:`generate`) in the real layout, with a planted model.
 
 The real vim-1 files cannot be downloaded on our machines, so the loader, the feature
 extraction and the fitting code are exercised on files written here in exactly the

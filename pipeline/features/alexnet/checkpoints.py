@@ -19,6 +19,7 @@ from pipeline.features.alexnet.layers import weight_shapes
 
 __all__ = [
     "checkpoint_prefix",
+    "glob_escape",
     "normalize_name_map",
     "read_checkpoint",
     "read_keras_h5",

@@ -1,4 +1,4 @@
-"""AlexNet in Keras 3, in the two variants users bring (see ``specs/alexnet.md``).
+"""AlexNet's two variants (see ``specs/alexnet.md``): layer specs and output shapes.
 
 ``"caffe"`` (Variant A)
     Caffe BVLC AlexNet, 227 input: conv1 11x11/4 VALID, LRN, max-pool 3/2, conv2 5x5
@@ -12,25 +12,8 @@ Layer names are the same in both: ``conv1, norm1, pool1, conv2, norm2, pool2, co
 conv4, conv5, pool5, fc6, fc7, fc8``. Conv and fc6/fc7 outputs are taken **after the
 ReLU**; fc8 is the logits (no softmax). :data:`LAYERS` lists each layer's output shape.
 
-Weights (``weights=``)
-    ``"random:SEED"``: seeded He-normal kernels (numpy ``default_rng([SEED, i])`` for the
-    i-th layer of the variant, so a layer's weights do not depend on how deep the model is
-    built), biases 0.1 (fc8: 0). Deterministic across runs and machines.
-    A path to a ``bvlc_alexnet.npy``-style file: a pickled dict ``layer -> [W, b]``.
-    **Loading a pickle can run arbitrary code**: it is done only for a path the user names
-    explicitly, never for a file found by searching. A mapping ``layer -> (W, b)`` in
-    memory is accepted too.
-    A Keras weights file (``*.h5``: Keras 3 ``.weights.h5`` or the Keras 2 HDF5 layout),
-    read by layer name with h5py (the file may hold more layers than the model needs).
-    A TensorFlow checkpoint (a TF1 ``tf.train.Saver`` or TF2 ``tf.train.Checkpoint``; give
-    its prefix ``.../model.ckpt-115000``, its ``.index`` file, or its directory), read
-    with ``tf.train.load_checkpoint``. A *name map* ``{layer: [kernel_var, bias_var]}``
-    says which variables to take; without one each layer looks for
-    ``{layer}/weights|kernel|W`` and ``{layer}/biases|bias|b`` (also under one scope
-    prefix, when unique). A missing name or a wrong shape raises one ConfigError listing
-    the checkpoint's variables and what was expected.
-
-TensorFlow/Keras are imported inside functions only.
+The Keras model is built in :mod:`pipeline.features.alexnet.model`; weights are read by
+:mod:`pipeline.features.alexnet.weights`. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -47,6 +30,7 @@ __all__ = [
     "VARIANTS",
     "LayerSpec",
     "Variant",
+    "get_variant",
     "weight_shapes",
 ]
 

@@ -1,8 +1,25 @@
-"""AlexNet weights: seeded random weights, ``bvlc_alexnet.npy``-style files, in-memory
-mappings, validation against the variant's shapes, and the weights' sha256.
+"""AlexNet weights: every source below, validation against the variant's shapes, and
+the weights' sha256.
 
-**Loading a pickle can run arbitrary code**: it is done only for a path the user names
-explicitly, never for a file found by searching.
+Weights (``weights=``)
+    ``"random:SEED"``: seeded He-normal kernels (numpy ``default_rng([SEED, i])`` for the
+    i-th layer of the variant, so a layer's weights do not depend on how deep the model is
+    built), biases 0.1 (fc8: 0). Deterministic across runs and machines.
+    A path to a ``bvlc_alexnet.npy``-style file: a pickled dict ``layer -> [W, b]``.
+    **Loading a pickle can run arbitrary code**: it is done only for a path the user names
+    explicitly, never for a file found by searching. A mapping ``layer -> (W, b)`` in
+    memory is accepted too.
+    A Keras weights file (``*.h5``: Keras 3 ``.weights.h5`` or the Keras 2 HDF5 layout),
+    read by layer name with h5py (the file may hold more layers than the model needs).
+    A TensorFlow checkpoint (a TF1 ``tf.train.Saver`` or TF2 ``tf.train.Checkpoint``; give
+    its prefix ``.../model.ckpt-115000``, its ``.index`` file, or its directory), read
+    with ``tf.train.load_checkpoint``. A *name map* ``{layer: [kernel_var, bias_var]}``
+    says which variables to take; without one each layer looks for
+    ``{layer}/weights|kernel|W`` and ``{layer}/biases|bias|b`` (also under one scope
+    prefix, when unique). A missing name or a wrong shape raises one ConfigError listing
+    the checkpoint's variables and what was expected.
+
+Checkpoints and Keras files are read by :mod:`pipeline.features.alexnet.checkpoints`.
 """
 
 from __future__ import annotations

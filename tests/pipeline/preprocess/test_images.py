@@ -13,7 +13,7 @@ import pytest
 from pipeline.core.errors import ConfigError, DataFormatError
 from pipeline.preprocess.images import CHAINS, IMAGENET_MEAN_BGR, image_sha256, resize_bilinear
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 # ----------------------------------------------------------------- resize, by hand
