@@ -274,20 +274,7 @@ class Chain:
             weights = [np.asarray(wt, dtype=np.float64) for wt in _warp_weights64(wplan)]
             coverage = np.sum(weights, axis=0)
         else:
-            y_lo, y_hi, y_l = _axis_plan(h, s, self.half_pixel_centers)
-            x_lo, x_hi, x_l = _axis_plan(w, s, self.half_pixel_centers)
-            y_l, x_l = y_l.astype(np.float64)[:, None], x_l.astype(np.float64)[None, :]
-            rows = {0: y_lo[:, None], 1: y_hi[:, None]}
-            cols = {0: x_lo[None, :], 1: x_hi[None, :]}
-            wy = {0: 1.0 - y_l, 1: y_l}
-            wx = {0: 1.0 - x_l, 1: x_l}
-            index, weights = [], []
-            for dy in (0, 1):
-                for dx in (0, 1):
-                    index.append((rows[dy] * w + cols[dx]).ravel())
-                    weights.append(np.broadcast_to(wy[dy] * wx[dx], (s, s)).ravel())
-            index = np.stack(index).astype(np.int64)
-            coverage = np.ones(s * s)
+            index, weights, coverage = _bilinear_taps(h, w, s, self.half_pixel_centers)
         n_out = s * s
         mean = np.zeros(3) if self.mean is None else np.asarray(self.mean, dtype=np.float64)
         rows_, cols_, data = [], [], []
@@ -308,6 +295,25 @@ class Chain:
         bias = (self.offset * self.scale * coverage[:, None] - mean[None, :]).astype(np.float32).ravel()
         bias.flags.writeable = False
         return matrix, bias
+
+
+def _bilinear_taps(h: int, w: int, s: int, half_pixel_centers: bool
+                   ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """The 4 bilinear taps of an (h, w) -> (s, s) resize: source pixel indices (4, s*s)
+    int64, float64 weights (4 of (s*s,)) and the (s*s,) coverage (all ones)."""
+    y_lo, y_hi, y_l = _axis_plan(h, s, half_pixel_centers)
+    x_lo, x_hi, x_l = _axis_plan(w, s, half_pixel_centers)
+    y_l, x_l = y_l.astype(np.float64)[:, None], x_l.astype(np.float64)[None, :]
+    rows = {0: y_lo[:, None], 1: y_hi[:, None]}
+    cols = {0: x_lo[None, :], 1: x_hi[None, :]}
+    wy = {0: 1.0 - y_l, 1: y_l}
+    wx = {0: 1.0 - x_l, 1: x_l}
+    index, weights = [], []
+    for dy in (0, 1):
+        for dx in (0, 1):
+            index.append((rows[dy] * w + cols[dx]).ravel())
+            weights.append(np.broadcast_to(wy[dy] * wx[dx], (s, s)).ravel())
+    return np.stack(index).astype(np.int64), weights, np.ones(s * s)
 
 
 def _warp_weights64(plan) -> list[np.ndarray]:

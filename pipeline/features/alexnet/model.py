@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.features.alexnet.layers import _check_layers, get_variant
+from pipeline.features.alexnet.layers import LayerSpec, _check_layers, get_variant
 from pipeline.features.alexnet.weights import _pair, load_weights
 
 __all__ = [
@@ -114,27 +114,31 @@ def build_alexnet(
     x = inputs
     tensors = {}
     for layer in built:
-        if layer.kind == "conv":
-            x = keras.layers.Conv2D(
-                layer.size,
-                layer.kernel,
-                strides=layer.stride,
-                padding=layer.padding,
-                groups=layer.groups,
-                activation="relu",
-                name=layer.name,
-            )(x)
-        elif layer.kind == "lrn":
-            x = lrn_class(layer.depth_radius, layer.bias, layer.alpha, layer.beta, name=layer.name)(x)
-        elif layer.kind == "pool":
-            x = keras.layers.MaxPooling2D(layer.kernel, layer.stride, padding=layer.padding, name=layer.name)(
-                x
-            )
-        else:  # fc
-            if len(x.shape) > 2:
-                x = keras.layers.Flatten(name=f"{layer.name}_flatten")(x)
-            x = keras.layers.Dense(layer.size, activation="relu" if layer.relu else None, name=layer.name)(x)
+        x = _keras_layer(keras, lrn_class, layer, x)
         tensors[layer.name] = x
     model = keras.Model(inputs, {name: tensors[name] for name in layers}, name=f"alexnet_{variant}")
     set_weights(model, arrays)
     return model
+
+
+def _keras_layer(keras, lrn_class, layer: LayerSpec, x):
+    """Apply the Keras layer of one :class:`LayerSpec` to the tensor ``x``."""
+    if layer.kind == "conv":
+        return keras.layers.Conv2D(
+            layer.size,
+            layer.kernel,
+            strides=layer.stride,
+            padding=layer.padding,
+            groups=layer.groups,
+            activation="relu",
+            name=layer.name,
+        )(x)
+    if layer.kind == "lrn":
+        return lrn_class(layer.depth_radius, layer.bias, layer.alpha, layer.beta, name=layer.name)(x)
+    if layer.kind == "pool":
+        pool = keras.layers.MaxPooling2D(layer.kernel, layer.stride, padding=layer.padding, name=layer.name)
+        return pool(x)
+    # fc
+    if len(x.shape) > 2:
+        x = keras.layers.Flatten(name=f"{layer.name}_flatten")(x)
+    return keras.layers.Dense(layer.size, activation="relu" if layer.relu else None, name=layer.name)(x)

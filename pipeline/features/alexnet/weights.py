@@ -208,6 +208,11 @@ def load_weights(
     path = Path(weights).expanduser()
     if kind == "keras_h5":
         return _validate_arrays(read_keras_h5(path), variant, needed, f"file {path}")
+    return _validate_arrays(_read_npy_dict(path), variant, needed, f"file {path}")
+
+
+def _read_npy_dict(path: Path) -> Mapping:
+    """The pickled ``layer -> [W, b]`` dict of a ``bvlc_alexnet.npy``-style file."""
     if not path.is_file():
         raise DataFormatError(f"weights file {path} does not exist or is not a file.")
     try:
@@ -224,7 +229,7 @@ def load_weights(
         raise DataFormatError(
             f"weights file {path} holds a {type(arrays).__name__}, not a layer -> [W, b] dict."
         )
-    return _validate_arrays(arrays, variant, needed, f"file {path}")
+    return arrays
 
 
 def _is_keras_model_path(variant) -> bool:
