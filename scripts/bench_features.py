@@ -1,6 +1,6 @@
 """Feature-pipeline throughput against the bare model, on the same batches, in one run.
 
-The pipeline is everything :func:`pipeline.features.write_feature_file` does for raw
+The pipeline is everything :func:`pipeline.features.writer.write_feature_file` does for raw
 images: read (a synthetic in-memory iterator of raw 500x500 vim-1-like images), preprocess
 (resize or retina warp), hash each preprocessed image, run the model, check every feature
 row, write the HDF5 file atomically (fsync, rename) and hash it. The bare model is the
@@ -67,7 +67,7 @@ def stage_costs(extractor, raw: np.ndarray, batches: list, directory: Path) -> d
     import h5py
 
     from pipeline.core.files import sha256_file
-    from pipeline.images import image_sha256
+    from pipeline.preprocess.images import image_sha256
 
     n = len(raw)
     size = len(batches[0])
@@ -111,7 +111,9 @@ def stage_costs(extractor, raw: np.ndarray, batches: list, directory: Path) -> d
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from pipeline.features import FeatureConfig, build_extractor, write_feature_file
+    from pipeline.features.config import FeatureConfig
+    from pipeline.features.extractor import build_extractor
+    from pipeline.features.writer import write_feature_file
 
     if args.tf_threads:
         import tensorflow as tf

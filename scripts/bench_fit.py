@@ -49,16 +49,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.pls import BatchedPLS  # noqa: E402
-from pipeline.ridge import (  # noqa: E402
-    DEFAULT_ALPHAS,
-    FeatureScaler,
-    KernelRidgeCV,
-    centred_eigh,
-    linear_kernel,
-)
-from pipeline.splits import kfold_splits  # noqa: E402
-from pipeline.stats import fdr_significant, permutation_pvalues  # noqa: E402
+from pipeline.evaluation.significance import fdr_significant, permutation_pvalues  # noqa: E402
+from pipeline.evaluation.splits import kfold_splits  # noqa: E402
+from pipeline.models.kernels import FeatureScaler, centred_eigh, linear_kernel  # noqa: E402
+from pipeline.models.pls import BatchedPLS  # noqa: E402
+from pipeline.models.ridge import DEFAULT_ALPHAS, KernelRidgeCV  # noqa: E402
 
 N_LATENT = 50
 PLS_COMPONENTS = 5

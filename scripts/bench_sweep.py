@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 from _common import run_main
 
-from pipeline import synth
-from pipeline.features import FeatureConfig
-from pipeline.fit import FitConfig
+from pipeline.data.synth.config import PRESETS
+from pipeline.data.synth.writer import generate
+from pipeline.features.config import FeatureConfig
+from pipeline.fit.config import FitConfig
 from tracker import sweep
 from tracker.server import EmbeddedServer
 from tracker.settings import Settings
@@ -75,8 +76,8 @@ def main(argv=None) -> int:
 def bench_sweep(args) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         tmp = Path(tmp)
-        data = synth.generate(tmp / "data", dataclasses.replace(
-            synth.PRESETS["demo"], n_train=args.n_train, image_size=args.image_size))
+        data = generate(tmp / "data", dataclasses.replace(
+            PRESETS["demo"], n_train=args.n_train, image_size=args.image_size))
         server = EmbeddedServer(tmp / "db")
         uri = server.ensure().uri
         try:
@@ -124,7 +125,7 @@ def _large_problem(n_train: int, n_val: int, p: int, v: int, seed: int = 0):
 def bench_large_fit(args) -> None:
     from distributed import Client, LocalCluster
 
-    from pipeline.fit import run_fit
+    from pipeline.fit.protocols import run_fit
 
     n_val = 120
     config = FitConfig(n_permutations=args.permutations)
@@ -141,7 +142,7 @@ def bench_large_fit(args) -> None:
                            dashboard_address=None)
     client = Client(cluster)
     try:
-        client.run(lambda: __import__("pipeline.fit"))  # imports stay out of the timing
+        client.run(lambda: __import__("pipeline.fit.protocols"))  # imports stay out of the timing
         t0 = time.perf_counter()
         chunked, ex = sweep.chunked_fit(client, X_tr, X_val, Y_tr, Y_val, config, n_chunks)
         chunked_s = time.perf_counter() - t0

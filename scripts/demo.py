@@ -10,8 +10,8 @@ import time
 
 from _common import run_main
 
-from pipeline.features import FeatureConfig
-from pipeline.fit import FitConfig
+from pipeline.features.config import FeatureConfig
+from pipeline.fit.config import FitConfig
 from tracker import queries
 from tracker.cli import print_table
 from tracker.plots import make_all

@@ -21,7 +21,9 @@ import json
 from _common import run_main
 
 from pipeline.core.errors import ConfigError
-from pipeline.features import CHAINS, VARIANTS, FeatureConfig
+from pipeline.features.alexnet.layers import VARIANTS
+from pipeline.features.config import FeatureConfig
+from pipeline.preprocess.images import CHAINS
 from tracker.progress import ProgressBars, err_console
 from tracker.settings import load_settings
 from tracker.store import Store

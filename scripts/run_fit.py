@@ -19,9 +19,10 @@ import json
 
 from _common import run_main
 
-from pipeline.features import FeatureConfig
-from pipeline.fit import METHODS, FitConfig
-from pipeline.vim1 import SUBJECTS
+from pipeline.data.layout import SUBJECTS
+from pipeline.features.config import FeatureConfig
+from pipeline.fit.config import FitConfig
+from pipeline.fit.methods import METHODS
 from tracker import queries
 from tracker.progress import ProgressBars, err_console
 from tracker.settings import load_settings

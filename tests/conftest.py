@@ -20,7 +20,8 @@ if str(_ROOT) not in sys.path:  # let `pytest` find the packages without an inst
 @pytest.fixture(scope="session")
 def tiny_vim1_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path to a directory holding the tiny synthetic vim-1 files and their ground truth."""
-    from pipeline.synth import PRESETS, generate
+    from pipeline.data.synth.config import PRESETS
+    from pipeline.data.synth.writer import generate
 
     out = tmp_path_factory.mktemp("vim1_tiny")
     return generate(out, PRESETS["tiny"])

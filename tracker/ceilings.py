@@ -11,7 +11,7 @@ A ceiling depends on how many repeats were averaged into the scored responses, s
 is one record per split kind: ``validation`` (vim-1: about 13 repeats) and ``test``
 (held-out training images: 2 repeats); ``test3`` or ``validation0`` use their kind's.
 
-``r_ceiling`` is the correlation ceiling (``sqrt(NC / 100)``, :mod:`pipeline.stats`).
+``r_ceiling`` is the correlation ceiling (``sqrt(NC / 100)``, :mod:`pipeline.evaluation`).
 In the units of a metric the ceiling is ``r_ceiling`` for ``r`` and ``r_ceiling**2``
 for ``r2_corr`` and ``r2``. The newest record of a (dataset, subject) is used.
 """

@@ -134,7 +134,7 @@ def intervals(values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: floa
               ) -> dict[str, Any]:
     """Confidence intervals of the mean and median over voxels.
 
-    A seeded percentile bootstrap (:func:`pipeline.stats.bootstrap_ci`); when
+    A seeded percentile bootstrap (:func:`pipeline.evaluation.intervals.bootstrap_ci`); when
     ``n * n_boot`` exceeds :data:`BOOT_BUDGET` (millions of pooled voxels) the mean gets
     ``mean +- z * SEM`` and the median the distribution-free binomial order-statistic
     interval instead (``ci_method`` says which). ``n_boot=0`` gives no intervals.
@@ -145,7 +145,7 @@ def intervals(values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: floa
     if n_boot <= 0 or v.size == 0:
         return {**dict.fromkeys(keys), "ci_method": None, "ci_level": None}
     if v.size * n_boot <= BOOT_BUDGET:
-        from pipeline.stats import bootstrap_ci
+        from pipeline.evaluation.intervals import bootstrap_ci
 
         mean = bootstrap_ci(v, "mean", n_boot, level, seed)
         med = bootstrap_ci(v, "median", n_boot, level, seed)

@@ -23,10 +23,10 @@ task opens its own connection to the one MongoDB the URI names.
 
 Large single fits (``voxel_chunks = N`` under ``[sweep]``, or ``--voxel-chunks N``):
 a voxel-target fit of the recommended protocol computes its kernels once
-(:func:`pipeline.fit.prepare`: kernel, eigendecomposition and cross kernels of the
+(:func:`pipeline.fit.chunks.prepare`: kernel, eigendecomposition and cross kernels of the
 "test" and "all" models), broadcasts them to every worker, fits up to N voxel chunks
-as separate tasks (:func:`pipeline.fit.fit_voxels`), and merges them
-(:func:`pipeline.fit.merge_results`: BH-FDR over all voxels) into ONE fit run whose
+as separate tasks (:func:`pipeline.fit.chunks.fit_voxels`), and merges them
+(:func:`pipeline.fit.chunks.merge_results`: BH-FDR over all voxels) into ONE fit run whose
 numbers and ``config_key`` are those of the unchunked fit; the run records how it was
 executed under ``execution``. See :func:`chunked_fit`.
 """
@@ -60,7 +60,7 @@ KILL_ONCE_ENV = "VIMTRACK_SWEEP_KILL_ONCE"
 
 @dataclass(frozen=True)
 class FeatureTask:
-    config: Any  # pipeline.features.FeatureConfig
+    config: Any  # pipeline.features.config.FeatureConfig
     key: str
 
     @property
@@ -75,7 +75,7 @@ class FitTask:
     feature: FeatureTask
     subject: str
     roi: str
-    config: Any  # pipeline.fit.FitConfig
+    config: Any  # pipeline.fit.config.FitConfig
     key: str
 
     @property
@@ -143,8 +143,8 @@ def _make(cls: type, values: dict[str, Any], where: str) -> Any:
 
 def expand(spec: SweepSpec, store: Store, data_dir: Path) -> tuple[list[FeatureTask], list[FitTask]]:
     """All feature and fit tasks of the grid, each with its ``config_key``."""
-    from pipeline.features import FeatureConfig
-    from pipeline.fit import FitConfig
+    from pipeline.features.config import FeatureConfig
+    from pipeline.fit.config import FitConfig
     from tracker.workflows import feature_key, fit_key
 
     feature_tasks = []
@@ -211,7 +211,7 @@ def run_fit_task(settings: Settings, data_dir: str, task: FitTask, feature: dict
     With ``voxel_chunks`` > 1 a chunkable fit fans its voxel chunks out over the
     cluster from inside this task (see :func:`chunked_fit`).
     """
-    from pipeline.fit import chunkable
+    from pipeline.fit.chunks import chunkable
     from tracker.workflows import fit_and_log
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -282,13 +282,13 @@ def chunked_fit(
 ) -> tuple[Any, dict[str, Any]]:
     """One fit split by voxel chunks: kernels once, chunks in parallel, one merged result.
 
-    1. :func:`pipeline.fit.prepare` runs here, in the process that holds the features
+    1. :func:`pipeline.fit.chunks.prepare` runs here, in the process that holds the features
        (kernel of the "test" and "all" models, eigendecompositions, cross kernels);
-    2. the :class:`~pipeline.fit.Prepared` (no features: ~50 MB for 1750 images) is
+    2. the :class:`~pipeline.fit.chunks.Prepared` (no features: ~50 MB for 1750 images) is
        scattered to every worker once (``broadcast=True``), the voxel chunks of the
        targets are scattered too;
-    3. one task per chunk runs :func:`pipeline.fit.fit_voxels`;
-    4. :func:`pipeline.fit.merge_results` concatenates them and recomputes the BH flags
+    3. one task per chunk runs :func:`pipeline.fit.chunks.fit_voxels`;
+    4. :func:`pipeline.fit.chunks.merge_results` concatenates them and recomputes the BH flags
        over all voxels.
 
     Chunks start at multiples of ``Prepared.block`` so the merged numbers equal the
@@ -298,8 +298,8 @@ def chunked_fit(
     Parameters
     ----------
     client : distributed.Client or None
-    config : pipeline.fit.FitConfig
-        Must be chunkable (:func:`pipeline.fit.chunkable`).
+    config : pipeline.fit.config.FitConfig
+        Must be chunkable (:func:`pipeline.fit.chunks.chunkable`).
     n_chunks : int
         Requested chunks; at most ``ceil(n_voxels / block)`` are made.
     block : int, optional
@@ -309,12 +309,12 @@ def chunked_fit(
 
     Returns
     -------
-    result : pipeline.fit.FitResult
+    result : pipeline.fit.results.FitResult
     execution : dict
         How it ran (stored on the run under ``execution``): mode, n_chunks, block,
         chunk sizes, workers, prepared MB and seconds of prepare / scatter / chunks.
     """
-    from pipeline.fit import chunkable, fit_voxels, merge_results, prepare, voxel_chunks
+    from pipeline.fit.chunks import chunkable, fit_voxels, merge_results, prepare, voxel_chunks
 
     if not chunkable(config):
         raise ConfigError("only voxel-target fits of the recommended protocol split by voxels")

@@ -154,9 +154,9 @@ def paired_scores(store: Store, run_a: dict, run_b: dict, split: str = "validati
     -------
     dict
         ``voxel_ids`` (sorted), ``a``, ``b`` (lists of floats, NaN -> None), the two run
-        identities, and ``stats``: :func:`pipeline.stats.paired_comparison` of ``a - b``.
+        identities, and ``stats``: :func:`pipeline.evaluation.intervals.paired_comparison` of ``a - b``.
     """
-    from pipeline.stats import paired_comparison
+    from pipeline.evaluation.intervals import paired_comparison
 
     queries.check_choice("metric", metric, METRICS)
     queries.check_choice("split", split, queries.SPLITS)

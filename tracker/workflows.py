@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import vim1
 from pipeline.core.errors import ConfigError, DataFormatError, IntegrityError
 from pipeline.core.keys import content_key
+from pipeline.data.dataset import describe_dataset
+from pipeline.data.layout import REPEATS_FILES, canonical_roi, canonical_subject
+from pipeline.data.responses import find_repeats_file, load_repeats, load_responses
+from pipeline.data.stimuli import iter_stimuli, stimulus_count
 from tracker import documents, provenance
 from tracker.runs import RunRecorder
 from tracker.settings import Settings
@@ -63,7 +66,7 @@ def register_dataset(store: Store, data_dir: Path) -> dict[str, Any]:
     found = store.find_dataset(fingerprint)
     if found is not None:
         return found
-    desc = vim1.describe_dataset(Path(data_dir))
+    desc = describe_dataset(Path(data_dir))
     files = desc.get("files", [])
     content = content_key(sorted((f["name"], f["sha256"]) for f in files))
     doc = {
@@ -120,7 +123,7 @@ def feature_key(store: Store, data_dir: Path, config: Any) -> tuple[str, dict[st
     The key covers the config, the weights' bytes (not only their path) and the data's
     content, so the same work anywhere has the same key.
     """
-    from pipeline.alexnet import weights_sha256
+    from pipeline.features.alexnet.weights import weights_sha256
 
     dataset = register_dataset(store, data_dir)
     wsha = weights_sha256(config.weights, config.variant)
@@ -145,9 +148,10 @@ def extract_and_log(
     Parameters
     ----------
     config
-        A :class:`pipeline.features.FeatureConfig`.
+        A :class:`pipeline.features.config.FeatureConfig`.
     """
-    from pipeline.features import build_extractor, write_feature_file
+    from pipeline.features.extractor import build_extractor
+    from pipeline.features.writer import write_feature_file
 
     key, dataset, wsha = feature_key(store, data_dir, config)
     existing = store.find_completed("feature_runs", key)
@@ -163,8 +167,8 @@ def extract_and_log(
         report = _chain(rec.progress, progress)
         extractor = build_extractor(config)
         splits = {
-            split: (vim1.stimulus_count(data_dir, split),
-                    vim1.iter_stimuli(data_dir, split, extractor.batch_size))
+            split: (stimulus_count(data_dir, split),
+                    iter_stimuli(data_dir, split, extractor.batch_size))
             for split in ("train", "val")
         }
         info = write_feature_file(out_path, extractor, splits, config, progress=report)
@@ -203,7 +207,7 @@ def _outcome(rec: RunRecorder) -> Outcome:
 
 def load_features(run: dict[str, Any], settings: Settings):
     """Verified features of a completed feature run, flattened to (N, h*w*c) float32."""
-    from pipeline.features import read_feature_file
+    from pipeline.features.reader import read_feature_file
 
     if run.get("kind") != "features":
         raise ConfigError(f"run {run['_id']} is not a feature run")
@@ -228,7 +232,7 @@ def fit_and_log(
     client: Any = None,
     voxel_block: int | None = None,
 ) -> Outcome:
-    """Fit one encoding model (``config``: :class:`pipeline.fit.FitConfig`) and record it.
+    """Fit one encoding model (``config``: :class:`pipeline.fit.config.FitConfig`) and record it.
 
     ``features`` may pass an already loaded feature file, or a function returning one
     (called only if the fit is not reused), so several fits share one read.
@@ -240,18 +244,19 @@ def fit_and_log(
     says how it ran. Other fits ignore it. ``voxel_block`` overrides the column block
     chunks are aligned to (tests; the default is the estimator's).
     """
-    from pipeline.fit import chunkable, run_fit
-    from pipeline.scores import r_threshold
+    from pipeline.evaluation.scores import r_threshold
+    from pipeline.fit.chunks import chunkable
+    from pipeline.fit.protocols import run_fit
     from tracker.sweep import check_voxel_chunks, chunked_fit
 
     _, frun = store.get_run(feature_run_id)
-    subject, roi = vim1.canonical_subject(subject), vim1.canonical_roi(roi)
+    subject, roi = canonical_subject(subject), canonical_roi(roi)
     key = fit_key(frun["config_key"], config, subject, roi)
     existing = store.find_completed("fit_runs", key)
     if existing is not None and not force:
         return Outcome(existing, True)
     data_dir = Path(data_dir) if data_dir is not None else Path(frun["data_dir"])
-    clean = vim1.load_responses(data_dir, subject).select(roi)
+    clean = load_responses(data_dir, subject).select(roi)
     if callable(features):
         features = features()
     ff = features if features is not None else load_features(frun, settings)
@@ -321,9 +326,10 @@ def ensure_data(settings: Settings, preset: str = "demo", progress: ProgressFn |
         raise DataFormatError(
             f"TRACKER_DATA_DIR={data_dir} holds no EstimatedResponses.mat: point it at a vim-1 download"
         )
-    from pipeline import synth
+    from pipeline.data.synth.config import PRESETS
+    from pipeline.data.synth.writer import generate
 
-    synth.generate(data_dir, synth.PRESETS[preset], progress=progress)
+    generate(data_dir, PRESETS[preset], progress=progress)
     return data_dir
 
 
@@ -374,26 +380,26 @@ def compute_ceilings(
     ``n_average["test"]`` repeats, vim-1: 2). Queries apply them at read time, so a new
     estimate never needs a refit. vim-1 itself ships no repeats: DataFormatError then.
     """
-    from pipeline.stats import ceiling_from_ncsnr, ncsnr
+    from pipeline.evaluation.ceiling import ceiling_from_ncsnr, ncsnr
 
     dataset = register_dataset(store, data_dir)
-    path = Path(repeats_file) if repeats_file else vim1.find_repeats_file(data_dir)
+    path = Path(repeats_file) if repeats_file else find_repeats_file(data_dir)
     if path is None:
         raise DataFormatError(
             f"no repeat-level responses beside {data_dir} (looked for "
-            f"{', '.join(vim1.REPEATS_FILES)}): vim-1 releases only repeat-averaged responses, "
+            f"{', '.join(REPEATS_FILES)}): vim-1 releases only repeat-averaged responses, "
             "so no noise ceiling can be estimated from it; give --repeats FILE if you have them"
         )
     n_average = {"test": 2, **(n_average or {})}
     records = []
     for subject in subjects:
-        repeats, ids = vim1.load_repeats(path, subject)
+        repeats, ids = load_repeats(path, subject)
         snr = ncsnr(repeats)
         for split, n_avg in (("validation", repeats.shape[0]), ("test", n_average["test"])):
             _, r_ceiling = ceiling_from_ncsnr(snr, n_avg)
             doc = {
                 "_id": documents.new_run_id("nc"), "schema_version": documents.SCHEMA_VERSION,
-                "dataset_id": dataset["_id"], "subject": vim1.canonical_subject(subject),
+                "dataset_id": dataset["_id"], "subject": canonical_subject(subject),
                 "split": split, "method": "nsd", "n_reps": int(repeats.shape[0]),
                 "n_average": int(n_avg), "source": str(path.resolve()),
                 "voxel_ids": ids.tolist(), "r_ceiling": documents._clean(r_ceiling),

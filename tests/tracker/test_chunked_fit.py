@@ -2,7 +2,7 @@
 
 The tiny ROI has 30 voxels; ``voxel_block=8`` gives it several block-aligned chunks (the
 default block, 1000 voxels for ridge, would leave it one chunk). The reference is the
-in-memory fit with the same block (:func:`pipeline.fit.run_fit` with ``prepared=``), which
+in-memory fit with the same block (:func:`pipeline.fit.protocols.run_fit` with ``prepared=``), which
 the pipeline tests show equals the fit on all columns bit for bit.
 """
 
@@ -13,10 +13,12 @@ import uuid
 import numpy as np
 import pytest
 
-from pipeline import vim1
-from pipeline.features import FeatureConfig
-from pipeline.fit import FitConfig, prepare, run_fit
-from pipeline.stats import fdr_significant
+from pipeline.data.responses import load_responses
+from pipeline.evaluation.significance import fdr_significant
+from pipeline.features.config import FeatureConfig
+from pipeline.fit.chunks import prepare
+from pipeline.fit.config import FitConfig
+from pipeline.fit.protocols import run_fit
 from tracker import sweep
 from tracker.arrays import FIELDS, load_scores
 from tracker.settings import Settings
@@ -41,7 +43,7 @@ def chunk_env(tmp_path_factory, tiny_vim1_dir, mongo_uri):
 
 
 def _expected(ff, data_dir, subject, config):
-    clean = vim1.load_responses(data_dir, subject).select("V4")
+    clean = load_responses(data_dir, subject).select("V4")
     prep = prepare(ff.train, ff.val, config, block=BLOCK)
     return run_fit(None, None, clean.train, clean.val, config, prepared=prep), clean.voxel_ids
 

@@ -2,7 +2,7 @@ import json
 
 from typer.testing import CliRunner
 
-from pipeline.vim1 import load_responses
+from pipeline.data.responses import load_responses
 from tracker.cli import app
 
 runner = CliRunner()

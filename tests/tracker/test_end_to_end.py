@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from pipeline.core.errors import IntegrityError
-from pipeline.features import FeatureConfig
-from pipeline.fit import FitConfig
-from pipeline.scores import pearson_r, r_threshold
-from pipeline.synth import load_ground_truth
-from pipeline.vim1 import load_responses
+from pipeline.data.responses import load_responses
+from pipeline.data.synth.truth import load_ground_truth
+from pipeline.evaluation.scores import pearson_r, r_threshold
+from pipeline.features.config import FeatureConfig
+from pipeline.fit.config import FitConfig
 from tracker import queries
 from tracker.arrays import load_scores
 from tracker.plots import make_all
@@ -226,7 +226,7 @@ def test_noise_ceilings_are_estimated_stored_and_applied(world, tiny_vim1_dir):
 
 
 def test_cs431_protocol_reproduces_the_2019_splits(world):
-    from pipeline.splits import cs431_splits
+    from pipeline.evaluation.splits import cs431_splits
 
     settings, store, feat, _ = world
     out = fit_and_log(store, settings, feat.run_id, "S1", "V4", FitConfig(method="ridge", protocol="cs431"))
@@ -260,7 +260,7 @@ def test_no_repeats_means_no_ceiling_and_says_so(world, tiny_vim1_dir, tmp_path)
     import shutil
 
     from pipeline.core.errors import DataFormatError
-    from pipeline.synth import GROUND_TRUTH_FILE
+    from pipeline.data.layout import GROUND_TRUTH_FILE
     from tracker.workflows import compute_ceilings
 
     _, store, _, _ = world

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from pipeline.core.errors import DataFormatError, IntegrityError
-from pipeline.features import FeatureConfig, read_feature_file, write_feature_file
-from tests.pipeline.test_features import FakeExtractor, images
+from pipeline.features.config import FeatureConfig
+from pipeline.features.reader import read_feature_file
+from pipeline.features.writer import write_feature_file
+from tests.pipeline.features.test_features import FakeExtractor, images
 from tracker.maintenance import collect_garbage
 from tracker.workflows import load_features
 

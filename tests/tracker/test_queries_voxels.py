@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.core.errors import ConfigError
-from pipeline.stats import bootstrap_ci
+from pipeline.evaluation.intervals import bootstrap_ci
 from tracker import arrays, queries, voxels
 from tracker.rundiff import diff_runs
 

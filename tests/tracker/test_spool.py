@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from pipeline.core.errors import DatabaseError, IntegrityError
 from pipeline.core.keys import content_key
-from pipeline.fit import FitConfig
+from pipeline.fit.config import FitConfig
 from tests.tracker.workers import fake_buckets, fake_fit_doc, log_fake_fit
 from tracker import documents
 from tracker.arrays import load_scores

@@ -91,8 +91,9 @@ def hang(uri: str, db: str, run_id: str, heartbeat_s: str) -> None:
 
 def h5(out: str) -> None:
     """Write a feature file whose input stalls after the first batch (to be killed)."""
-    from pipeline.features import FeatureConfig, write_feature_file
-    from tests.pipeline.test_features import FakeExtractor, images
+    from pipeline.features.config import FeatureConfig
+    from pipeline.features.writer import write_feature_file
+    from tests.pipeline.features.test_features import FakeExtractor, images
 
     def stalling():
         yield images(4, 1)

@@ -25,15 +25,16 @@ def data_synth(
     """Write a synthetic vim-1 dataset (real file layout, planted signal, ground truth beside)."""
     import dataclasses
 
-    from pipeline import synth
     from pipeline.core.errors import ConfigError
+    from pipeline.data.synth.config import PRESETS
+    from pipeline.data.synth.writer import generate
     from tracker.progress import ProgressBars
 
-    if preset not in synth.PRESETS:
-        raise ConfigError(f"--preset {preset!r}: choose from {', '.join(synth.PRESETS)}")
-    config = dataclasses.replace(synth.PRESETS[preset], seed=seed)
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset {preset!r}: choose from {', '.join(PRESETS)}")
+    config = dataclasses.replace(PRESETS[preset], seed=seed)
     with ProgressBars() as bars:
-        path = synth.generate(out_dir, config, progress=bars.update, overwrite=overwrite)
+        path = generate(out_dir, config, progress=bars.update, overwrite=overwrite)
     console.print(f"synthetic vim-1 ({preset}) written to {path}")
 
 
@@ -43,9 +44,9 @@ def data_describe(
     data_dir: Annotated[Path, typer.Argument(help="A vim-1 directory.")], as_json: JsonOpt = False
 ) -> None:
     """Validate a vim-1 directory and show subjects, voxel counts per ROI, NaN drops."""
-    from pipeline import vim1
+    from pipeline.data.dataset import describe_dataset
 
-    desc = vim1.describe_dataset(data_dir)
+    desc = describe_dataset(data_dir)
     if as_json:
         return print_json(desc)
     from tracker.cli.common import print_table

@@ -1,0 +1,323 @@
+"""The Keras feature extractor: a batched forward pass from raw vim-1 images to features.
+
+:func:`build_extractor` builds the AlexNet (or loads a user's Keras model) for a
+:class:`~pipeline.features.config.FeatureConfig`; TensorFlow is imported inside
+functions only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core.errors import ConfigError, DataFormatError
+from pipeline.features.alexnet.checkpoints import read_keras_h5
+from pipeline.features.alexnet.model import _lrn_layer_class, build_alexnet
+from pipeline.features.alexnet.weights import weights_sha256
+from pipeline.features.config import _LAYER_RE, FeatureConfig, _split_layers
+from pipeline.features.device import (
+    AUTO_CAP,
+    AUTO_MEMORY_FRACTION,
+    _available_memory,
+    _cpu_name,
+    _enable_gpu_memory_growth,
+    _nvidia_smi,
+    auto_batch_size,
+)
+from pipeline.preprocess.images import CHAINS, Chain
+
+__all__ = [
+    "Extractor",
+    "build_extractor",
+    "extractor_from_model",
+]
+
+
+
+class Extractor:
+    """Preprocess raw vim-1 images and run a Keras model to one or more layers.
+
+    Call it: ``extractor(raw (B, H, W) float32) -> (B, *output_shape) float32`` (the
+    primary layer); or use :meth:`preprocess` and :meth:`forward` / :meth:`forward_all`
+    separately (the writer hashes the preprocessed images in between). Inputs are
+    processed in chunks of ``batch_size``.
+
+    Attributes
+    ----------
+    layer : str, the primary (first) layer
+    layers : tuple of str, every layer extracted (one forward pass)
+    chain : Chain
+    output_shape : tuple of int, e.g. (13, 13, 384): the primary layer's
+    output_shapes : {layer: shape}
+    weights_sha256 : str
+    config : FeatureConfig or None
+    batch_size : int (resolved when "auto" was asked for)
+    batch_size_rule : "fixed" or a description of the "auto" choice
+    """
+
+    def __init__(
+        self,
+        model,
+        layer: str | Sequence[str],
+        chain: Chain,
+        *,
+        weights_sha256: str = "",
+        config: FeatureConfig | None = None,
+        batch_size: int | str = 64,
+    ) -> None:
+        import tensorflow as tf
+
+        self.model = model
+        self.layers = _split_layers(layer)
+        self.layer = self.layers[0]
+        self.chain = chain
+        self.weights_sha256 = weights_sha256
+        self.config = config
+        size = chain.input_size
+        self._fn = tf.function(
+            self._forward_graph,
+            input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)],
+        )
+        outputs = self._fn.get_concrete_function().structured_outputs
+        self.output_shapes = {name: tuple(int(d) for d in outputs[name].shape[1:]) for name in self.layers}
+        self.output_shape = self.output_shapes[self.layer]
+        if not isinstance(batch_size, bool) and (batch_size == "auto" or batch_size == 0):
+            device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+            per_image = self.per_image_bytes()
+            free = _available_memory(device)
+            self.batch_size = auto_batch_size(per_image, free, device)
+            self.batch_size_rule = (
+                f"auto: {device} free {free} B x {AUTO_MEMORY_FRACTION} / {per_image} B per image, "
+                f"power of two, cap {AUTO_CAP.get(device, 64)}"
+            )
+        else:
+            if (
+                isinstance(batch_size, bool)
+                or not isinstance(batch_size, (int, np.integer))
+                or batch_size < 1
+            ):
+                raise ConfigError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}.")
+            self.batch_size = int(batch_size)
+            self.batch_size_rule = "fixed"
+
+    def per_image_bytes(self) -> int:
+        """Working-memory estimate for one image: 2 x (input + every layer output) x 4 bytes."""
+        total = int(np.prod(self.model.inputs[0].shape[1:])) if self.model.inputs else 0
+        for lay in self.model.layers:
+            try:
+                outs = lay.output if isinstance(lay.output, (list, tuple)) else [lay.output]
+                total += sum(int(np.prod(o.shape[1:])) for o in outs)
+            except (AttributeError, ValueError, TypeError):
+                continue
+        return 2 * 4 * max(total, 1)
+
+    def _forward_graph(self, x):
+        out = self.model(x, training=False)
+        if isinstance(out, Mapping):
+            return {name: out[name] for name in self.layers}
+        if isinstance(out, (list, tuple)):
+            return dict(zip(self.layers, out, strict=False))
+        return {self.layer: out}
+
+    def preprocess(self, raw: np.ndarray) -> np.ndarray:
+        """(B, H, W) raw -> (B, S, S, 3) float32 network input (see :mod:`pipeline.preprocess.images`)."""
+        return self.chain(raw)
+
+    def forward_all(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """(B, S, S, 3) preprocessed -> {layer: (B, *output_shapes[layer]) float32}."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.layers}
+        for i in range(0, len(x), self.batch_size):
+            out = self._fn(x[i : i + self.batch_size])
+            for name in self.layers:
+                parts[name].append(np.asarray(out[name], dtype=np.float32))
+        result = {}
+        for name, chunks in parts.items():
+            if not chunks:
+                result[name] = np.zeros((0, *self.output_shapes[name]), np.float32)
+            else:
+                result[name] = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        return result
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(B, S, S, 3) preprocessed -> (B, *output_shape) float32 features (primary layer)."""
+        return self.forward_all(x)[self.layer]
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return self.forward(self.preprocess(raw))
+
+    def device_info(self) -> dict:
+        """Where the model runs: ``{device: "CPU"|"GPU", name, memory (bytes or None),
+        tensorflow, keras, driver, cuda, cudnn, cpu_count, tf32, batch_size,
+        batch_size_rule}`` (plain JSON)."""
+        import keras
+        import tensorflow as tf
+
+        build = dict(tf.sysconfig.get_build_info())
+        info = {
+            "device": "CPU",
+            "name": _cpu_name(),
+            "memory": None,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "driver": None,
+            "cuda": build.get("cuda_version"),
+            "cudnn": build.get("cudnn_version"),
+            "cpu_count": os.cpu_count(),
+            "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()),
+            "batch_size": self.batch_size,
+            "batch_size_rule": self.batch_size_rule,
+        }
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            info.update(
+                device="GPU",
+                name=details.get("device_name", gpus[0].name),
+                compute_capability=".".join(str(v) for v in details.get("compute_capability", ())) or None,
+                n_gpus=len(gpus),
+            )
+            smi = _nvidia_smi()
+            info.update({k: v for k, v in smi.items() if k != "free" and (k != "name" or not info["name"])})
+        else:
+            try:
+                info["memory"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            except (ValueError, OSError, AttributeError):
+                pass
+        return info
+
+
+def _model_input_size(model) -> int | None:
+    """S of a model whose input is (None, S, S, 3); None if the size is not fixed."""
+    try:
+        shape = tuple(model.inputs[0].shape)
+    except (AttributeError, IndexError, TypeError):
+        return None
+    if len(shape) != 4 or shape[3] not in (3, None):
+        raise ConfigError(f"model {model.name!r} must take (batch, S, S, 3) images; its input is {shape}.")
+    if shape[1] is None or shape[2] is None:
+        return None
+    if shape[1] != shape[2]:
+        raise ConfigError(f"model {model.name!r} must take square images; its input is {shape}.")
+    return int(shape[1])
+
+
+def extractor_from_model(
+    model,
+    layer: str | Sequence[str],
+    preprocess: str,
+    *,
+    weights_sha256: str = "",
+    batch_size: int | str = 64,
+    retina_warp: str | None = None,
+    config: FeatureConfig | None = None,
+) -> Extractor:
+    """An :class:`Extractor` for any Keras model and one or more of its layers by name.
+
+    The model's input must be (S, S, 3); the chain resizes (or warps) to that S (a model
+    with no fixed size gets the chain's own size).
+    """
+    import keras
+
+    if preprocess not in CHAINS:
+        raise ConfigError(f"preprocess {preprocess!r} is unknown; valid chains: {', '.join(CHAINS)}.")
+    layers = _split_layers(layer)
+    names = [lay.name for lay in model.layers]
+    missing = [name for name in layers if name not in names]
+    if missing:
+        raise ConfigError(
+            f"layer(s) {', '.join(map(repr, missing))} not in model {model.name!r}; "
+            f"its layers: {', '.join(names)}."
+        )
+    if len(layers) > 1:
+        bad = [name for name in layers if not _LAYER_RE.fullmatch(name)]
+        if bad:
+            raise ConfigError(f"layer names {bad} cannot name feature datasets (letters, digits, _ . -).")
+    chain = CHAINS[preprocess]
+    size = _model_input_size(model)
+    if size is not None and size != chain.input_size:
+        chain = chain.with_input_size(size)
+    chain = chain.with_warp(retina_warp)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    sub = keras.Model(inputs, {name: model.get_layer(name).output for name in layers})
+    return Extractor(sub, layers, chain, weights_sha256=weights_sha256, config=config, batch_size=batch_size)
+
+
+def _load_keras_model(config: FeatureConfig):
+    import keras
+
+
+    path = Path(config.variant).expanduser()
+    if not path.is_file():
+        raise DataFormatError(f"Keras model file {path} does not exist or is not a file.")
+    try:
+        model = keras.saving.load_model(
+            path,
+            compile=False,
+            custom_objects={"LocalResponseNormalization": _lrn_layer_class()},
+        )
+    except Exception as exc:  # Keras raises many types for a bad file
+        raise DataFormatError(
+            f"Keras model file {path} could not be loaded ({type(exc).__name__}: {exc})."
+        ) from exc
+    if config.weights != "file":
+        wpath = Path(config.weights).expanduser()
+        held = read_keras_h5(wpath)  # DataFormatError if missing/unreadable
+        try:
+            model.load_weights(wpath)
+        except Exception as exc:
+            want = ", ".join(
+                f"{lay.name} {'/'.join(str(tuple(w.shape)) for w in lay.weights)}"
+                for lay in model.layers
+                if lay.weights
+            )
+            have = ", ".join(
+                f"{name} {'/'.join(str(tuple(a.shape)) for a in arrays)}" for name, arrays in held.items()
+            )
+            raise ConfigError(
+                f"weights file {wpath} does not fit Keras model {path} ({type(exc).__name__}: "
+                f"{exc}): it holds {have or 'nothing'}; expected {want or 'nothing'}."
+            ) from exc
+    return model
+
+
+def build_extractor(config: FeatureConfig, *, tf32: bool = False) -> Extractor:
+    """Build the model of ``config`` up to its layer(s), with its weights and chain.
+
+    Weights from a ``.npy`` file are unpickled (``bvlc_alexnet.npy``): only for a path the
+    user names. ``tf32=False`` (default) switches TensorFloat-32 off process-wide, so GPU
+    features are full float32 like CPU ones (TensorFlow enables TF32 on Ampere and newer
+    GPUs, which changes features by about 1e-3 relative). GPU memory growth is enabled
+    when possible. A Keras model file is loaded with ``safe_mode`` (no Python lambdas).
+    """
+    if not isinstance(config, FeatureConfig):
+        raise ConfigError(f"config must be a FeatureConfig, got {type(config).__name__}.")
+    import tensorflow as tf
+
+
+    _enable_gpu_memory_growth()
+    tf.config.experimental.enable_tensor_float_32_execution(bool(tf32))
+    wsha = weights_sha256(config.weights, config.variant)
+    if config.is_keras:
+        model = _load_keras_model(config)
+        return extractor_from_model(
+            model,
+            config.layers,
+            config.preprocess,
+            weights_sha256=wsha,
+            batch_size=config.batch_size,
+            retina_warp=config.retina_warp,
+            config=config,
+        )
+    model = build_alexnet(config.variant, config.layers, config.weights, config.weights_map)
+    return Extractor(
+        model,
+        config.layers,
+        CHAINS[config.preprocess].with_warp(config.retina_warp),
+        weights_sha256=wsha,
+        config=config,
+        batch_size=config.batch_size,
+    )
