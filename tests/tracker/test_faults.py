@@ -14,8 +14,8 @@ import pytest
 from pipeline.core.errors import DataFormatError, IntegrityError
 from pipeline.features import FeatureConfig, read_feature_file, write_feature_file
 from tests.pipeline.test_features import FakeExtractor, images
-from tracker.maintenance import collect_garbage
-from tracker.workflows import load_features
+from tracker.record.maintenance import collect_garbage
+from tracker.record.workflows import load_features
 
 ROOT = Path(__file__).resolve().parents[2]
 

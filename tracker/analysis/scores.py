@@ -1,12 +1,7 @@
 """Per-voxel score arrays of fit runs, read from only the documents a question needs.
 
-Every layout a run may have been logged in is read (see :mod:`tracker.documents`):
-
-- score columns (``voxel_columns``, current): one ``bson.Binary`` array per (run, split,
-  field); a question reads only the fields it needs (``compare``: one metric);
-- legacy runs: compact float32 copies (``voxel_arrays``) where they exist, else (or with
-  ``exact=True``) their float64 lists (``voxel_scores``): slow to read (the embedded server
-  decodes a list element by element).
+Scores are score columns (``voxel_columns``): one ``bson.Binary`` array per (run, split,
+field), so a question reads only the fields it needs (``compare``: one metric).
 """
 
 from __future__ import annotations
@@ -18,14 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.core.errors import ConfigError
-from tracker.documents import METRICS, PACKED_EXTRA, decode_column, unpack_array
-from tracker.store import Store
+from tracker.analysis.fields import check_fields
+from tracker.db.documents import decode_column
+from tracker.db.store import Store
 
 #: the 64 x 64 x 18 functional volume of vim-1 (voxel ids index it, 1-based, column-major)
 VOLUME_SHAPE = (64, 64, 18)
-#: per-voxel fields a bucket may hold (p and significant only when the fit computed them)
-FIELDS = (*METRICS, "hyper", "p", "significant")
-_PACKED = ("voxel_ids", *METRICS, *PACKED_EXTRA)
 
 
 @dataclass
@@ -53,18 +46,9 @@ class RunScores:
         return self.values.get(name)
 
 
-def check_fields(fields: Iterable[str]) -> list[str]:
-    """Validate per-voxel field names (``r``, ``r2_corr``, ``r2``, ``hyper``, ``p``, ``significant``)."""
-    names = list(fields)
-    bad = [f for f in names if f not in FIELDS]
-    if bad:
-        raise ConfigError(f"unknown per-voxel field(s) {', '.join(bad)}; choose from {', '.join(FIELDS)}")
-    return names
-
-
 def load_scores(
     store: Store, run_ids: Sequence[str], split: str, fields: Iterable[str] = ("r",),
-    exact: bool = False, ids: bool = True,
+    ids: bool = True,
 ) -> dict[str, RunScores]:
     """Per-voxel arrays of ``run_ids`` for one split.
 
@@ -77,10 +61,8 @@ def load_scores(
     split
         ``test`` or ``validation``.
     fields
-        Per-voxel fields to read (see :data:`FIELDS`); voxel ids always come along.
-    exact
-        For legacy runs, read their float64 lists instead of their float32 copies. Runs
-        logged as score columns have one copy, float64 (exact), whatever ``exact`` says.
+        Per-voxel fields to read (:data:`tracker.analysis.fields.SCORE_FIELDS`); voxel ids
+        come along unless ``ids`` is False. Values are float64 as the fit computed them.
     ids
         Read the voxel ids too (False: ``voxel_ids`` holds -1 per voxel; less to read).
 
@@ -91,16 +73,6 @@ def load_scores(
     """
     names = check_fields(fields)
     run_ids = list(dict.fromkeys(run_ids))
-    out = _load_columns(store, run_ids, split, names, ids)
-    rest = [r for r in run_ids if r not in out]
-    if rest:
-        out.update(_load_legacy(store, rest, split, names, exact, ids))
-    return out
-
-
-def _load_columns(store: Store, run_ids: list[str], split: str, names: list[str],
-                  ids: bool) -> dict[str, RunScores]:
-    """Runs stored as score columns (one query; only the fields asked for)."""
     want = list(dict.fromkeys(["voxel_ids", *names] if ids else names))
     docs: dict[str, dict[str, list[tuple[int, dict]]]] = defaultdict(lambda: defaultdict(list))
     for doc in store.columns(run_ids, [split], want):
@@ -117,49 +89,6 @@ def _load_columns(store: Store, run_ids: list[str], split: str, names: list[str]
                      else np.broadcast_to(np.int64(-1), chunk.shape))
         out[run_id] = RunScores(run_id, split, voxel_ids, chunk, values)
     return out
-
-
-def _load_legacy(store: Store, run_ids: list[str], split: str, names: list[str], exact: bool,
-                 ids: bool) -> dict[str, RunScores]:
-    """Runs logged before score columns: packed copies, else float64 lists."""
-    parts: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    have: set[str] = set()
-    if not exact:
-        for b in store.packed_buckets(run_ids, split, ["voxel_ids", *names] if ids else
-                                      [names[0], *names]):
-            have.add(b["run_id"])
-            _collect(parts[b["run_id"]], b, names, packed=True)
-    rest = [r for r in run_ids if r not in have]
-    if rest:
-        for b in store.buckets(rest, split, ["voxel_ids", *names]):
-            _collect(parts[b["run_id"]], b, names, packed=False)
-    out = {}
-    for run_id, p in parts.items():
-        n_chunks = len(p["voxel_ids"])
-        values = {f: np.concatenate(p[f]) for f in names if len(p[f]) == n_chunks}
-        out[run_id] = RunScores(run_id, split, np.concatenate(p["voxel_ids"]),
-                                np.concatenate(p["_chunk"]), values)
-    return out
-
-
-def _collect(acc: dict[str, list], bucket: dict, names: list[str], packed: bool) -> None:
-    if "voxel_ids" not in bucket:  # not asked for: as many -1 as the first field has values
-        first = bucket[names[0]]
-        ids = np.full(len(first) // 4 if packed else len(first), -1, dtype=np.int64)
-    else:
-        ids = (unpack_array("voxel_ids", bucket["voxel_ids"]) if packed
-               else np.asarray(bucket["voxel_ids"], dtype=np.int64))
-    acc["voxel_ids"].append(ids)
-    if "sizes" in bucket:  # one packed document may hold several chunks
-        acc["_chunk"].append(np.repeat(np.asarray(bucket["chunks"], dtype=np.int64), bucket["sizes"]))
-    else:
-        acc["_chunk"].append(np.full(ids.size, bucket["chunk"], dtype=np.int64))
-    for f in names:
-        data = bucket.get(f)
-        if data is None:
-            continue
-        acc[f].append(unpack_array(f, data) if packed and f in _PACKED
-                      else np.array(data, dtype=np.float64))
 
 
 def pooled(scores: Iterable[RunScores], name: str) -> np.ndarray:
