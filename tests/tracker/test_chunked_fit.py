@@ -53,8 +53,8 @@ def _check_logged(store, run, expected, voxel_ids):
         got = load_scores(store, [run["_id"]], split.name, FIELDS)[run["_id"]]
         np.testing.assert_array_equal(got.voxel_ids, voxel_ids)
         for name in ("r", "r2", "hyper", "p"):
-            np.testing.assert_allclose(got.get(name), getattr(split, name), rtol=0, atol=1e-10)
-        np.testing.assert_array_equal(got.get("significant"), split.significant.astype(float))
+            np.testing.assert_allclose(got.values.get(name), getattr(split, name), rtol=0, atol=1e-10)
+        np.testing.assert_array_equal(got.values.get("significant"), split.significant.astype(float))
         # BH over all voxels of the split, not per chunk
         np.testing.assert_array_equal(split.significant, fdr_significant(split.p, 0.05))
         assert run["summary"][split.name]["n_significant"] == int(split.significant.sum())

@@ -42,9 +42,6 @@ class RunScores:
     chunk: np.ndarray
     values: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def get(self, name: str) -> np.ndarray | None:
-        return self.values.get(name)
-
 
 def load_scores(
     store: Store, run_ids: Sequence[str], split: str, fields: Iterable[str] = ("r",),

@@ -8,19 +8,19 @@ from typing import Annotated
 
 import typer
 
-from tracker.cli.common import JsonOpt, cli_errors, console, err, open_store, print_json, settings_of
+from tracker.cli.common import cli_errors, console, err, open_store, print_json, settings_of
 from tracker.cli.progress import ProgressBars
 from tracker.record import workflows
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
-DataDirOpt = Annotated[Path | None, typer.Option(
-    "--data-dir", help="vim-1 directory (default $TRACKER_DATA_DIR or ./demo_data).")]
+RunJsonOpt = Annotated[bool, typer.Option("--json", help="Print the run document(s) as JSON.")]
 
 
 @cli_errors
 def features_cmd(
     ctx: typer.Context,
-    data_dir: DataDirOpt = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="vim-1 directory (default $TRACKER_DATA_DIR or ./demo_data).")] = None,
     model: Annotated[str, typer.Option(
         help="alexnet, or keras:PATH (any Keras model file; name its layer).")] = "alexnet",
     variant: Annotated[str, typer.Option(help="AlexNet variant: caffe or tfutils.")] = "caffe",
@@ -39,7 +39,7 @@ def features_cmd(
         help="Images per batch, or auto (fit to free memory).")] = "64",
     force: Annotated[bool, typer.Option(
         "--force", help="Recompute even if a finished run exists.")] = False,
-    as_json: JsonOpt = False,
+    as_json: RunJsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Extract features for every train and validation image and record the run.

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from tracker.analysis import queries
 from tracker.cli.common import (
-    JsonOpt,
     cli_errors,
     console,
     err,
@@ -18,7 +18,7 @@ from tracker.cli.common import (
     print_table,
     settings_of,
 )
-from tracker.cli.features import DataDirOpt, QuietOpt
+from tracker.cli.features import QuietOpt, RunJsonOpt
 from tracker.cli.progress import ProgressBars
 from tracker.record import workflows
 
@@ -39,10 +39,11 @@ def fit_cmd(
     protocol: Annotated[str, typer.Option(
         help="recommended (CV inside training) or cs431 (the 2019 protocol).")] = "recommended",
     seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
-    data_dir: DataDirOpt = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="vim-1 directory (default: the feature run's, or $TRACKER_DATA_DIR).")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Refit even if an identical fit completed.")] = False,
-    as_json: JsonOpt = False,
+    as_json: RunJsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Fit encoding models and record them; prints the fit run ids and a comparison.
