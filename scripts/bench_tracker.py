@@ -106,7 +106,8 @@ def bench_ours(store: Store, n_fits: int, n_voxels: int, repeats: int) -> dict:
     extra = [log_fit(store, *fake_fit(n_fits + k, n_voxels, rng), ids) for k in range(repeats)]
     recorded = [log_fit_recorded(store, *fake_fit(n_fits + repeats + k, n_voxels, rng), ids)
                 for k in range(repeats)]
-    store.db.fit_runs.update_many({"config.i": {"$gte": n_fits}}, {"$set": {"status": "FAILED"}})
+    for extra_run in store.find_runs("fit_runs", {"config.i": {"$gte": n_fits}}, {"_id": 1}):
+        store.update_run("fit_runs", extra_run["_id"], {"status": "FAILED"})
     by = ["subject", "method"]
 
     def run(**kw):
