@@ -52,3 +52,14 @@ def test_features_and_fit_reject_bad_options_with_one_line(env):
     res = runner.invoke(app, ["fit", "--features", "fe-nope", "--subject", "S1", "--method", "ridge",
                               "--target", "voxels", "--quiet"])
     assert res.exit_code == 2 and "no run with id" in res.output
+
+
+def test_fit_without_a_feature_run_runs_the_standard_comparison(env, store, tiny_vim1_dir, monkeypatch):
+    monkeypatch.setenv("TRACKER_DATA_DIR", str(tiny_vim1_dir))
+    res = invoke("fit", "--method", "ridge", "--target", "voxels", "--quiet", "--json")
+    fits = json.loads(res.stdout)
+    assert [(f["subject"], f["roi"], f["config"]["method"]) for f in fits] == [
+        ("S1", "V4", "ridge"), ("S2", "V4", "ridge")]
+    (feature_run,) = store.find_runs("feature_runs", {"status": "COMPLETED"})
+    assert {f["feature_run_id"] for f in fits} == {feature_run["_id"]}
+    assert all(math.isfinite(f["summary"]["validation"]["r"]["mean"]) for f in fits)
