@@ -10,7 +10,7 @@ if str(ROOT) not in sys.path:  # allow `python scripts/x.py` without installing
     sys.path.insert(0, str(ROOT))
 
 from pipeline.core.errors import VimtrackError  # noqa: E402
-from tracker.security import redact_text  # noqa: E402
+from tracker.db.security import redact_text  # noqa: E402
 
 
 def run_main(main) -> None:

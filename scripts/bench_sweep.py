@@ -8,7 +8,7 @@ on the embedded server. Prints both wall times and the ratio.
 
 Section "large-fit": one ridge fit (recommended protocol, LOO, permutation p-values) of
 synthetic features (default 1750 images x 20,000 features, 8,000 voxels), first with
-run_fit in this process, then with tracker.sweep.chunked_fit on a local cluster: the
+run_fit in this process, then with tracker.record.chunked.chunked_fit on a local cluster: the
 kernels and eigendecompositions computed once here, broadcast to the workers, one task
 per voxel chunk, merged. Prints both wall times, the ratio, whether the numbers agree,
 and what N machines would give (kernel once, chunks embarrassingly parallel, the
@@ -35,11 +35,12 @@ from pipeline.data.synth.config import PRESETS
 from pipeline.data.synth.writer import generate
 from pipeline.features.config import FeatureConfig
 from pipeline.fit.config import FitConfig
-from tracker import sweep
-from tracker.server import EmbeddedServer
-from tracker.settings import Settings
-from tracker.store import Store
-from tracker.workflows import extract_and_log, fit_and_log, load_features
+from tracker.db.server import EmbeddedServer
+from tracker.db.settings import Settings
+from tracker.db.store import Store
+from tracker.record import sweep
+from tracker.record.chunked import chunked_fit
+from tracker.record.workflows import extract_and_log, fit_and_log, load_features
 
 SPEC = """
 [sweep]
@@ -144,7 +145,7 @@ def bench_large_fit(args) -> None:
     try:
         client.run(lambda: __import__("pipeline.fit.protocols"))  # imports stay out of the timing
         t0 = time.perf_counter()
-        chunked, ex = sweep.chunked_fit(client, X_tr, X_val, Y_tr, Y_val, config, n_chunks)
+        chunked, ex = chunked_fit(client, X_tr, X_val, Y_tr, Y_val, config, n_chunks)
         chunked_s = time.perf_counter() - t0
     finally:
         client.close()

@@ -1,21 +1,17 @@
 """Benchmark the tracker: log one fit, compare across many, against MLflow in the same run.
 
-python scripts/bench_tracker.py [--fits 100] [--voxels 26000] [--repeats 3] [--no-mlflow]
-                                [--layout columns|legacy] [--json]
+python scripts/bench_tracker.py [--fits 100] [--voxels 26000] [--repeats 3] [--no-mlflow] [--json]
 
 Seeds a fresh database (on $TRACKER_MONGO_URI, else a temporary embedded server) with
 ``--fits`` completed fit runs of ``--voxels`` voxels x 2 splits, then times:
 
 - logging one such fit (summaries + score documents + run document), target < 0.1 s,
-  and the same through :class:`tracker.runs.RunRecorder` (start, scores, complete);
+  and the same through :class:`tracker.record.runs.RunRecorder` (start, scores, complete);
 - ``compare`` across all fits (pooled per-voxel median and mean per group), < 0.5 s,
   plus the same with bootstrap CIs, server-side summaries, and one voxel looked up
   across all fits (``tracker scores voxel``);
 - the same with MLflow (``log_batch`` on a sqlite store in a temp dir): logging
   ``--mlflow-fits`` fits, and reading their metric histories (scaled to ``--fits``).
-
-``--layout legacy`` seeds and logs the layout written before score columns (float64-list
-buckets plus packed float32 copies), to reproduce the numbers of that design.
 """
 
 from __future__ import annotations
@@ -33,8 +29,9 @@ import numpy as np
 from _common import run_main
 
 from pipeline.core.keys import content_key
-from tracker import documents, queries
-from tracker.store import Store
+from tracker.analysis import queries
+from tracker.db import documents
+from tracker.db.store import Store
 
 METRICS = documents.METRICS
 
@@ -59,14 +56,12 @@ def fake_fit(i: int, n_voxels: int, rng: np.random.Generator):
     return doc, splits
 
 
-def log_fit(store: Store, doc: dict, splits: list, voxel_ids: np.ndarray,
-            layout: str = "columns") -> float:
+def log_fit(store: Store, doc: dict, splits: list, voxel_ids: np.ndarray) -> float:
     """Log one fit (score documents, then the completed run); returns the seconds taken."""
-    build = documents.score_buckets if layout == "columns" else documents.legacy_score_buckets
     t0 = time.perf_counter()
     buckets = []
     for s in splits:
-        buckets += build(doc["_id"], doc["subject"], doc["roi"], s, voxel_ids)
+        buckets += documents.score_buckets(doc["_id"], doc["subject"], doc["roi"], s, voxel_ids)
     doc = {**doc, "status": "COMPLETED", "n_voxels": int(voxel_ids.size),
            "summary": {s.name: documents.split_summary(s, 0.15) for s in splits}}
     store.insert_buckets(buckets)
@@ -74,18 +69,16 @@ def log_fit(store: Store, doc: dict, splits: list, voxel_ids: np.ndarray,
     return time.perf_counter() - t0
 
 
-def log_fit_recorded(store: Store, doc: dict, splits: list, voxel_ids: np.ndarray,
-                     layout: str = "columns") -> float:
-    """Log one fit as ``tracker.workflows.fit_and_log`` does (RunRecorder: durable start,
+def log_fit_recorded(store: Store, doc: dict, splits: list, voxel_ids: np.ndarray) -> float:
+    """Log one fit as ``tracker.record.workflows.fit_and_log`` does (RunRecorder: durable start,
     idempotent score upserts, durable completion); returns the seconds taken."""
-    from tracker.runs import RunRecorder
+    from tracker.record.runs import RunRecorder
 
-    build = documents.score_buckets if layout == "columns" else documents.legacy_score_buckets
     t0 = time.perf_counter()
     with RunRecorder(store, "fit_runs", doc) as rec:
         buckets = []
         for s in splits:
-            buckets += build(rec.run_id, doc["subject"], doc["roi"], s, voxel_ids)
+            buckets += documents.score_buckets(rec.run_id, doc["subject"], doc["roi"], s, voxel_ids)
         rec.insert_buckets(buckets)
         rec.complete({"n_voxels": int(voxel_ids.size),
                       "summary": {s.name: documents.split_summary(s, 0.15) for s in splits}})
@@ -101,25 +94,26 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
-def bench_ours(store: Store, n_fits: int, n_voxels: int, repeats: int, layout: str = "columns") -> dict:
-    from tracker import voxels
+def bench_ours(store: Store, n_fits: int, n_voxels: int, repeats: int) -> dict:
+    from tracker.analysis import voxels
 
     rng = np.random.default_rng(0)
     ids = np.arange(n_voxels, dtype=np.int64) + 1
     t0 = time.perf_counter()
     for i in range(n_fits):
-        log_fit(store, *fake_fit(i, n_voxels, rng), ids, layout)
+        log_fit(store, *fake_fit(i, n_voxels, rng), ids)
     seed_s = time.perf_counter() - t0
-    extra = [log_fit(store, *fake_fit(n_fits + k, n_voxels, rng), ids, layout) for k in range(repeats)]
-    recorded = [log_fit_recorded(store, *fake_fit(n_fits + repeats + k, n_voxels, rng), ids, layout)
+    extra = [log_fit(store, *fake_fit(n_fits + k, n_voxels, rng), ids) for k in range(repeats)]
+    recorded = [log_fit_recorded(store, *fake_fit(n_fits + repeats + k, n_voxels, rng), ids)
                 for k in range(repeats)]
-    store.db.fit_runs.update_many({"config.i": {"$gte": n_fits}}, {"$set": {"status": "FAILED"}})
+    for extra_run in store.find_runs("fit_runs", {"config.i": {"$gte": n_fits}}, {"_id": 1}):
+        store.update_run("fit_runs", extra_run["_id"], {"status": "FAILED"})
     by = ["subject", "method"]
 
     def run(**kw):
         return queries.compare(store, by, roi="all", split="validation", metric="r", **kw)
     compare_s, rows = timed(lambda: run(n_boot=0), repeats)
-    out = {"layout": layout, "seed_s": seed_s, "log_fit_s": statistics.median(extra),
+    out = {"seed_s": seed_s, "log_fit_s": statistics.median(extra),
            "log_fit_times_s": extra, "log_fit_recorder_s": statistics.median(recorded),
            "compare_s": compare_s, "compare_groups": len(rows),
            "compare_voxels": sum(r["n"] for r in rows)}
@@ -177,13 +171,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--mlflow-fits", type=int, default=2, help="fits logged with MLflow")
     p.add_argument("--no-mlflow", action="store_true")
-    p.add_argument("--layout", choices=("columns", "legacy"), default="columns",
-                   help="score layout to seed and log (legacy: the float64-list buckets of before)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     import os
 
-    from tracker.server import EmbeddedServer
+    from tracker.db.server import EmbeddedServer
 
     uri = os.environ.get("TRACKER_MONGO_URI")
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,7 +185,7 @@ def main(argv=None) -> int:
         store = Store(uri, name)
         try:
             store.init_schema()
-            ours = bench_ours(store, args.fits, args.voxels, args.repeats, args.layout)
+            ours = bench_ours(store, args.fits, args.voxels, args.repeats)
         finally:
             store.client.drop_database(name)
             store.close()
@@ -214,7 +206,7 @@ def main(argv=None) -> int:
 
 def _print(res: dict) -> None:
     o, m = res["ours"], res["mlflow"]
-    print(f"{res['fits']} fits x {res['voxels']} voxels x 2 splits ({o['layout']} layout)")
+    print(f"{res['fits']} fits x {res['voxels']} voxels x 2 splits")
     print(f"  log one fit:               {o['log_fit_s']:.3f} s   (target < 0.1 s)")
     print(f"  log one fit (RunRecorder): {o['log_fit_recorder_s']:.3f} s")
     print(f"  compare across all fits:   {o['compare_s']:.3f} s   (target < 0.5 s; "

@@ -12,13 +12,13 @@ from _common import run_main
 
 from pipeline.features.config import FeatureConfig
 from pipeline.fit.config import FitConfig
-from tracker import queries
-from tracker.cli import print_table
-from tracker.plots import make_all
-from tracker.progress import ProgressBars, err_console
-from tracker.settings import load_settings
-from tracker.store import Store
-from tracker.workflows import ensure_data, extract_and_log, standard_comparison
+from tracker.analysis import queries
+from tracker.cli.common import print_table
+from tracker.cli.progress import ProgressBars, err_console
+from tracker.db.settings import load_settings
+from tracker.db.store import Store
+from tracker.figures.standard import make_all
+from tracker.record.workflows import ensure_data, extract_and_log, standard_comparison
 
 
 def main() -> int:

@@ -10,9 +10,9 @@ import argparse
 from _common import run_main
 
 from pipeline.core.vocab import METRICS
-from tracker.plots import make_all
-from tracker.settings import load_settings
-from tracker.store import Store
+from tracker.db.settings import load_settings
+from tracker.db.store import Store
+from tracker.figures.standard import make_all
 
 
 def main(argv=None) -> int:

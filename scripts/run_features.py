@@ -20,14 +20,13 @@ import json
 
 from _common import run_main
 
-from pipeline.core.errors import ConfigError
 from pipeline.features.alexnet.layers import VARIANTS
 from pipeline.features.config import FeatureConfig
 from pipeline.preprocess.images import CHAINS
-from tracker.progress import ProgressBars, err_console
-from tracker.settings import load_settings
-from tracker.store import Store
-from tracker.workflows import default_data_dir, extract_and_log
+from tracker.cli.progress import ProgressBars, err_console
+from tracker.db.settings import load_settings
+from tracker.db.store import Store
+from tracker.record import workflows
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,31 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def feature_config(args: argparse.Namespace) -> FeatureConfig:
-    """The FeatureConfig the flags describe (its own validation names a bad field)."""
-    batch = args.batch_size if args.batch_size == "auto" else _int(args.batch_size, "--batch-size")
-    extra = {"retina_warp": args.retina_warp}
-    if args.weights_map:
-        try:
-            extra["weights_map"] = json.loads(args.weights_map)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"--weights-map is not valid JSON: {err}") from None
-    layer = args.layer if "," not in args.layer else [x.strip() for x in args.layer.split(",")]
-    if args.model.startswith("keras:"):
-        chain = {"preprocess": args.preprocess} if args.preprocess else {}
-        return FeatureConfig.for_keras(args.model.removeprefix("keras:"), layer, batch_size=batch,
-                                       **chain, **extra)
-    if args.preprocess is None:
-        return FeatureConfig.for_variant(args.variant, model=args.model, layer=layer, weights=args.weights,
-                                         batch_size=batch, **extra)
-    return FeatureConfig(model=args.model, variant=args.variant, layer=layer, weights=args.weights,
-                         preprocess=args.preprocess, batch_size=batch, **extra)
-
-
-def _int(text: str, flag: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r}: expected a whole number or 'auto'") from None
+    """The FeatureConfig the flags describe (:func:`tracker.record.workflows.feature_config`)."""
+    return workflows.feature_config(args.model, args.variant, args.layer, args.weights, args.weights_map,
+                                    args.preprocess, args.retina_warp, args.batch_size)
 
 
 def main(argv=None) -> int:
@@ -87,7 +64,7 @@ def main(argv=None) -> int:
     settings = load_settings(data_dir=args.data_dir)
     config = feature_config(args)
     with Store.open(settings) as store, ProgressBars(enabled=not args.quiet) as bars:
-        outcome = extract_and_log(store, settings, default_data_dir(settings), config,
+        outcome = workflows.extract_and_log(store, settings, workflows.default_data_dir(settings), config,
                                   force=args.force, progress=bars.update)
     if outcome.reused:
         err_console.print(f"reusing finished feature run {outcome.run_id} (same config and data; "

@@ -23,11 +23,12 @@ from pipeline.data.layout import SUBJECTS
 from pipeline.features.config import FeatureConfig
 from pipeline.fit.config import FitConfig
 from pipeline.fit.methods import METHODS
-from tracker import queries
-from tracker.progress import ProgressBars, err_console
-from tracker.settings import load_settings
-from tracker.store import Store
-from tracker.workflows import ensure_data, fit_and_log, standard_comparison
+from tracker.analysis import queries
+from tracker.cli.common import print_table
+from tracker.cli.progress import ProgressBars, err_console
+from tracker.db.settings import load_settings
+from tracker.db.store import Store
+from tracker.record import workflows
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,21 +52,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     settings = load_settings(data_dir=args.data_dir)
-    methods = [args.method] if args.method else ["ridge", "pls"]
-    targets = [args.target] if args.target else ["voxels", "roi_mean"]
-    configs = [FitConfig(method=m, protocol=args.protocol, target=t, seed=args.seed)
-               for m in methods for t in targets]
-    subjects = [args.subject] if args.subject else list(SUBJECTS)
+    configs: list[FitConfig] = workflows.fit_configs(args.method, args.target, args.protocol, args.seed)
     with Store.open(settings) as store, ProgressBars(enabled=not args.quiet) as bars:
-        if args.features is None:
-            data_dir = ensure_data(settings, progress=bars.update)
-            outcomes = standard_comparison(store, settings, data_dir, FeatureConfig(), configs,
-                                           subjects, args.roi, args.force, bars.update,
-                                           log=lambda m: err_console.print(m))[1:]
-        else:
-            outcomes = [fit_and_log(store, settings, args.features, s, args.roi, c,
-                                    data_dir=args.data_dir, force=args.force, progress=bars.update)
-                        for s in subjects for c in configs]
+        outcomes = workflows.fit_from_options(
+            store, settings, args.features, workflows.fit_subjects(args.subject), args.roi, configs,
+            data_dir=args.data_dir, force=args.force, progress=bars.update,
+            log=lambda m: err_console.print(m), standard_features=FeatureConfig())
         if args.json:
             print(json.dumps([o.run for o in outcomes], default=str, indent=2))
             return 0
@@ -73,8 +65,6 @@ def main(argv=None) -> int:
             print(o.run_id, "(reused)" if o.reused else "")
         rows = queries.compare(store, ["subject", "method", "preprocessing"], roi=args.roi,
                                split="validation", metric="r")
-    from tracker.cli import print_table
-
     print_table(rows, ["subject", "method", "preprocessing", "n_runs", "n", "mean", "sem", "median"],
                 title=f"Pearson r on validation images, {args.roi} voxels")
     return 0

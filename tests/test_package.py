@@ -30,7 +30,8 @@ pytestmark = pytest.mark.slow
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    shown = " ".join(map(str, cmd))
+    assert proc.returncode == 0, f"{shown} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
@@ -94,8 +95,8 @@ def test_the_installed_tracker_does_the_whole_job(installed):
         fit = json.loads(_run([tracker, "fit", "--features", feats["_id"], "--subject", "S1", "--roi", "V4",
                                "--method", "ridge", "--quiet", "--json"], work, env).stdout)
         runs = fit if isinstance(fit, list) else [fit]
-        assert sorted((r["subject"], r["roi"], r["config"]["method"], r["target"], r["status"]) for r in runs) \
-            == [("S1", "V4", "ridge", "roi_mean", "COMPLETED"), ("S1", "V4", "ridge", "voxels", "COMPLETED")]
+        got = sorted((r["subject"], r["roi"], r["config"]["method"], r["target"], r["status"]) for r in runs)
+        assert got == [("S1", "V4", "ridge", target, "COMPLETED") for target in ("roi_mean", "voxels")]
         voxels = next(r for r in runs if r["target"] == "voxels")
         # the tiny preset plants signal in V4: the validation median r is well above zero
         assert voxels["summary"]["validation"]["r"]["median"] > 0.1

@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from tracker.server import EmbeddedServer
-from tracker.settings import Settings
-from tracker.store import Store
+from tracker.db.server import EmbeddedServer
+from tracker.db.settings import Settings
+from tracker.db.store import Store
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,5 @@
-"""Seed a database with fit runs whose per-voxel scores are planted (known answers).
-
-``layout`` picks how a fit's scores are stored: ``"columns"`` (what the tracker writes),
-``"legacy"`` (float64-list buckets plus their packed float32 copies, as logged before
-score columns) or ``"lists"`` (float64-list buckets only, as logged before the packed
-copies): databases hold runs of every layout and each must read the same.
-"""
+"""Seed a database with fit runs whose per-voxel scores are planted (known answers),
+stored as the tracker stores them (score columns)."""
 
 from __future__ import annotations
 
@@ -13,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.core.keys import content_key
-from tracker import documents
-from tracker.store import Store
+from tracker.db import documents
+from tracker.db.store import Store
 
 
 @dataclass
@@ -48,33 +43,20 @@ def feature_run(preprocess="caffe", warp=None, layer="conv3"):
             "config_key": content_key(config), "dataset_id": "ds-x"}
 
 
-LAYOUTS = ("columns", "legacy", "lists")
-
-
-def score_docs(layout: str, run_id: str, subject: str, roi: str, split, voxel_ids,
-               bucket_size: int) -> list[dict]:
-    """The score documents of one split in ``layout`` (see the module docstring)."""
-    if layout == "columns":
-        return documents.score_buckets(run_id, subject, roi, split, voxel_ids, bucket_size=bucket_size)
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout {layout!r}: choose from {LAYOUTS}")
-    docs = documents.legacy_score_buckets(run_id, subject, roi, split, voxel_ids, bucket_size=bucket_size)
-    if layout == "lists":
-        for doc in docs:
-            doc.pop("packed")
-    return docs
+def score_docs(run_id: str, subject: str, roi: str, split, voxel_ids, bucket_size: int) -> list[dict]:
+    """The score documents of one split."""
+    return documents.score_buckets(run_id, subject, roi, split, voxel_ids, bucket_size=bucket_size)
 
 
 def stored(store: Store, run_id: str, field: str = "r", split: str = "validation") -> np.ndarray:
-    """The values of one per-voxel field of a run as stored (any layout; legacy runs: their
-    float64 lists), in stored order."""
-    from tracker.arrays import load_scores
+    """The values of one per-voxel field of a run as stored, in stored order."""
+    from tracker.analysis.scores import load_scores
 
-    return load_scores(store, [run_id], split, [field], exact=True)[run_id].values[field]
+    return load_scores(store, [run_id], split, [field])[run_id].values[field]
 
 
 def add_fit(store: Store, subject, method, r_test, r_val, status="COMPLETED", frun=None,
-            roi="V4", target="voxels", predictions=None, layout="columns"):
+            roi="V4", target="voxels", predictions=None):
     frun = frun or feature_run()
     config = {"method": method, "protocol": "recommended", "target": target}
     key = content_key(config, subject, roi, frun["config_key"], documents.new_run_id("k"))
@@ -84,7 +66,7 @@ def add_fit(store: Store, subject, method, r_test, r_val, status="COMPLETED", fr
     voxel_ids = np.arange(len(r_val)) + 1000
     buckets = []
     for s in splits:
-        buckets += score_docs(layout, doc["_id"], subject, roi, s, voxel_ids, bucket_size=4)
+        buckets += score_docs(doc["_id"], subject, roi, s, voxel_ids, bucket_size=4)
     doc["status"] = status
     doc["summary"] = {s.name: documents.split_summary(s, 0.15) for s in splits}
     doc["splits"] = [documents.split_record(s) for s in splits]

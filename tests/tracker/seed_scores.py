@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.core.keys import content_key
-from tracker import documents
-from tracker.store import Store
+from tracker.db import documents
+from tracker.db.store import Store
 
 from .seed_db import feature_run, score_docs
 
@@ -40,10 +40,9 @@ class Split:
 
 
 def add_fit(store: Store, subject: str, method: str, r_val, r_test=None, voxel_ids=None,
-            layer="conv3", roi="V4", p_val=None, frun=None, bucket_size=3, status="COMPLETED",
-            layout="columns"):
+            layer="conv3", roi="V4", p_val=None, frun=None, bucket_size=3, status="COMPLETED"):
     """A completed fit with planted validation (and test) r; p_val adds p + BH flags (flag:
-    p < 0.05); ``layout`` as in :mod:`.seed_db`."""
+    p < 0.05)."""
     r_val = np.asarray(r_val, dtype=float)
     r_test = r_val - 0.1 if r_test is None else np.asarray(r_test, dtype=float)
     ids = np.arange(r_val.size) + 1 if voxel_ids is None else np.asarray(voxel_ids)
@@ -57,7 +56,7 @@ def add_fit(store: Store, subject: str, method: str, r_val, r_test=None, voxel_i
         splits[1].significant = splits[1].p < 0.05
     buckets = []
     for s in splits:
-        buckets += score_docs(layout, doc["_id"], subject, roi, s, ids, bucket_size)
+        buckets += score_docs(doc["_id"], subject, roi, s, ids, bucket_size)
     doc["status"] = status
     doc["summary"] = {s.name: documents.split_summary(s, 0.15) for s in splits}
     doc["n_voxels"] = int(ids.size)

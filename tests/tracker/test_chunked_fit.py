@@ -19,11 +19,12 @@ from pipeline.features.config import FeatureConfig
 from pipeline.fit.chunks import prepare
 from pipeline.fit.config import FitConfig
 from pipeline.fit.protocols import run_fit
-from tracker import sweep
-from tracker.arrays import FIELDS, load_scores
-from tracker.settings import Settings
-from tracker.store import Store
-from tracker.workflows import extract_and_log, fit_and_log, fit_key, load_features
+from tracker.analysis.fields import SCORE_FIELDS as FIELDS
+from tracker.analysis.scores import load_scores
+from tracker.db.settings import Settings
+from tracker.db.store import Store
+from tracker.record import sweep
+from tracker.record.workflows import extract_and_log, fit_and_log, fit_key, load_features
 
 BLOCK = 8
 
@@ -51,11 +52,11 @@ def _expected(ff, data_dir, subject, config):
 def _check_logged(store, run, expected, voxel_ids):
     """The run's buckets hold every voxel of every split, equal to ``expected``."""
     for split in expected.splits:
-        got = load_scores(store, [run["_id"]], split.name, FIELDS, exact=True)[run["_id"]]
+        got = load_scores(store, [run["_id"]], split.name, FIELDS)[run["_id"]]
         np.testing.assert_array_equal(got.voxel_ids, voxel_ids)
         for name in ("r", "r2", "hyper", "p"):
-            np.testing.assert_allclose(got.get(name), getattr(split, name), rtol=0, atol=1e-10)
-        np.testing.assert_array_equal(got.get("significant"), split.significant.astype(float))
+            np.testing.assert_allclose(got.values.get(name), getattr(split, name), rtol=0, atol=1e-10)
+        np.testing.assert_array_equal(got.values.get("significant"), split.significant.astype(float))
         # BH over all voxels of the split, not per chunk
         np.testing.assert_array_equal(split.significant, fdr_significant(split.p, 0.05))
         assert run["summary"][split.name]["n_significant"] == int(split.significant.sum())

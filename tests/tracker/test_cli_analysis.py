@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tracker import queries
+from tracker.analysis import queries
 from tracker.cli import app
 
 from .seed_db import feature_run, stored
@@ -24,7 +24,7 @@ def seeded(store):
     return {
         "ridge": add_fit(store, "S1", "ridge", rng.normal(0.3, 0.1, 8), p_val=np.linspace(0, 0.1, 8),
                          frun=frun),
-        "pls": add_fit(store, "S1", "pls", rng.normal(0.2, 0.1, 8), frun=frun, layout="legacy"),
+        "pls": add_fit(store, "S1", "pls", rng.normal(0.2, 0.1, 8), frun=frun),
         "s2": add_fit(store, "S2", "ridge", rng.normal(0.1, 0.1, 8)),
     }
 
@@ -77,7 +77,7 @@ def test_scores_top_and_voxel(env, seeded, store):
                             "--json").stdout)
     got = {r["method"]: r["r"] for r in vox}
     assert got["ridge"] == stored(store, seeded["ridge"]["_id"])[2]  # score columns: exact
-    assert got["pls"] == stored(store, seeded["pls"]["_id"])[2]  # legacy: exact float64 list
+    assert got["pls"] == stored(store, seeded["pls"]["_id"])[2]  # score columns: exact
     assert {r["method"]: r["significant"] for r in vox} == {"ridge": True, "pls": None}
 
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tracker import plots
 from tracker.cli import app
+from tracker.figures import draw
+from tracker.figures import figure_data as plots
 
 from .seed_db import add_fit, stored
 
@@ -17,8 +18,7 @@ def seeded(store):
     for subject in ("S1", "S2"):
         for method, mu in (("ridge", 0.3), ("pls", 0.2)):
             runs[(subject, method)] = add_fit(store, subject, method, rng.normal(0.1, 0.05, 6),
-                                              rng.normal(mu, 0.05, 6),
-                                              layout="legacy" if method == "pls" else "columns")
+                                              rng.normal(mu, 0.05, 6))
         y = rng.normal(size=20)
         add_fit(store, subject, "pls", [0.4], [0.5], target="roi_mean",
                 predictions={"validation": {"y_true": y.tolist(), "y_pred": (0.5 * y).tolist()}})
@@ -81,4 +81,4 @@ def test_plot_data_and_files(env, seeded, store, tmp_path):
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in (tmp_path / "figs").iterdir())
     assert "bars_S1_V4_r2_corr.png" in names and "roi_average_S2_V4.svg" in names
-    assert plots.chance_level("r2_corr", 1 / 119) == pytest.approx(1 / 119)
+    assert draw.chance_level("r2_corr", 1 / 119) == pytest.approx(1 / 119)

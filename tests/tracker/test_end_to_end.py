@@ -18,10 +18,10 @@ from pipeline.data.synth.truth import load_ground_truth
 from pipeline.evaluation.scores import pearson_r, r_threshold
 from pipeline.features.config import FeatureConfig
 from pipeline.fit.config import FitConfig
-from tracker import queries
-from tracker.arrays import load_scores
-from tracker.plots import make_all
-from tracker.workflows import extract_and_log, fit_and_log, load_features
+from tracker.analysis import queries
+from tracker.analysis.scores import load_scores
+from tracker.figures.standard import make_all
+from tracker.record.workflows import extract_and_log, fit_and_log, load_features
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURES = FeatureConfig(batch_size=40)
@@ -32,8 +32,8 @@ def world(tmp_path_factory, tiny_vim1_dir, mongo_uri):
     """One database with a feature run and four fits (S1, V4, ridge/PLS x voxels/mean)."""
     import uuid
 
-    from tracker.settings import Settings
-    from tracker.store import Store
+    from tracker.db.settings import Settings
+    from tracker.db.store import Store
 
     name = "e2e_" + uuid.uuid4().hex[:8]
     settings = Settings(mongo_uri=mongo_uri, db_name=name, home=tmp_path_factory.mktemp("home"),
@@ -204,7 +204,7 @@ def test_significance_is_stored_and_counted(world, tiny_vim1_dir):
 
 
 def test_noise_ceilings_are_estimated_stored_and_applied(world, tiny_vim1_dir):
-    from tracker.workflows import compute_ceilings
+    from tracker.record.datasets import compute_ceilings
 
     _, store, _, fits = world
     docs = compute_ceilings(store, tiny_vim1_dir, subjects=["S1"])
@@ -261,7 +261,7 @@ def test_no_repeats_means_no_ceiling_and_says_so(world, tiny_vim1_dir, tmp_path)
 
     from pipeline.core.errors import DataFormatError
     from pipeline.data.layout import GROUND_TRUTH_FILE
-    from tracker.workflows import compute_ceilings
+    from tracker.record.datasets import compute_ceilings
 
     _, store, _, _ = world
     real_like = tmp_path / "vim1"

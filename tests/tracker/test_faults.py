@@ -16,8 +16,8 @@ from pipeline.features.config import FeatureConfig
 from pipeline.features.reader import read_feature_file
 from pipeline.features.writer import write_feature_file
 from tests.pipeline.features.test_features import FakeExtractor, images
-from tracker.maintenance import collect_garbage
-from tracker.workflows import load_features
+from tracker.record.maintenance import collect_garbage
+from tracker.record.workflows import load_features
 
 ROOT = Path(__file__).resolve().parents[2]
 

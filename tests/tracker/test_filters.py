@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from pipeline.core.errors import ConfigError
 from tests.tracker.seed_db import add_fit
+from tracker.analysis.fields import WHERE_FIELDS as FIELDS
+from tracker.analysis.filters import ALLOWED_OPERATORS, allowed_paths, parse_where
 from tracker.cli import app
-from tracker.filters import ALLOWED_OPERATORS, FIELDS, allowed_paths, parse_where
 
 runner = CliRunner()
 

@@ -19,11 +19,11 @@ from pipeline.core.errors import ConfigError, IntegrityError
 from pipeline.core.keys import content_key
 from tests.tracker.seed_db import add_fit
 from tests.tracker.workers import fake_fit_doc
-from tracker import documents
 from tracker.cli import app
-from tracker.maintenance import collect_garbage, database_status, delete_run
-from tracker.migrations import migrate
-from tracker.runs import now
+from tracker.db import documents
+from tracker.db.documents import utc_now as now
+from tracker.db.migrations import migrate
+from tracker.record.maintenance import collect_garbage, database_status, delete_run
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -45,19 +45,14 @@ def add_feature_run(store, settings, name: str | None, status: str = "COMPLETED"
 def test_delete_fit_removes_the_run_and_its_buckets_only(store, settings, env):
     keep = add_fit(store, "S1", "ridge", [0.1] * 5, [0.2] * 5)
     gone = add_fit(store, "S1", "pls", [0.1] * 5, [0.2] * 5)
-    old = add_fit(store, "S1", "pls", [0.1] * 5, [0.2] * 5, layout="legacy")
     res = runner.invoke(app, ["runs", "delete", gone["_id"][:9], "--json"])
     assert res.exit_code == 0, res.output
     # 5 voxels / 4 -> 2 chunks x 5 fields (ids, r, r2_corr, r2, hyper) x 2 splits
     assert json.loads(res.output) == {"id": gone["_id"], "collection": "fit_runs", "runs": 1,
                                       "buckets": 20, "files": []}
-    assert store.db.fit_runs.count_documents({}) == 2
+    assert store.db.fit_runs.count_documents({}) == 1
     assert store.db.voxel_columns.count_documents({"run_id": keep["_id"]}) == 20
     assert store.db.voxel_columns.count_documents({"run_id": gone["_id"]}) == 0
-    # a legacy run: 2 list buckets x 2 splits and one packed copy per split
-    assert delete_run(store, settings, old["_id"])["buckets"] == 4 + 2
-    assert all(store.db[c].count_documents({"run_id": old["_id"]}) == 0
-               for c in ("voxel_scores", "voxel_arrays", "voxel_columns"))
     assert store.db.voxel_columns.count_documents({"run_id": keep["_id"]}) == 20
     res = runner.invoke(app, ["runs", "delete", "fi-nope"])
     assert res.exit_code == 2 and "no run with id" in res.output
@@ -88,14 +83,11 @@ def test_gc_lists_then_deletes_orphans_and_keeps_what_is_used(store, settings, e
     lost_used = add_feature_run(store, settings, "lost_used.h5")
     Path(lost_used["output"]["path"]).unlink()
     add_fit(store, "S1", "ridge", [0.1], [0.1], frun={**lost_used, "dataset_id": "ds"})
-    store.insert_buckets([{"schema_version": 1, "run_id": "fi-gone", "subject": "S1", "roi": "V4",
-                           "split": "test", "chunk": 0, "voxel_ids": [1], "r": [0.1], "r2_corr": [0.01],
-                           "r2": [0.0]}])  # a legacy bucket
     store.insert_buckets(documents.score_buckets("fi-lost", "S1", "V4", SimpleNamespace(
         name="test", r=np.ones(2), r2_corr=np.ones(2), r2=np.ones(2), hyper=np.ones(2)), [1, 2]))
     report = collect_garbage(store, settings)
     assert report["orphan_files"] == [str(orphan)]
-    assert report["orphan_bucket_runs"] == ["fi-gone", "fi-lost"]
+    assert report["orphan_bucket_runs"] == ["fi-lost"]
     assert {m["id"]: m["used_by_fits"] for m in report["missing_file_runs"]} == {
         lost["_id"]: 0, lost_used["_id"]: 1}
     assert orphan.exists()  # listing deletes nothing
@@ -104,7 +96,6 @@ def test_gc_lists_then_deletes_orphans_and_keeps_what_is_used(store, settings, e
     assert {m["id"]: m["kept"] for m in json.loads(res.output)["missing_file_runs"]} == {
         lost["_id"]: False, lost_used["_id"]: True}
     assert not orphan.exists() and Path(used["output"]["path"]).exists()
-    assert store.db.voxel_scores.count_documents({"run_id": "fi-gone"}) == 0
     assert store.db.voxel_columns.count_documents({"run_id": "fi-lost"}) == 0
     assert {d["_id"] for d in store.db.feature_runs.find()} == {used["_id"], lost_used["_id"]}
     again = collect_garbage(store, settings)
@@ -165,7 +156,7 @@ def test_secrets_never_reach_the_database_logs_or_output(store, settings, tmp_pa
     """A run logged by a process whose URI, argv and environment hold secrets."""
     code = (
         "import sys; from tests.tracker.workers import fake_fit_doc, log_fake_fit;"
-        "from tracker.store import Store; from tracker import provenance;"
+        "from tracker.db.store import Store; from tracker.record import provenance;"
         f"sys.argv = ['run_fit.py', '--password', {SECRET!r}, '--uri', 'mongodb://u:{SECRET}@h/'];"
         "doc = fake_fit_doc(); doc['provenance'] = provenance.collect();"
         f"log_fake_fit(Store({settings.mongo_uri!r}, {store.db_name!r}), doc);"

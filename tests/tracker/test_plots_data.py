@@ -13,9 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.core.vocab import layer_sort_key
-from tracker import plots, report
 from tracker.cli import app
-from tracker.draw import METRIC_LABELS
+from tracker.figures import draw, report, standard
+from tracker.figures import figure_data as plots
+from tracker.figures.draw import METRIC_LABELS
 
 from .seed_db import feature_run
 from .seed_scores import add_ceiling, add_fit
@@ -57,7 +58,7 @@ def test_bars_have_bootstrap_cis_chance_and_ceiling_fraction(store, world):
     assert val["chance_r2_corr"] == pytest.approx(1 / 119)
     assert val["frac_ceiling"] == pytest.approx((planted["ridge"] ** 2).mean() / 0.36, rel=1e-5)
     assert plots.bars_data(store, "S1", "V4", "r2_corr", n_boot=300) == rows  # same data again
-    fig = plots.draw_bars(rows, "S1", "V4", "r2_corr")
+    fig = draw.draw_bars(rows, "S1", "V4", "r2_corr")
     assert METRIC_LABELS["r2_corr"] in fig.axes[0].get_ylabel()
     assert "95% bootstrap CI" in fig.axes[0].get_ylabel()
 
@@ -69,7 +70,7 @@ def test_scatter_pairs_same_features_and_voxels(store, world):
     data = plots.scatter_data(store, runs["ridge"]["_id"], runs["pls"]["_id"], metric="r")
     np.testing.assert_allclose(data["a"], planted["ridge"], atol=F32)
     np.testing.assert_allclose(data["b"], planted["pls"], atol=F32)
-    fig = plots.draw_scatter(data)
+    fig = draw.draw_scatter(data)
     assert "Pearson r" in fig.axes[0].get_xlabel() and "ridge" in fig.axes[0].get_xlabel()
 
 
@@ -108,7 +109,7 @@ def test_volume_data_slices(store, world):
 
 def test_make_all_and_plot_commands_write_png_and_svg(store, world, settings, monkeypatch, tmp_path):
     runs, _ = world
-    names = {p.name for p in plots.make_all(store, tmp_path / "all", roi="V4", metric="r")}
+    names = {p.name for p in standard.make_all(store, tmp_path / "all", roi="V4", metric="r")}
     for stem in ("bars_S1_V4_r", "bars_S1_V4_r_ceiling", "distributions_validation_r",
                  "distributions_validation_r_ceiling", "layers_validation_r",
                  f"scatter_S1_V4_{runs['ridge']['_id']}_vs_{runs['pls']['_id']}", "bars_S2_V4_r"):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from pipeline.core.errors import ConfigError
-from tracker import queries
-from tracker.documents import summarize
+from tracker.analysis import fields, queries
+from tracker.db.documents import summarize
 
 from .seed_db import add_fit, feature_run
 
@@ -53,7 +53,7 @@ def test_compare_by_method_pools_across_subjects_and_metric(store, seeded):
 
 def test_compare_rejects_unknown_fields(store):
     with pytest.raises(ConfigError, match="choose from"):
-        queries.parse_by("subject,colour")
+        fields.parse_by("subject,colour")
     with pytest.raises(ConfigError, match="--metric"):
         queries.compare(store, ["subject"], metric="accuracy")
 

@@ -6,18 +6,15 @@ import pytest
 
 from pipeline.core.errors import ConfigError
 from pipeline.evaluation.intervals import bootstrap_ci
-from tracker import arrays, queries, voxels
-from tracker.rundiff import diff_runs
+from tracker.analysis import queries, voxels
+from tracker.analysis import scores as arrays
+from tracker.analysis.rundiff import diff_runs
 
 from .seed_db import feature_run
 from .seed_scores import add_ceiling, add_fit
 
 RNG = np.random.default_rng(11)
-F32 = 1e-6  # legacy runs are read from their packed float32 copies
-
-
-def f32(x):
-    return np.asarray(x, dtype=np.float32).astype(np.float64)
+F32 = 1e-6
 
 
 @pytest.fixture
@@ -28,14 +25,11 @@ def world(store):
         "s2": RNG.normal(0.1, 0.1, 7), "conv4": RNG.normal(0.25, 0.1, 10),
     }
     p = np.array([0.001, 0.2, 0.01, 0.04, 0.9, 0.5, 0.03, 0.06, 0.002, 0.7])
-    # every storage layout at once: score columns (current), float64 lists with packed
-    # copies (legacy) and float64 lists alone (oldest); queries must not care
     runs = {
         "ridge": add_fit(store, "S1", "ridge", planted["ridge"], p_val=p, frun=frun),
         # same voxels in another order: pairing must go by voxel id
-        "pls": add_fit(store, "S1", "pls", planted["pls"][::-1], voxel_ids=np.arange(10, 0, -1), frun=frun,
-                       layout="legacy"),
-        "s2": add_fit(store, "S2", "ridge", planted["s2"], layout="lists"),
+        "pls": add_fit(store, "S1", "pls", planted["pls"][::-1], voxel_ids=np.arange(10, 0, -1), frun=frun),
+        "s2": add_fit(store, "S2", "ridge", planted["s2"]),
         "conv4": add_fit(store, "S1", "ridge", planted["conv4"], layer="conv4"),
     }
     add_fit(store, "S1", "ridge", np.ones(10), status="FAILED")
@@ -89,42 +83,32 @@ def test_analytic_intervals_beyond_the_bootstrap_budget(monkeypatch):
     assert srt[2429] <= ci["median_low"] <= srt[2431] and ci["median_low"] < np.median(v) < ci["median_high"]
 
 
-def test_every_layout_reads_back_what_was_stored(store, world):
+def test_score_columns_read_back_what_was_stored(store, world):
     runs, planted, p, _ = world
     fields = ["r", "hyper", "p", "significant"]
-    # score columns: one copy, the float64 values exactly, whatever `exact` says
+    # score columns: one copy, the float64 values exactly
     rid = runs["ridge"]["_id"]
-    assert store.db.voxel_scores.count_documents({"run_id": rid}) == 0
-    assert store.db.voxel_arrays.count_documents({"run_id": rid}) == 0
     # 10 voxels in chunks of 3 -> 4 chunks x (ids, r, r2_corr, r2, hyper + p, significant on validation)
     assert store.db.voxel_columns.count_documents({"run_id": rid}) == 4 * 5 + 4 * 7
-    for exact in (False, True):
-        got = arrays.load_scores(store, [rid], "validation", fields, exact=exact)[rid]
-        np.testing.assert_array_equal(got.values["r"], planted["ridge"])
-        np.testing.assert_array_equal(got.values["p"], p)
-        np.testing.assert_array_equal(got.values["hyper"], np.arange(10.0))
-        np.testing.assert_array_equal(got.values["significant"], (p < 0.05).astype(float))
-        assert got.voxel_ids.tolist() == list(range(1, 11))
-        assert got.chunk.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]
+    got = arrays.load_scores(store, [rid], "validation", fields)[rid]
+    np.testing.assert_array_equal(got.values["r"], planted["ridge"])
+    np.testing.assert_array_equal(got.values["p"], p)
+    np.testing.assert_array_equal(got.values["hyper"], np.arange(10.0))
+    np.testing.assert_array_equal(got.values["significant"], (p < 0.05).astype(float))
+    assert got.voxel_ids.tolist() == list(range(1, 11))
+    assert got.chunk.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]
     test = arrays.load_scores(store, [rid], "test", fields)[rid]
     assert set(test.values) == {"r", "hyper"}  # no permutation test on that split
     no_ids = arrays.load_scores(store, [rid], "validation", ["r"], ids=False)[rid]
     assert no_ids.voxel_ids.tolist() == [-1] * 10 and no_ids.values["r"].size == 10
-    # legacy: float64 lists (exact) beside packed float32 copies (the default read)
     lid = runs["pls"]["_id"]
-    exact = arrays.load_scores(store, [lid], "validation", ["r"], exact=True)[lid]
-    packed = arrays.load_scores(store, [lid], "validation", ["r"])[lid]
-    np.testing.assert_array_equal(exact.values["r"], planted["pls"][::-1])
-    np.testing.assert_array_equal(packed.values["r"], f32(planted["pls"][::-1]))
-    assert packed.voxel_ids.tolist() == list(range(10, 0, -1)) and packed.chunk.tolist()[:4] == [0, 0, 0, 1]
-    # a run logged before the packed copies existed is read from its float64 lists
-    store.db.voxel_arrays.delete_many({"run_id": lid})
-    old = arrays.load_scores(store, [lid], "validation", ["r"])[lid]
-    np.testing.assert_array_equal(old.values["r"], planted["pls"][::-1])
+    stored = arrays.load_scores(store, [lid], "validation", ["r"])[lid]
+    np.testing.assert_array_equal(stored.values["r"], planted["pls"][::-1])
+    assert stored.voxel_ids.tolist() == list(range(10, 0, -1)) and stored.chunk.tolist()[:4] == [0, 0, 0, 1]
     sid = runs["s2"]["_id"]
     np.testing.assert_array_equal(arrays.load_scores(store, [sid], "validation")[sid].values["r"],
                                   planted["s2"])
-    # one call over runs of every layout
+    # one call over several runs
     assert set(arrays.load_scores(store, [rid, lid, sid], "validation")) == {rid, lid, sid}
 
 
@@ -152,7 +136,7 @@ def test_top_voxels_with_coordinates(store, world):
     pool += [(v, "pls", 10 - i) for i, v in enumerate(planted["pls"][::-1])]
     best = sorted(pool, reverse=True)[:3]
     assert [(r["run_id"], r["voxel_id"]) for r in rows] == [(runs[k]["_id"], vid) for _, k, vid in best]
-    assert [r["r"] for r in rows] == pytest.approx([b[0] for b in best], abs=F32)  # pls: float32 copy
+    assert [r["r"] for r in rows] == pytest.approx([b[0] for b in best], abs=F32)
     top = rows[0]
     assert (top["i"], top["j"], top["k"]) == (top["voxel_id"] - 1, 0, 0)
     ridge_top = voxels.top_voxels(store, [runs["ridge"]], n=1)[0]
@@ -174,7 +158,7 @@ def test_one_voxel_across_runs(store, world):
     ridge = got[runs["ridge"]["_id"]]  # score columns: exact float64, found client-side
     assert ridge["r"] == planted["ridge"][3] and ridge["r2_corr"] == planted["ridge"][3] ** 2
     assert ridge["p"] == p[3] and ridge["significant"] is True and ridge["hyper"] == 3.0
-    # legacy lists: exact float64 from the server-side lookup (stored in reverse order)
+    # stored in reverse order: found by voxel id
     assert got[runs["pls"]["_id"]]["r"] == planted["pls"][3]
     assert got[runs["s2"]["_id"]]["r"] == planted["s2"][3]
     assert got[runs["s2"]["_id"]]["p"] is None and got[runs["s2"]["_id"]]["significant"] is None
@@ -192,7 +176,7 @@ def test_paired_scores_pair_by_voxel_id(store, world):
     data = voxels.paired_scores(store, runs["ridge"], runs["pls"], "validation", "r")
     assert data["voxel_ids"] == list(range(1, 11))
     np.testing.assert_array_equal(data["a"], planted["ridge"])  # score columns: exact
-    np.testing.assert_allclose(data["b"], planted["pls"], atol=F32)  # legacy: packed float32
+    np.testing.assert_allclose(data["b"], planted["pls"], atol=F32)
     d = planted["ridge"] - planted["pls"]
     assert data["stats"]["n"] == 10
     assert data["stats"]["median_diff"] == pytest.approx(np.median(d), abs=1e-5)

@@ -18,8 +18,10 @@ from pipeline.core.errors import ConfigError
 from pipeline.core.keys import content_key
 from tests.tracker.seed_db import add_fit
 from tests.tracker.workers import fake_fit_doc, log_fake_fit
-from tracker import documents, queries
-from tracker.runs import RunRecorder, now, reap
+from tracker.analysis import queries
+from tracker.db import documents
+from tracker.db.documents import utc_now as now
+from tracker.record.runs import RunRecorder, reap
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-from tracker.security import redact_argv, redact_text, redact_uri
+from tracker.db.security import redact_argv, redact_text, redact_uri
 
 
 def test_redact_uri_hides_credentials():

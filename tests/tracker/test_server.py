@@ -4,7 +4,7 @@ import sys
 
 import pymongo
 
-from tracker.server import EmbeddedServer
+from tracker.db.server import EmbeddedServer
 
 
 def test_start_reuse_stop(tmp_path):
@@ -42,7 +42,7 @@ def test_data_survives_restart(tmp_path):
 
 
 def test_two_processes_starting_at_once_share_one_server(tmp_path):
-    code = ("import sys; from tracker.server import EmbeddedServer; "
+    code = ("import sys; from tracker.db.server import EmbeddedServer; "
             f"print(EmbeddedServer({str(tmp_path / 'db')!r}).ensure().pid)")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
              for _ in range(2)]

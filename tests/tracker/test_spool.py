@@ -20,16 +20,16 @@ from pipeline.core.errors import DatabaseError, IntegrityError
 from pipeline.core.keys import content_key
 from pipeline.fit.config import FitConfig
 from tests.tracker.workers import fake_buckets, fake_fit_doc, log_fake_fit
-from tracker import documents
-from tracker.arrays import load_scores
+from tracker.analysis.scores import load_scores
 from tracker.cli import app
-from tracker.documents import decode_column
-from tracker.runs import RunRecorder
-from tracker.server import EmbeddedServer
-from tracker.settings import Settings
-from tracker.spool import Spool
-from tracker.store import Store
-from tracker.workflows import fit_and_log
+from tracker.db import documents
+from tracker.db.documents import decode_column
+from tracker.db.server import EmbeddedServer
+from tracker.db.settings import Settings
+from tracker.db.store import Store
+from tracker.record.runs import RunRecorder
+from tracker.record.spool import Spool
+from tracker.record.workflows import fit_and_log
 
 DOWN = "mongodb://127.0.0.1:1/?directConnection=true"  # nothing listens on port 1
 runner = CliRunner()
@@ -94,26 +94,6 @@ def test_unreachable_at_start_completes_into_the_spool_and_syncs_once(store, tmp
     assert store.db.fit_runs.count_documents({}) == 1
 
 
-def test_spool_file_of_legacy_buckets_still_syncs(store, tmp_path):
-    """A spool file written before score columns (float64-list buckets with packed copies)."""
-    spool = Spool(tmp_path / "spool", store.db_name)
-    doc = {**fake_fit_doc(), "status": "COMPLETED"}
-    split = SimpleNamespace(name="validation", r=np.array([0.1, 0.2, np.nan, 0.4, 0.5]))
-    split.r2_corr, split.r2, split.hyper = split.r ** 2, split.r - 1, np.ones(5)
-    spool.append_buckets(doc["_id"], documents.legacy_score_buckets(doc["_id"], "S1", "V4", split,
-                                                                    np.arange(5) + 1, bucket_size=4))
-    spool.append_run("fit_runs", doc)
-    for _ in range(2):  # replayed: upserts, never duplicates
-        assert spool.sync(store, doc["_id"]).runs == 1
-        os.replace(next((spool.directory / "synced").iterdir()), spool.path_of(doc["_id"]))
-    assert store.db.voxel_scores.count_documents({"run_id": doc["_id"]}) == 2
-    assert store.db.voxel_arrays.count_documents({"run_id": doc["_id"]}) == 1
-    assert counts(store, doc["_id"]) == ("COMPLETED", 0)  # no score columns for it
-    for exact in (True, False):
-        got = load_scores(store, [doc["_id"]], "validation", ["r"], exact=exact)[doc["_id"]]
-        np.testing.assert_allclose(got.values["r"], split.r, rtol=0 if exact else 1e-7)
-
-
 def test_without_a_spool_an_unreachable_database_is_one_clear_error(store):
     with pytest.raises(DatabaseError, match="unreachable at start .* no spool"):
         with RunRecorder(offline_store("x"), "fit_runs", fake_fit_doc()):
@@ -164,7 +144,7 @@ def test_database_killed_mid_fit_then_tracker_sync(private_server, tiny_vim1_dir
     store.init_schema()
     frun = {"_id": "fe-fake", "schema_version": 1, "kind": "features", "status": "COMPLETED",
             "config": {"model": "alexnet", "layer": "conv3", "preprocess": "caffe"},
-            "config_key": "f" * 64, "created": documents._now(), "data_dir": str(tiny_vim1_dir)}
+            "config_key": "f" * 64, "created": documents.utc_now(), "data_dir": str(tiny_vim1_dir)}
     store.insert_run("feature_runs", frun)
     rng = np.random.default_rng(0)
     features = SimpleNamespace(train=rng.normal(size=(240, 30)).astype(np.float32),

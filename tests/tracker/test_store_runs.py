@@ -5,10 +5,10 @@ import pytest
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
 from pipeline.core.errors import ConfigError, DatabaseError
-from tracker import documents
-from tracker.arrays import load_scores
-from tracker.runs import RunRecorder
-from tracker.store import Store
+from tracker.analysis.scores import load_scores
+from tracker.db import documents
+from tracker.db.store import Store
+from tracker.record.runs import RunRecorder
 
 KEY = "a" * 64
 
@@ -16,7 +16,7 @@ KEY = "a" * 64
 def _doc(**extra):
     doc = {"_id": documents.new_run_id("fe"), "schema_version": 1, "kind": "features",
            "status": "QUEUED", "config": {"layer": "conv3"}, "config_key": KEY,
-           "created": documents._now()}
+           "created": documents.utc_now()}
     doc.update(extra)
     return doc
 
@@ -26,7 +26,7 @@ def test_init_schema_is_idempotent_and_creates_indexes(store):
     assert "one_completed_per_config" in again["fit_runs"]
     info = store.db.fit_runs.index_information()
     assert info["one_completed_per_config"]["unique"] is True
-    assert set(store.status()["collections"]) >= {"fit_runs", "feature_runs", "voxel_scores", "datasets"}
+    assert set(store.status()["collections"]) >= {"fit_runs", "feature_runs", "voxel_columns", "datasets"}
 
 
 def test_validator_rejects_incomplete_run_document(store):
@@ -103,8 +103,8 @@ def test_recorder_without_complete_is_failed(store):
 
 
 def test_store_open_starts_embedded_server(tmp_path, db_name):
-    from tracker.server import EmbeddedServer
-    from tracker.settings import Settings
+    from tracker.db.server import EmbeddedServer
+    from tracker.db.settings import Settings
 
     settings = Settings(mongo_uri=None, db_name=db_name, home=tmp_path / "home")
     try:
@@ -148,16 +148,6 @@ def test_buckets_round_trip(store):
     assert store.db.voxel_columns.count_documents({"run_id": "fi-1"}) == len(docs)
     assert load_scores(store, ["fi-1"], "validation")["fi-1"].values["r"][6] == 1.7
     assert load_scores(store, ["fi-9"], "validation")["fi-9"].voxel_ids.tolist() == list(range(7))
-    # legacy buckets (old spool files, fixtures) still go to their collections, read as before
-    store.insert_buckets(documents.legacy_score_buckets("fi-2", "S1", "V4", Split, np.arange(100, 107),
-                                                        bucket_size=3))
-    back = store.buckets(["fi-2"], "validation", fields=["r", "voxel_ids"])
-    ids = sum((b["voxel_ids"] for b in back), [])
-    r = sum((b["r"] for b in back), [])
-    assert ids == list(range(100, 107))
-    assert r[1] is None and r[6] == pytest.approx(0.7)
-    legacy = load_scores(store, ["fi-2"], "validation", ["r"], exact=True)["fi-2"]
-    assert legacy.values["r"][6] == 0.7 and legacy.voxel_ids.tolist() == list(range(100, 107))
 
     class Big(Split):
         r = np.array([0.5])

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from tracker import sweep
-from tracker.settings import Settings
-from tracker.store import Store
-from tracker.workflows import fit_key
+from tracker.db.settings import Settings
+from tracker.db.store import Store
+from tracker.record import sweep
+from tracker.record.workflows import fit_key
 
 SPEC = """
 [sweep]

@@ -14,10 +14,10 @@ import numpy as np
 
 from pipeline.core.keys import content_key
 from tests.tracker.seed_db import FakeSplit, feature_run
-from tracker import documents
-from tracker.runs import RunRecorder
-from tracker.spool import Spool
-from tracker.store import Store
+from tracker.db import documents
+from tracker.db.store import Store
+from tracker.record.runs import RunRecorder
+from tracker.record.spool import Spool
 
 
 def fake_fit_doc(subject: str = "S1", method: str = "ridge", key: str | None = None) -> dict:
@@ -41,7 +41,7 @@ def fake_buckets(run_id: str, n_voxels: int = 7, seed: int = 0, bucket_size: int
 
 def log_fake_fit(store: Store, doc: dict, seed: int = 0, heartbeat_s: float = 30.0,
                  spool: Spool | None = None, replace: bool = False) -> RunRecorder:
-    """The fit-and-log sequence of :func:`tracker.workflows.fit_and_log`, without the fit."""
+    """The fit-and-log sequence of :func:`tracker.record.workflows.fit_and_log`, without the fit."""
     with RunRecorder(store, "fit_runs", doc, heartbeat_s=heartbeat_s, spool=spool) as rec:
         rec.insert_buckets(fake_buckets(rec.run_id, seed=seed))
         rec.complete({"n_voxels": 7, "summary": {"validation": {"r": {"median": 0.1 * seed}}}},

@@ -3,8 +3,10 @@
 With no ``TRACKER_MONGO_URI`` the embedded server is started (or reused) on
 ``$TRACKER_HOME/db``; set the variable (or ``--uri``) to use a real MongoDB or Atlas.
 
-One sub-app per noun, each in its own module: ``runs``, ``db``, ``data``; questions
-across runs (``compare``, ``plot``) live in :mod:`tracker.cli.analysis`.
+One module per noun, all wired here: ``features`` and ``fit`` (the work itself),
+``runs``, ``db``, ``data``, ``sweep``, ``scores``, ``plot``, ``export`` / ``report``,
+``sync`` / ``gc`` (:mod:`tracker.cli.maint`) and the questions across runs
+(``compare``, ``summaries``, ``runs diff``: :mod:`tracker.cli.analysis`).
 """
 
 from __future__ import annotations
@@ -14,13 +16,18 @@ from typing import Annotated
 
 import typer
 
-from tracker.cli import analysis, maint
-from tracker.cli.common import print_json, print_table  # noqa: F401  (re-exported for scripts)
+from tracker.cli.analysis import compare_cmd, diff_cmd, summaries_cmd
 from tracker.cli.data import data_app
 from tracker.cli.db import db_app
+from tracker.cli.export import export_cmd, report_cmd
+from tracker.cli.features import features_cmd
+from tracker.cli.fit import fit_cmd
+from tracker.cli.maint import gc_cmd, sync_cmd
+from tracker.cli.plot import plot_app
 from tracker.cli.runs import runs_app
+from tracker.cli.scores import scores_app
 from tracker.cli.sweep import sweep_app
-from tracker.settings import load_settings
+from tracker.db.settings import load_settings
 
 HELP = """Query and manage encoding-model runs (feature extractions and fits) in MongoDB.
 
@@ -28,6 +35,10 @@ With no TRACKER_MONGO_URI an embedded MongoDB-compatible server is started (or \
 reused) on $TRACKER_HOME/db; set the variable (or --uri) to use a real MongoDB or Atlas.
 
 Examples:
+
+  tracker features --data-dir demo_data --layers conv3
+
+  tracker fit --features fe-1a2b --subject S1 --roi V4 --method ridge
 
   tracker runs list --kind fit
 
@@ -41,8 +52,17 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
 app.add_typer(sweep_app, name="sweep")
-analysis.register(app)
-maint.register(app)
+app.add_typer(scores_app, name="scores")
+app.add_typer(plot_app, name="plot")
+app.command("features")(features_cmd)
+app.command("fit")(fit_cmd)
+app.command("compare")(compare_cmd)
+app.command("summaries")(summaries_cmd)
+app.command("export")(export_cmd)
+app.command("report")(report_cmd)
+app.command("sync")(sync_cmd)
+app.command("gc")(gc_cmd)
+runs_app.command("diff")(diff_cmd)
 
 
 @app.callback()
@@ -56,8 +76,6 @@ def main_options(
                                               help="Tracker state directory (default ./.tracker).")] = None,
 ) -> None:
     ctx.obj = load_settings(mongo_uri=uri, db_name=db_name, home=home)
-
-
 
 
 def main() -> None:

@@ -1,7 +1,4 @@
-"""`tracker compare`, `tracker summaries`, `tracker runs diff`: questions across runs.
-
-:func:`register` also adds ``scores``, ``export``, ``report`` and ``plot``.
-"""
+"""`tracker compare`, `tracker summaries`, `tracker runs diff`: questions across runs."""
 
 from __future__ import annotations
 
@@ -9,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-from tracker import queries
+from tracker.analysis import queries
+from tracker.analysis.fields import GROUP_FIELDS, parse_by
+from tracker.analysis.rundiff import diff_runs
 from tracker.cli.common import JsonOpt, cli_errors, err, open_store
 from tracker.cli.listing import CsvOpt, MethodOpt, MetricOpt, SplitOpt, SubjectOpt, WhereOpt, emit
 
@@ -17,26 +16,10 @@ COMPARE_COLUMNS = ["n_runs", "n", "mean", "mean_low", "mean_high", "median", "me
                    "median_high", "n_significant", "frac_ceiling", "chance_r2_corr"]
 
 
-def register(app: typer.Typer) -> None:
-    """Add the analysis commands to the ``tracker`` app (and ``diff`` to ``tracker runs``)."""
-    from tracker.cli.export import export_cmd, report_cmd
-    from tracker.cli.plot import plot_app
-    from tracker.cli.runs import runs_app
-    from tracker.cli.scores import scores_app
-
-    app.command("compare")(compare_cmd)
-    app.command("summaries")(summaries_cmd)
-    app.command("export")(export_cmd)
-    app.command("report")(report_cmd)
-    app.add_typer(scores_app, name="scores")
-    app.add_typer(plot_app, name="plot")
-    runs_app.command("diff")(diff_cmd)
-
-
 @cli_errors
 def compare_cmd(
     ctx: typer.Context,
-    by: Annotated[str, typer.Option(help=f"Comma-separated fields: {', '.join(queries.GROUP_FIELDS)}.")]
+    by: Annotated[str, typer.Option(help=f"Comma-separated fields: {', '.join(GROUP_FIELDS)}.")]
     = "subject,method,preprocessing",
     roi: Annotated[str, typer.Option(help="ROI name (V1, V2, V3, V3A, V3B, V4, LO, other, all).")] = "V4",
     split: SplitOpt = "validation",
@@ -53,7 +36,7 @@ def compare_cmd(
 
     Example: [bold]tracker compare --by subject,method --roi V4 --split validation[/bold]
     """
-    fields = queries.parse_by(by)
+    fields = parse_by(by)
     extra = queries.run_filter(where, subject=subject, method=method)
     with open_store(ctx) as store:
         rows = queries.compare(store, fields, roi=roi, split=split, metric=metric, target=target,
@@ -81,7 +64,7 @@ def summaries_cmd(
     query = queries.run_filter(where, subject=subject, method=method, roi=roi)
     with open_store(ctx) as store:
         if by:
-            fields = queries.parse_by(by)
+            fields = parse_by(by)
             rows = queries.group_summaries(store, fields, query, split, metric)
             cols = [*fields, "n_runs", "n", "mean", "median_of_medians", "best_median", "max"]
         else:
@@ -103,8 +86,6 @@ def diff_cmd(
 
     Example: [bold]tracker runs diff fi-3a9c fi-77b0[/bold]
     """
-    from tracker.rundiff import diff_runs
-
     with open_store(ctx) as store:
         (_, a), (_, b) = store.get_run(run_a), store.get_run(run_b)
     rows = diff_runs(a, b, show_all=show_all)

@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.core.errors import VimtrackError
-from tracker.security import redact_text
-from tracker.settings import Settings, load_settings
-from tracker.store import Store
+from tracker.db.security import redact_text
+from tracker.db.settings import Settings, load_settings
+from tracker.db.store import Store
 
 # Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)

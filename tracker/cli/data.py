@@ -28,7 +28,7 @@ def data_synth(
     from pipeline.core.errors import ConfigError
     from pipeline.data.synth.config import PRESETS
     from pipeline.data.synth.writer import generate
-    from tracker.progress import ProgressBars
+    from tracker.cli.progress import ProgressBars
 
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset!r}: choose from {', '.join(PRESETS)}")
@@ -85,7 +85,7 @@ def data_ceilings(
     import numpy as np
 
     from tracker.cli.common import open_store, print_table
-    from tracker.workflows import compute_ceilings
+    from tracker.record.datasets import compute_ceilings
 
     with open_store(ctx) as store:
         docs = compute_ceilings(store, data_dir, subject or ("S1", "S2"), repeats, {"test": train_repeats})

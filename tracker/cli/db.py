@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tracker.cli.common import JsonOpt, cli_errors, console, print_json, print_table, settings_of
-from tracker.store import Store
+from tracker.db.store import Store
 
 db_app = typer.Typer(help="The database: status, schema, the embedded server.", no_args_is_help=True)
 
@@ -17,7 +17,7 @@ db_app = typer.Typer(help="The database: status, schema, the embedded server.", 
 @cli_errors
 def db_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Server, version, collections (documents, statuses, schema versions, indexes), stale runs, spool."""
-    from tracker.maintenance import database_status
+    from tracker.record.maintenance import database_status
 
     settings = settings_of(ctx)
     with Store.open(settings, init=False) as store:
@@ -39,7 +39,7 @@ def db_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @db_app.command("init")
 @cli_errors
 def db_init(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Create collections, validators and indexes from mongo/schema.json (idempotent)."""
+    """Create collections, validators and indexes from the schema definitions (idempotent)."""
     with Store.open(settings_of(ctx), init=False) as store:
         applied = store.init_schema()
     if as_json:
@@ -52,7 +52,7 @@ def db_init(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @cli_errors
 def db_stop(ctx: typer.Context) -> None:
     """Stop the embedded server of $TRACKER_HOME (no effect on a real MongoDB)."""
-    from tracker.server import EmbeddedServer
+    from tracker.db.server import EmbeddedServer
 
     stopped = EmbeddedServer(settings_of(ctx).embedded_db_dir).stop()
     console.print("embedded server stopped" if stopped else "no embedded server was running")
@@ -67,7 +67,7 @@ def db_migrate(
     as_json: JsonOpt = False,
 ) -> None:
     """Back up every collection, then upgrade documents of an older schema_version."""
-    from tracker.migrations import migrate
+    from tracker.db.migrations import migrate
 
     settings = settings_of(ctx)
     with Store.open(settings, init=True) as store:

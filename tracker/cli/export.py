@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from tracker import queries
+from tracker.analysis import fields, queries
+from tracker.analysis.export import FORMATS, WHAT, table_of, write_table
 from tracker.cli.common import JsonOpt, cli_errors, console, open_store, print_json
 from tracker.cli.listing import MethodOpt, MetricOpt, RoiOpt, SplitOpt, SubjectOpt, WhereOpt
-from tracker.export import FORMATS, WHAT, table_of, write_table
 
 
 @cli_errors
@@ -32,7 +32,7 @@ def export_cmd(
     """
     query = queries.run_filter(where, subject=subject, method=method)
     with open_store(ctx) as store:
-        table = table_of(store, what, query, roi, split, metric, queries.parse_by(by))
+        table = table_of(store, what, query, roi, split, metric, fields.parse_by(by))
     n = write_table(table, out, fmt)
     if as_json:
         return print_json({"path": str(out), "rows": n, "columns": list(table)})
@@ -54,7 +54,7 @@ def report_cmd(
 
     Example: [bold]tracker report --roi V4 --out v4.html[/bold]
     """
-    from tracker.report import write_report
+    from tracker.figures.report import write_report
 
     query = queries.run_filter(where, subject=subject, method=method)
     with open_store(ctx) as store:

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from tracker.analysis.export import rows_to_columns
 from tracker.cli.common import print_json, print_table
-from tracker.export import rows_to_columns
 
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")]
 WhereOpt = Annotated[list[str] | None, typer.Option(

@@ -9,15 +9,10 @@ import typer
 from tracker.cli.common import JsonOpt, cli_errors, console, open_store, print_json, settings_of
 
 
-def register(app: typer.Typer) -> None:
-    app.command("sync")(sync_cmd)
-    app.command("gc")(gc_cmd)
-
-
 @cli_errors
 def sync_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Upload runs spooled while the database was unreachable (idempotent: safe to repeat)."""
-    from tracker.spool import Spool
+    from tracker.record.spool import Spool
 
     settings = settings_of(ctx)
     with open_store(ctx) as store:
@@ -41,7 +36,7 @@ def gc_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """List feature files no run references, stale temp files, orphan buckets, runs whose files are gone."""
-    from tracker.maintenance import collect_garbage
+    from tracker.record.maintenance import collect_garbage
 
     with open_store(ctx) as store:
         report = collect_garbage(store, settings_of(ctx), delete=delete)

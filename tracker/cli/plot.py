@@ -8,9 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from pipeline.core.errors import ConfigError
-from tracker import plots, queries
+from tracker.analysis import queries
 from tracker.cli.common import JsonOpt, cli_errors, console, err, open_store, print_json, settings_of
 from tracker.cli.listing import MethodOpt, MetricOpt, SplitOpt, SubjectOpt, WhereOpt
+from tracker.figures import draw, figure_data, standard
 
 plot_app = typer.Typer(help="Figures from the database (PNG and SVG). With no figure name: all "
                             "standard figures.", invoke_without_command=True)
@@ -19,7 +20,7 @@ CeilingOpt = Annotated[bool, typer.Option("--ceiling", help="Scores as a fractio
 
 
 def _save(ctx: typer.Context, out: Path | None, name: str, fig: Any, as_json: bool) -> None:
-    paths = plots.save(fig, Path(out or settings_of(ctx).plots_dir) / name)
+    paths = standard.save(fig, Path(out or settings_of(ctx).plots_dir) / name)
     if as_json:
         return print_json([str(p) for p in paths])
     for p in paths:
@@ -37,7 +38,7 @@ def plot_all(ctx: typer.Context, out: OutOpt = None,
     if ctx.invoked_subcommand is not None:
         return
     with open_store(ctx) as store:
-        paths = plots.make_all(store, out or settings_of(ctx).plots_dir, roi=roi, metric=metric)
+        paths = standard.make_all(store, out or settings_of(ctx).plots_dir, roi=roi, metric=metric)
     if as_json:
         return print_json([str(p) for p in paths])
     for p in paths:
@@ -53,10 +54,10 @@ def plot_bars(ctx: typer.Context, subject: Annotated[str, typer.Option(help="Sub
               ceiling: CeilingOpt = False, out: OutOpt = None, as_json: JsonOpt = False) -> None:
     """The 2019 bars: test and validation, per method and preprocessing, CIs and chance."""
     with open_store(ctx) as store:
-        rows = plots.bars_data(store, subject, roi, metric)
+        rows = figure_data.bars_data(store, subject, roi, metric)
     if not rows:
         raise ConfigError(f"no completed fits for {subject} {roi}")
-    fig = plots.draw_bars(rows, subject, roi, metric, normalised=ceiling)
+    fig = draw.draw_bars(rows, subject, roi, metric, normalised=ceiling)
     _save(ctx, out, f"bars_{subject}_{roi}_{metric}{'_ceiling' if ceiling else ''}", fig, as_json)
 
 
@@ -68,9 +69,9 @@ def plot_scatter(ctx: typer.Context, run_a: Annotated[str, typer.Argument(help="
                  as_json: JsonOpt = False) -> None:
     """Per-voxel scores of run A vs run B over the voxels both scored (paired by voxel id)."""
     with open_store(ctx) as store:
-        data = plots.scatter_data(store, run_a, run_b, split, metric)
+        data = figure_data.scatter_data(store, run_a, run_b, split, metric)
     name = f"scatter_{data['run_a']['run_id']}_vs_{data['run_b']['run_id']}_{split}_{metric}"
-    _save(ctx, out, name, plots.draw_scatter(data), as_json)
+    _save(ctx, out, name, draw.draw_scatter(data), as_json)
 
 
 @plot_app.command("distributions")
@@ -82,10 +83,10 @@ def plot_distributions(ctx: typer.Context, split: SplitOpt = "validation", metri
     """Per-voxel score distributions per ROI."""
     query = queries.run_filter(where, subject=subject, method=method)
     with open_store(ctx) as store:
-        rows = plots.distribution_data(store, split, metric, query, by, normalise=ceiling)
+        rows = figure_data.distribution_data(store, split, metric, query, by, normalise=ceiling)
     if not rows:
         raise ConfigError("no per-voxel scores match" + (" (with a noise ceiling)" if ceiling else ""))
-    fig = plots.draw_distributions(rows, split, metric, normalised=ceiling)
+    fig = draw.draw_distributions(rows, split, metric, normalised=ceiling)
     _save(ctx, out, f"distributions_{split}_{metric}{'_ceiling' if ceiling else ''}", fig, as_json)
 
 
@@ -96,10 +97,10 @@ def plot_layers(ctx: typer.Context, split: SplitOpt = "validation", metric: Metr
                 out: OutOpt = None, as_json: JsonOpt = False) -> None:
     """Score vs layer per ROI and method (needs fits of 2+ layers)."""
     with open_store(ctx) as store:
-        rows = plots.layer_data(store, split, metric, queries.run_filter(where, subject=subject))
+        rows = figure_data.layer_data(store, split, metric, queries.run_filter(where, subject=subject))
     if not rows:
         raise ConfigError("no ROI has fits of two or more layers")
-    fig = plots.draw_layers(rows, split, metric, normalised=ceiling)
+    fig = draw.draw_layers(rows, split, metric, normalised=ceiling)
     _save(ctx, out, f"layers_{split}_{metric}{'_ceiling' if ceiling else ''}", fig, as_json)
 
 
@@ -110,5 +111,5 @@ def plot_volume(ctx: typer.Context, run: Annotated[str, typer.Argument(help="Fit
                 as_json: JsonOpt = False) -> None:
     """A run's voxel scores on the 64x64x18 volume, one panel per axial slice."""
     with open_store(ctx) as store:
-        data = plots.volume_data(store, run, split, metric)
-    _save(ctx, out, f"volume_{data['run']['run_id']}_{split}_{metric}", plots.draw_volume(data), as_json)
+        data = figure_data.volume_data(store, run, split, metric)
+    _save(ctx, out, f"volume_{data['run']['run_id']}_{split}_{metric}", draw.draw_volume(data), as_json)

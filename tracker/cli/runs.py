@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from tracker import queries
+from tracker.analysis import fields, queries
+from tracker.analysis.fields import WHERE_FIELDS
+from tracker.analysis.filters import parse_where
 from tracker.cli.common import (
     JsonOpt,
     cli_errors,
@@ -38,12 +40,10 @@ def runs_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List runs, newest first. Example: [bold]tracker runs list --where 'method=pls and r>0.1'[/bold]"""
-    from tracker.filters import parse_where
-
     filt = parse_where(where or [], kind)
     with open_store(ctx) as store:
         if filt:
-            ids = {d["_id"] for d in store.find_runs(queries.RUN_KINDS[kind], filt, {"_id": 1})}
+            ids = {d["_id"] for d in store.find_runs(fields.RUN_KINDS[kind], filt, {"_id": 1})}
             rows = [r for r in queries.list_runs(store, kind, status, subject, 0) if r["id"] in ids]
             rows = rows[:limit] if limit else rows
         else:
@@ -61,10 +61,8 @@ def runs_list(
 def runs_fields(kind: Annotated[str, typer.Option(help="fit or features.")] = "fit",
                 as_json: JsonOpt = False) -> None:
     """Field names accepted by --where, with the document path each one reads."""
-    from tracker.filters import FIELDS
-
     rows = [{"field": k, "path": p, "type": "number" if t is float else "text"}
-            for k, (p, t) in FIELDS.get(kind, {}).items()]
+            for k, (p, t) in WHERE_FIELDS.get(kind, {}).items()]
     if as_json:
         return print_json(rows)
     print_table(rows, ["field", "path", "type"], title=f"--where fields ({kind} runs)")
@@ -94,7 +92,7 @@ def runs_reap(
     as_json: JsonOpt = False,
 ) -> None:
     """Mark RUNNING runs whose heartbeat stopped (killed, host lost) as DEAD."""
-    from tracker.runs import reap
+    from tracker.record.runs import reap
 
     with open_store(ctx) as store:
         reaped = reap(store, stale_factor)
@@ -114,7 +112,7 @@ def runs_delete(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete a run and its score buckets (a feature run only once no fit uses it)."""
-    from tracker.maintenance import delete_run
+    from tracker.record.maintenance import delete_run
 
     with open_store(ctx) as store:
         report = delete_run(store, settings_of(ctx), run_id, with_files=with_files)

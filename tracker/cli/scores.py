@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tracker import queries, voxels
+from tracker.analysis import queries, voxels
 from tracker.cli.common import JsonOpt, cli_errors, open_store
 from tracker.cli.listing import CsvOpt, MethodOpt, MetricOpt, RoiOpt, SplitOpt, SubjectOpt, WhereOpt, emit
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from tracker.cli.common import JsonOpt, cli_errors, console, open_store, print_json, print_table, settings_of
-from tracker.progress import ProgressBars
+from tracker.cli.progress import ProgressBars
 
 sweep_app = typer.Typer(help="Sweeps over many configs, on a local or remote Dask cluster.",
                         no_args_is_help=True)
@@ -35,7 +35,7 @@ def sweep_run(
 
     Example: [bold]tracker sweep run sweeps/demo.toml --workers 2[/bold]
     """
-    from tracker import sweep
+    from tracker.record import sweep
 
     settings = settings_of(ctx)
     spec = sweep.load_spec(spec_path)
@@ -62,7 +62,7 @@ def sweep_run(
 @cli_errors
 def sweep_status(ctx: typer.Context, spec_path: SpecArg, as_json: JsonOpt = False) -> None:
     """Show each task of a sweep as done / running / failed / to do (runs nothing)."""
-    from tracker import sweep
+    from tracker.record import sweep
 
     spec = sweep.load_spec(spec_path)
     with open_store(ctx) as store:

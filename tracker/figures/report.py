@@ -11,14 +11,16 @@ import base64
 import html
 import io
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.files import atomic_write_text
-from tracker import plots, queries
-from tracker.security import redact_uri
-from tracker.store import Store
+from tracker.analysis import queries
+from tracker.db.documents import utc_now
+from tracker.db.security import redact_uri
+from tracker.db.store import Store
+from tracker.figures.draw import METRIC_LABELS
+from tracker.figures.standard import standard_figures
 
 COMPARE_BY = ("subject", "method", "preprocessing")
 COMPARE_COLUMNS = (*COMPARE_BY, "n_runs", "n", "mean", "mean_low", "mean_high", "median",
@@ -83,20 +85,20 @@ def build_report(store: Store, roi: str = "V4", metric: str = "r", query: Mappin
     """The whole HTML document for the fits of ``roi`` matching ``query``."""
     tables = report_tables(store, roi, metric, query, n_boot)
     parts = [f"<h1>Encoding models: {html.escape(roi)}, {html.escape(metric)}</h1>",
-             f'<p class="note">Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from '
+             f'<p class="note">Generated {utc_now():%Y-%m-%d %H:%M} UTC from '
              f"{html.escape(redact_uri(store.uri))} / {html.escape(store.db_name)}; filter "
              f"{html.escape(str(dict(query or {})))}. n/a: not stored (no significance test / no "
              "noise ceiling: vim-1 has none). CIs: seeded bootstrap 95%.</p>"]
     for split in queries.SPLITS:
         parts.append(f"<h2>Comparison, {split} images</h2>")
         parts.append(table_html(tables[f"compare-{split}"], COMPARE_COLUMNS, f"compare-{split}",
-                                f"{plots.METRIC_LABELS[metric]}, {roi}, {split}"))
+                                f"{METRIC_LABELS[metric]}, {roi}, {split}"))
     parts.append("<h2>Fits (validation)</h2>")
     parts.append(table_html(tables["summaries-validation"], SUMMARY_COLUMNS, "summaries-validation",
                             "stored per-fit summaries, best median first"))
     if figures:
         parts.append("<h2>Figures</h2>")
-        parts += [figure_html(fig, name) for name, fig in plots.standard_figures(store, roi, metric)]
+        parts += [figure_html(fig, name) for name, fig in standard_figures(store, roi, metric)]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>vimtrack report {html.escape(roi)}</title><style>{CSS}</style></head><body>"
             + "\n".join(parts) + "</body></html>\n")

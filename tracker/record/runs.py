@@ -14,7 +14,7 @@ the index's DuplicateKeyError and is stored as ``DUPLICATE`` with ``duplicate_of
 naming the winner (its score buckets stay, but queries count only COMPLETED runs).
 A forced re-run (``replace=True``) instead retires the other run as SUPERSEDED.
 
-Offline: given a :class:`~tracker.spool.Spool`, a run that cannot reach the database
+Offline: given a :class:`~tracker.record.spool.Spool`, a run that cannot reach the database
 (connection errors at start, mid-run or at the end) keeps going; from then on its
 writes go to the spool and are uploaded by ``tracker sync`` (or right at the end of
 the run, if the database is back by then).
@@ -27,15 +27,16 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from pipeline.core.errors import DatabaseError, VimtrackError
-from tracker.security import redact_text
-from tracker.spool import Spool
-from tracker.store import RUN_COLLECTIONS, Store
+from tracker.db.documents import as_utc, utc_now
+from tracker.db.security import redact_text
+from tracker.db.store import RUN_COLLECTIONS, Store
+from tracker.record.spool import Spool
 
 DEFAULT_HEARTBEAT_S = 15.0
 DEFAULT_STALE_FACTOR = 4.0
@@ -44,10 +45,6 @@ ENDED = ("COMPLETED", "FAILED", "INTERRUPTED", "DEAD", "DUPLICATE", "SUPERSEDED"
 
 class RunInterrupted(BaseException):
     """Raised in the main thread when SIGTERM arrives during a run."""
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class RunRecorder:
@@ -60,7 +57,7 @@ class RunRecorder:
     collection
         ``"feature_runs"`` or ``"fit_runs"``.
     doc
-        The run document built by :mod:`tracker.documents` (``_id``, config, ...).
+        The run document built by :mod:`tracker.db.documents` (``_id``, config, ...).
     heartbeat_s
         Seconds between heartbeats (stored as ``heartbeat_interval_s`` for the reaper).
     spool
@@ -91,7 +88,7 @@ class RunRecorder:
 
     # ------------------------------------------------------------------
     def __enter__(self) -> RunRecorder:
-        start = now()
+        start = utc_now()
         self.doc.update(status="RUNNING", started=start, heartbeat=start,
                         heartbeat_interval_s=float(self.heartbeat_s))
         self._save(lambda: self.store.insert_run(self.collection, self.doc), "start")
@@ -153,7 +150,7 @@ class RunRecorder:
         run_id
             The run that holds the result: this one, or the winner of a race.
         """
-        finished = now()
+        finished = utc_now()
         update = {**fields, "finished": finished, "heartbeat": finished,
                   "elapsed_s": time.perf_counter() - self._t0, "progress": self._progress or None}
         self.doc.update(update, status="COMPLETED")
@@ -223,13 +220,13 @@ class RunRecorder:
                 f"run {self.run_id}: the database became unreachable at {stage} "
                 f"({type(err).__name__}) and no spool is configured") from None
         self.spooled = f"{stage}: {type(err).__name__}"
-        self.doc["spool"] = {"stage": stage, "error": type(err).__name__, "at": now()}
+        self.doc["spool"] = {"stage": stage, "error": type(err).__name__, "at": utc_now()}
         self.spool.append_run(self.collection, self.doc, replace=replace)
         if self.doc["status"] == "COMPLETED":
             self._completed = True
 
     def _finish(self, status: str, **fields: Any) -> None:
-        finished = now()
+        finished = utc_now()
         update = {"status": status, "finished": finished, "heartbeat": finished,
                   "elapsed_s": time.perf_counter() - self._t0, **fields}
         self.doc.update(update)
@@ -257,7 +254,7 @@ class RunRecorder:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
-            fields: dict[str, Any] = {"heartbeat": now()}
+            fields: dict[str, Any] = {"heartbeat": utc_now()}
             if self._progress:
                 fields["progress"] = self._progress
             try:
@@ -291,7 +288,7 @@ def reap(store: Store, stale_factor: float = DEFAULT_STALE_FACTOR,
         from pipeline.core.errors import ConfigError
 
         raise ConfigError(f"--stale-factor must be above 1 (missed heartbeats), got {stale_factor}")
-    at = at or now()
+    at = at or utc_now()
     reaped = []
     for collection in RUN_COLLECTIONS:
         running = store.find_runs(collection, {"status": "RUNNING"},
@@ -299,9 +296,9 @@ def reap(store: Store, stale_factor: float = DEFAULT_STALE_FACTOR,
         for doc in running:
             beat = doc.get("heartbeat")
             interval = float(doc.get("heartbeat_interval_s") or DEFAULT_HEARTBEAT_S)
-            if beat is None or at - _utc(beat) <= timedelta(seconds=stale_factor * interval):
+            if beat is None or at - as_utc(beat) <= timedelta(seconds=stale_factor * interval):
                 continue
-            silent = (at - _utc(beat)).total_seconds()
+            silent = (at - as_utc(beat)).total_seconds()
             fields = {"status": "DEAD", "finished": at, "error": {
                 "type": "Dead", "message": f"no heartbeat for {silent:.0f} s "
                 f"(limit {stale_factor:g} x {interval:g} s); the process was killed or lost"}}
@@ -310,7 +307,3 @@ def reap(store: Store, stale_factor: float = DEFAULT_STALE_FACTOR,
                 reaped.append({"id": doc["_id"], "collection": collection, "heartbeat": beat,
                                "silent_s": silent})
     return reaped
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

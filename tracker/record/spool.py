@@ -1,13 +1,13 @@
 """A local spool for run documents written while the database was unreachable.
 
 When a run cannot reach the database (at its start, in the middle or at its end) the
-:class:`~tracker.runs.RunRecorder` appends what it would have written to
+:class:`~tracker.record.runs.RunRecorder` appends what it would have written to
 ``<spool_dir>/<run_id>.jsonl``: run-document snapshots and score buckets, one JSON
 line (MongoDB extended JSON, so dates survive) per record, each append ``fsync``-ed.
 A crash can at worst tear the last line, which the reader skips.
 
 :meth:`Spool.sync` (``tracker sync``) uploads the files idempotently: buckets are
-upserted on their unique key (run, split, chunk) and the run document is replaced by
+upserted on their unique key (run, split, field, chunk) and the run document is replaced by
 ``_id`` with its last snapshot, so running it twice (or after a crash half-way)
 never duplicates anything. A synced file moves to ``<spool_dir>/synced/``.
 If another run with the same config key completed meanwhile, the uploaded run is
@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ from pymongo.errors import DuplicateKeyError
 
 from pipeline.core.errors import DatabaseError, IntegrityError
 from pipeline.core.files import fsync_dir
-from tracker.store import Store
+from tracker.db.documents import utc_now
+from tracker.db.store import Store
 
 SPOOL_FORMAT = 1
 _JSON_OUT = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED)
@@ -124,14 +125,6 @@ class Spool:
                 return records, 1
         return records, 0
 
-    def find_run(self, run_id: str) -> dict | None:
-        """The last spooled snapshot of a run, if it is in the spool."""
-        path = self.path_of(run_id)
-        if not path.exists():
-            return None
-        runs = [r["doc"] for r in self.read(path)[0] if r.get("op") == "run"]
-        return runs[-1] if runs else None
-
     # ------------------------------------------------------------------ sync
     def sync(self, store: Store, run_id: str | None = None) -> SyncReport:
         """Upload pending files (all, or one run's) to ``store``; idempotent."""
@@ -163,7 +156,7 @@ class Spool:
                 report.duplicates.append(str(r["doc"]["_id"]))
         done = self.directory / "synced"
         done.mkdir(exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stamp = utc_now().strftime("%Y%m%dT%H%M%S%f")
         os.replace(path, done / f"{path.stem}.{stamp}.jsonl")
         fsync_dir(self.directory)
         report.files += 1
@@ -188,7 +181,7 @@ def upload_run(store: Store, collection: str, doc: Mapping[str, Any], replace: b
     """
     body = dict(doc)
     if "spool" in body:
-        body["spool"] = {**body["spool"], "synced": datetime.now(timezone.utc)}
+        body["spool"] = {**body["spool"], "synced": utc_now()}
     for _ in range(3):
         try:
             store.replace_run(collection, body)

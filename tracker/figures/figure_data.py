@@ -1,7 +1,7 @@
-"""Figures regenerated from the database alone.
+"""The data of every figure, read from the database alone.
 
 Each figure has a *data* function here (database -> plain rows/arrays, testable: the
-same database gives the same data) and a *draw* function in :mod:`tracker.draw`
+same database gives the same data) and a *draw* function in :mod:`tracker.figures.draw`
 (data -> matplotlib figure). Axis labels name the metric: ``r`` (Pearson), ``r^2 of
 correlation`` (squared Pearson r, the 2019 "r-squared") or ``R^2`` (coefficient of
 determination).
@@ -10,34 +10,15 @@ determination).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.core.vocab import SPLITS, layer_sort_key
-from tracker import queries, voxels
-from tracker.arrays import load_scores
-from tracker.ceilings import CeilingTable
-from tracker.draw import (  # noqa: F401  (draw functions re-exported)
-    METRIC_LABELS,
-    draw_bars,
-    draw_distributions,
-    draw_layers,
-    draw_roi_average,
-    draw_scatter,
-    draw_volume,
-)
-from tracker.store import Store
-
-
-def chance_level(metric: str, chance_r2_corr: float | None) -> float | None:
-    """Expected value of ``metric`` under no signal (r: 0; r^2: 1/(n-1); R^2: about -1/n)."""
-    if metric == "r":
-        return 0.0
-    if chance_r2_corr is None:
-        return None
-    return chance_r2_corr if metric == "r2_corr" else -chance_r2_corr
+from tracker.analysis import fields, queries, voxels
+from tracker.analysis.ceilings import CeilingTable
+from tracker.analysis.scores import load_scores
+from tracker.db.store import Store
 
 
 def bars_data(store: Store, subject: str, roi: str = "V4", metric: str = "r2_corr",
@@ -70,7 +51,7 @@ def roi_average_data(store: Store, subject: str, roi: str = "V4", split: str = "
             "run_id": run["_id"], "method": run["config"]["method"],
             "preprocessing": run["features"]["preprocessing"],
             "y_true": pred["y_true"], "y_pred": pred["y_pred"],
-            "r": queries.get_path(run, f"summary.{split}.r.mean"),
+            "r": fields.get_path(run, f"summary.{split}.r.mean"),
         })
     return sorted(out, key=lambda d: (d["method"], d["preprocessing"]))
 
@@ -91,7 +72,7 @@ def distribution_data(store: Store, split: str = "validation", metric: str = "r"
     are left out). Rows: ``roi``, ``group``, ``values`` (sorted ndarray), ``n``,
     ``median``, ``q25``, ``q75``; ROIs in name order.
     """
-    by = queries.parse_by(by)[0]
+    by = fields.parse_by(by)[0]
     runs = queries.completed_fits(store, None, "voxels", query)
     scores = load_scores(store, [r["_id"] for r in runs], split, [metric])
     table = CeilingTable(store, split)
@@ -107,7 +88,7 @@ def distribution_data(store: Store, split: str = "validation", metric: str = "r"
                 continue
             # voxels whose ceiling is 0 (no detectable signal) have no normalised score
             v = np.divide(v, c, out=np.full_like(v, np.nan), where=c > 0)
-        key = (run["roi"], str(queries.get_path(run, queries.GROUP_FIELDS[by])))
+        key = (run["roi"], str(fields.get_path(run, fields.GROUP_FIELDS[by])))
         pooled.setdefault(key, []).append(v)
     rows = []
     for (roi, group), parts in sorted(pooled.items()):
@@ -159,56 +140,3 @@ def scatter_pairs(store: Store, roi: str, method_a: str = "ridge", method_b: str
             seen.add(key)
             pairs.append((a["subject"], a["_id"], b["_id"]))
     return pairs
-
-
-def make_all(store: Store, out_dir: Path, roi: str = "V4", metric: str = "r2_corr",
-             formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
-    """Write every standard figure for which the database has data; returns the paths."""
-    return [p for name, fig in standard_figures(store, roi, metric)
-            for p in save(fig, Path(out_dir) / name, formats)]
-
-
-def standard_figures(store: Store, roi: str = "V4", metric: str = "r2_corr"):
-    """Yield ``(name, figure)`` for every standard figure the database has data for."""
-    runs = queries.completed_fits(store, roi, target=None)
-    for subject in sorted({r["subject"] for r in runs}):
-        rows = bars_data(store, subject, roi, metric)
-        if rows:
-            yield f"bars_{subject}_{roi}_{metric}", draw_bars(rows, subject, roi, metric)
-            if any(r["frac_ceiling"] is not None for r in rows):
-                yield (f"bars_{subject}_{roi}_{metric}_ceiling",
-                       draw_bars(rows, subject, roi, metric, normalised=True))
-        avg = roi_average_data(store, subject, roi)
-        if avg:
-            yield f"roi_average_{subject}_{roi}", draw_roi_average(avg, subject, roi, "validation")
-    for subject, a, b in scatter_pairs(store, roi):
-        yield f"scatter_{subject}_{roi}_{a}_vs_{b}", draw_scatter(scatter_data(store, a, b, metric=metric))
-    dist = distribution_data(store, "validation", metric)
-    if dist:
-        yield f"distributions_validation_{metric}", draw_distributions(dist, "validation", metric)
-        ceil = distribution_data(store, "validation", metric, normalise=True)
-        if ceil:
-            yield (f"distributions_validation_{metric}_ceiling",
-                   draw_distributions(ceil, "validation", metric, normalised=True))
-    layers = layer_data(store, "validation", metric)
-    if layers:
-        yield f"layers_validation_{metric}", draw_layers(layers, "validation", metric)
-    best = queries.fit_summaries(store, {"roi": roi, "target": "voxels"}, "validation", metric)
-    for subject in sorted({b["subject"] for b in best}):
-        top = next(b for b in best if b["subject"] == subject)
-        yield (f"volume_{subject}_{top['run_id']}_{metric}",
-               draw_volume(volume_data(store, top["run_id"], "validation", metric)))
-
-
-def save(fig: Any, stem: Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
-    """Save a figure as ``stem.<fmt>`` for each format, close it; returns the paths."""
-    import matplotlib.pyplot as plt
-
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        path = stem.with_name(f"{stem.name}.{fmt}")
-        fig.savefig(path, dpi=120)
-        paths.append(path)
-    plt.close(fig)
-    return paths

@@ -1,4 +1,4 @@
-"""Drawing the figures of :mod:`tracker.plots` (data in, matplotlib figure out; no database).
+"""Drawing the figures of :mod:`tracker.figures.figure_data` (data in, matplotlib figure out; no database).
 
 Every axis that shows a score names the metric (:data:`METRIC_LABELS`).
 """
@@ -31,10 +31,13 @@ def _label(metric: str, normalised: bool = False) -> str:
     return f"{METRIC_LABELS[metric]}\n/ noise ceiling" if normalised else METRIC_LABELS[metric]
 
 
-def _chance(metric: str, chance_r2_corr: float | None) -> float | None:
-    from tracker.plots import chance_level
-
-    return chance_level(metric, chance_r2_corr)
+def chance_level(metric: str, chance_r2_corr: float | None) -> float | None:
+    """Expected value of ``metric`` under no signal (r: 0; r^2: 1/(n-1); R^2: about -1/n)."""
+    if metric == "r":
+        return 0.0
+    if chance_r2_corr is None:
+        return None
+    return chance_r2_corr if metric == "r2_corr" else -chance_r2_corr
 
 
 def draw_bars(rows: list[dict], subject: str, roi: str, metric: str, normalised: bool = False):
@@ -69,7 +72,7 @@ def draw_bars(rows: list[dict], subject: str, roi: str, metric: str, normalised:
     if not normalised:
         for si, split in enumerate(SPLITS):
             m = [r for r in rows if r["split"] == split]
-            level = _chance(metric, m[0]["chance_r2_corr"]) if m else None
+            level = chance_level(metric, m[0]["chance_r2_corr"]) if m else None
             if level is not None:
                 ax.hlines(level, si - 0.45, si + 0.45, colors="k", linestyles="--",
                           label="chance" if si == 0 else None)

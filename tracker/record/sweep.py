@@ -28,7 +28,7 @@ a voxel-target fit of the recommended protocol computes its kernels once
 as separate tasks (:func:`pipeline.fit.chunks.fit_voxels`), and merges them
 (:func:`pipeline.fit.chunks.merge_results`: BH-FDR over all voxels) into ONE fit run whose
 numbers and ``config_key`` are those of the unchunked fit; the run records how it was
-executed under ``execution``. See :func:`chunked_fit`.
+executed under ``execution``. See :func:`tracker.record.chunked.chunked_fit`.
 """
 
 from __future__ import annotations
@@ -44,13 +44,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import tomllib
 
 from pipeline.core.errors import ConfigError, DataFormatError
-from tracker.server import pid_alive
-from tracker.settings import Settings
-from tracker.store import Store
+from tracker.db.documents import utc_now
+from tracker.db.server import pid_alive
+from tracker.db.settings import Settings
+from tracker.db.store import Store
+from tracker.record.chunked import check_voxel_chunks
+from tracker.record.workflows import extract_and_log, feature_key, fit_and_log, fit_key
 
 NONE_WORDS = {"none", "raw", "off", "false", ""}
 #: Fault injection for tests: the first fit task to reach a progress update kills its
@@ -145,7 +147,6 @@ def expand(spec: SweepSpec, store: Store, data_dir: Path) -> tuple[list[FeatureT
     """All feature and fit tasks of the grid, each with its ``config_key``."""
     from pipeline.features.config import FeatureConfig
     from pipeline.fit.config import FitConfig
-    from tracker.workflows import feature_key, fit_key
 
     feature_tasks = []
     for values in _product(spec.features):
@@ -197,8 +198,6 @@ def _maybe_die() -> None:
 
 def run_feature_task(settings: Settings, data_dir: str, task: FeatureTask) -> dict[str, Any]:
     """Dask task: extract features (reused when finished); returns a small summary."""
-    from tracker.workflows import extract_and_log
-
     with Store.open(settings, init=False) as store:
         out = extract_and_log(store, settings, Path(data_dir), task.config)
     return {"task": task.label, "run_id": out.run_id, "reused": out.reused, "key": task.key}
@@ -209,10 +208,9 @@ def run_fit_task(settings: Settings, data_dir: str, task: FitTask, feature: dict
     """Dask task: fit one model once its features exist (``feature`` is their summary).
 
     With ``voxel_chunks`` > 1 a chunkable fit fans its voxel chunks out over the
-    cluster from inside this task (see :func:`chunked_fit`).
+    cluster from inside this task (see :func:`tracker.record.chunked.chunked_fit`).
     """
     from pipeline.fit.chunks import chunkable
-    from tracker.workflows import fit_and_log
 
     def progress(stage: str, done: int, total: int) -> None:
         _maybe_die()
@@ -242,8 +240,6 @@ def mark_dead_attempts(store: Store, keys: Iterable[str]) -> int:
     A worker killed mid-task leaves its run RUNNING; Dask retries the task elsewhere,
     and this records the lost attempt honestly instead of leaving it RUNNING forever.
     """
-    from tracker.runs import now
-
     host = socket.gethostname()
     n = 0
     for coll in ("feature_runs", "fit_runs"):
@@ -252,128 +248,12 @@ def mark_dead_attempts(store: Store, keys: Iterable[str]) -> int:
             prov = doc.get("provenance") or {}
             if prov.get("host") != host or int(prov.get("pid", -1)) > 0 and pid_alive(int(prov["pid"])):
                 continue
-            store.update_run(coll, doc["_id"], {"status": "DEAD", "finished": now(),
+            store.update_run(coll, doc["_id"], {"status": "DEAD", "finished": utc_now(),
                                                 "error": {"type": "WorkerLost",
                                                           "message": "worker process died"}},
                              durable=True)
             n += 1
     return n
-
-
-def check_voxel_chunks(value: Any, where: str = "voxel_chunks") -> int | None:
-    """None, or a positive integer number of voxel chunks (ConfigError otherwise)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def chunked_fit(
-    client: Any,
-    X_train: Any,
-    X_val: Any,
-    Y_train: Any,
-    Y_val: Any,
-    config: Any,
-    n_chunks: int,
-    block: int | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
-) -> tuple[Any, dict[str, Any]]:
-    """One fit split by voxel chunks: kernels once, chunks in parallel, one merged result.
-
-    1. :func:`pipeline.fit.chunks.prepare` runs here, in the process that holds the features
-       (kernel of the "test" and "all" models, eigendecompositions, cross kernels);
-    2. the :class:`~pipeline.fit.chunks.Prepared` (no features: ~50 MB for 1750 images) is
-       scattered to every worker once (``broadcast=True``), the voxel chunks of the
-       targets are scattered too;
-    3. one task per chunk runs :func:`pipeline.fit.chunks.fit_voxels`;
-    4. :func:`pipeline.fit.chunks.merge_results` concatenates them and recomputes the BH flags
-       over all voxels.
-
-    Chunks start at multiples of ``Prepared.block`` so the merged numbers equal the
-    unchunked fit's exactly. ``client`` None runs the chunks one after another here
-    (same numbers, memory bounded by one chunk).
-
-    Parameters
-    ----------
-    client : distributed.Client or None
-    config : pipeline.fit.config.FitConfig
-        Must be chunkable (:func:`pipeline.fit.chunks.chunkable`).
-    n_chunks : int
-        Requested chunks; at most ``ceil(n_voxels / block)`` are made.
-    block : int, optional
-        Column block (default: the estimator's; tests use small ones).
-    progress : callable, optional
-        ``progress(stage, done, total)``: "prepare:<model>", then "chunks" as they finish.
-
-    Returns
-    -------
-    result : pipeline.fit.results.FitResult
-    execution : dict
-        How it ran (stored on the run under ``execution``): mode, n_chunks, block,
-        chunk sizes, workers, prepared MB and seconds of prepare / scatter / chunks.
-    """
-    from pipeline.fit.chunks import chunkable, fit_voxels, merge_results, prepare, voxel_chunks
-
-    if not chunkable(config):
-        raise ConfigError("only voxel-target fits of the recommended protocol split by voxels")
-    n_chunks = check_voxel_chunks(n_chunks, "n_chunks") or 1
-    t_start = time.perf_counter()
-    prep = prepare(X_train, X_val, config, block=block, progress=progress)
-    t_prepare = time.perf_counter() - t_start
-    Y_train = np.asarray(Y_train, dtype=np.float64)
-    Y_train = Y_train[:, None] if Y_train.ndim == 1 else Y_train
-    if Y_val is not None:
-        Y_val = np.asarray(Y_val, dtype=np.float64)
-        Y_val = Y_val[:, None] if Y_val.ndim == 1 else Y_val
-    chunks = voxel_chunks(Y_train.shape[1], n_chunks, prep.block)
-    parts: list[Any] = [None] * len(chunks)
-    t_scatter = 0.0
-    workers = 1
-    t0 = time.perf_counter()
-    if client is None:
-        for i, sl in enumerate(chunks):
-            if progress is not None:
-                progress("chunks", i, len(chunks))
-            parts[i] = fit_voxels(prep, Y_train[:, sl], None if Y_val is None else Y_val[:, sl])
-    else:
-        from distributed import as_completed
-
-        workers = max(len(client.scheduler_info().get("workers", {})), 1)
-        [prep_f] = client.scatter([prep], broadcast=True, hash=False)
-        ytr_f = client.scatter([np.ascontiguousarray(Y_train[:, sl]) for sl in chunks], hash=False)
-        yval_f = ([None] * len(chunks) if Y_val is None else
-                  client.scatter([np.ascontiguousarray(Y_val[:, sl]) for sl in chunks], hash=False))
-        t_scatter = time.perf_counter() - t0
-        futures = [client.submit(fit_voxels, prep_f, ytr, yv, pure=False, retries=1,
-                                 key=f"voxels-{i}-{id(prep):x}-{time.monotonic_ns():x}")
-                   for i, (ytr, yv) in enumerate(zip(ytr_f, yval_f))]
-        index = {f.key: i for i, f in enumerate(futures)}
-        try:
-            for n_done, fut in enumerate(as_completed(futures), 1):
-                parts[index[fut.key]] = fut.result()
-                if progress is not None:
-                    progress("chunks", n_done, len(chunks))
-        finally:
-            client.cancel([*futures, prep_f, *ytr_f, *[f for f in yval_f if f is not None]])
-    t_chunks = time.perf_counter() - t0 - t_scatter
-    result = merge_results(parts)
-    result.timings.update(prep.timings)
-    result.timings["total"] = time.perf_counter() - t_start
-    execution = {
-        "mode": "local" if client is None else "dask",
-        "n_chunks": len(chunks),
-        "requested_chunks": n_chunks,
-        "block": int(prep.block),
-        "chunk_voxels": [int(sl.stop - sl.start) for sl in chunks],
-        "workers": workers,
-        "prepared_mb": round(prep.nbytes / 2**20, 2),
-        "prepare_s": round(t_prepare, 3),
-        "scatter_s": round(t_scatter, 3),
-        "chunks_s": round(t_chunks, 3),
-    }
-    return result, execution
 
 
 @dataclass
@@ -413,8 +293,6 @@ def run_sweep(
         Column block the chunks align to (default: the estimator's, 1000 voxels for
         ridge; tests use small ones to get several chunks out of a tiny ROI).
     """
-    from distributed import Client, LocalCluster, as_completed
-
     if voxel_chunks is None:
         voxel_chunks = check_voxel_chunks(spec.options.get("voxel_chunks"), "[sweep] voxel_chunks")
     else:
@@ -433,6 +311,21 @@ def run_sweep(
                           "(the embedded server listens on this machine's loopback only)")
     # Workers connect to exactly the server this process uses.
     worker_settings = dataclasses.replace(settings, mongo_uri=store.uri)
+    done, failed = _run_on_cluster(scheduler, n_workers, worker_settings, str(data_dir), todo_feats,
+                                   todo_fits, on_progress, voxel_chunks, voxel_block)
+    dead = mark_dead_attempts(store, [t.key for t in (*feature_tasks, *fit_tasks)])
+    return SweepResult(done, skipped, failed, dead, time.perf_counter() - t0)
+
+
+def _run_on_cluster(
+    scheduler: str | None, n_workers: int | None, settings: Settings, data_dir: str,
+    feature_tasks: list[FeatureTask], fit_tasks: list[FitTask],
+    on_progress: Callable[[int, int, str], None] | None, voxel_chunks: int | None,
+    voxel_block: int | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Submit the tasks (each fit after its features) to a cluster; (done, failed) rows."""
+    from distributed import Client, LocalCluster, as_completed
+
     cluster = None
     if scheduler is None:
         cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
@@ -440,13 +333,13 @@ def run_sweep(
     client = Client(scheduler or cluster)
     done, failed = [], []
     try:
-        feats = {t.key: client.submit(run_feature_task, worker_settings, str(data_dir), t,
+        feats = {t.key: client.submit(run_feature_task, settings, data_dir, t,
                                       key=f"features-{t.key[:16]}", pure=False, retries=1)
-                 for t in todo_feats}
+                 for t in feature_tasks}
         futures = list(feats.values())
-        labels = {f.key: t.label for t, f in zip(todo_feats, futures)}
-        for t in todo_fits:
-            fut = client.submit(run_fit_task, worker_settings, str(data_dir), t, feats[t.feature.key],
+        labels = {f.key: t.label for t, f in zip(feature_tasks, futures)}
+        for t in fit_tasks:
+            fut = client.submit(run_fit_task, settings, data_dir, t, feats[t.feature.key],
                                 voxel_chunks, voxel_block, key=f"fit-{t.key[:16]}", pure=False,
                                 retries=1)
             futures.append(fut)
@@ -463,8 +356,7 @@ def run_sweep(
         client.close()
         if cluster is not None:
             cluster.close()
-    dead = mark_dead_attempts(store, [t.key for t in (*feature_tasks, *fit_tasks)])
-    return SweepResult(done, skipped, failed, dead, time.perf_counter() - t0)
+    return done, failed
 
 
 def resolve_data_dir(spec: SweepSpec, settings: Settings) -> Path:

@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import os
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import ConfigError, IntegrityError
-from tracker.documents import SCHEMA_VERSION
-from tracker.settings import Settings
-from tracker.spool import Spool
-from tracker.store import RUN_COLLECTIONS, SCORE_COLLECTIONS, Store
+from tracker.db.documents import SCHEMA_VERSION, as_utc, utc_now
+from tracker.db.settings import Settings
+from tracker.db.store import RUN_COLLECTIONS, Store
+from tracker.record.feature_files import resolve_feature_path
+from tracker.record.runs import DEFAULT_HEARTBEAT_S
+from tracker.record.spool import Spool
 
 _TMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
-#: collections holding per-voxel data keyed by ``run_id`` (score columns; legacy buckets
-#: and their packed copies)
-BUCKET_COLLECTIONS = SCORE_COLLECTIONS
 
 
 def delete_run(store: Store, settings: Settings, run_id: str, with_files: bool = False) -> dict[str, Any]:
@@ -42,7 +40,7 @@ def delete_run(store: Store, settings: Settings, run_id: str, with_files: bool =
     -------
     report
         ``{"id", "collection", "runs", "buckets", "files"}`` (what was deleted; ``buckets``
-        counts score documents of every layout).
+        counts score columns).
 
     Raises
     ------
@@ -51,8 +49,6 @@ def delete_run(store: Store, settings: Settings, run_id: str, with_files: bool =
     IntegrityError
         ``with_files`` and another run records the same feature file.
     """
-    from tracker.workflows import resolve_feature_path
-
     collection, doc = store.get_run(run_id)
     run_id = str(doc["_id"])
     path: Path | None = None
@@ -93,8 +89,6 @@ def collect_garbage(store: Store, settings: Settings, delete: bool = False) -> d
         gone; with ``delete`` those no fit uses are deleted, the rest are ``kept``),
         and ``deleted`` (bool).
     """
-    from tracker.workflows import resolve_feature_path
-
     root = settings.feature_root
     feature_runs = store.find_runs("feature_runs", {"output.path": {"$exists": True}},
                                    projection={"output": 1, "status": 1})
@@ -110,18 +104,14 @@ def collect_garbage(store: Store, settings: Settings, delete: bool = False) -> d
     temps = [str(p) for p in (root.glob(".*.tmp-*") if root.is_dir() else [])
              if _dead_writer(p.name)]
     run_ids = {d["_id"] for c in RUN_COLLECTIONS for d in store.find_runs(c, {}, projection={"_id": 1})}
-    present = set(store.db.list_collection_names())
-    bucket_colls = [c for c in BUCKET_COLLECTIONS if c in present]
-    bucket_runs = {r for c in bucket_colls for r in store.db[c].distinct("run_id")}
-    orphan_buckets = sorted(r for r in bucket_runs if r not in run_ids)
+    orphan_buckets = sorted(r for r in store.scored_run_ids() if r not in run_ids)
     for item in missing:
         item["used_by_fits"] = len(store.find_runs("fit_runs", {"feature_run_id": item["id"]},
                                                    projection={"_id": 1}))
     if delete:
         for name in orphans + temps:
             Path(name).unlink(missing_ok=True)
-        for coll in bucket_colls:
-            store.db[coll].delete_many({"run_id": {"$in": orphan_buckets}})
+        store.delete_scores(orphan_buckets)
         for item in missing:
             item["kept"] = item["used_by_fits"] > 0
             if not item["kept"]:
@@ -155,19 +145,15 @@ def database_status(store: Store, settings: Settings, stale_factor: float = 4.0)
         and ``schema_versions`` counts), ``stale_running`` (runs the reaper would mark
         DEAD now), ``spool`` (pending files and their directory).
     """
-    from tracker.runs import DEFAULT_HEARTBEAT_S, now
-
     status = store.status()
     status["embedded"] = settings.mongo_uri is None
     status["schema_version"] = SCHEMA_VERSION
     for name, info in status["collections"].items():
-        coll = store.db[name]
-        versions = coll.aggregate([{"$group": {"_id": "$schema_version", "n": {"$sum": 1}}}])
-        info["schema_versions"] = {str(v["_id"]): v["n"] for v in versions}
+        info["schema_versions"] = {str(v): n for v, n in store.count_by(name, "schema_version").items()}
         if name in RUN_COLLECTIONS:
-            info["by_status"] = dict(Counter(d.get("status") for d in coll.find({}, {"status": 1})))
+            info["by_status"] = store.count_by(name, "status")
     stale = []
-    at = now()
+    at = utc_now()
     for name in RUN_COLLECTIONS:
         if name not in status["collections"]:
             continue
@@ -175,15 +161,9 @@ def database_status(store: Store, settings: Settings, stale_factor: float = 4.0)
                                    projection={"heartbeat": 1, "heartbeat_interval_s": 1}):
             beat = doc.get("heartbeat")
             interval = float(doc.get("heartbeat_interval_s") or DEFAULT_HEARTBEAT_S)
-            if beat is not None and (at - _aware(beat)).total_seconds() > stale_factor * interval:
+            if beat is not None and (at - as_utc(beat)).total_seconds() > stale_factor * interval:
                 stale.append(doc["_id"])
     status["stale_running"] = stale
     pending = Spool(settings.spool_dir, store.db_name).pending()
     status["spool"] = {"directory": str(settings.spool_dir), "pending": [p.name for p in pending]}
     return status
-
-
-def _aware(value):
-    from datetime import timezone
-
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

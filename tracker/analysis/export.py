@@ -5,7 +5,7 @@ exported (:func:`table_of`):
 
 - ``summaries``: one row per completed fit (stored per-fit summaries, server-side);
 - ``voxels``: one row per (fit, split, voxel) with every per-voxel field (float64);
-- ``compare``: the rows of :func:`tracker.queries.compare`.
+- ``compare``: the rows of :func:`tracker.analysis.queries.compare`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 
 from pipeline.core.errors import ConfigError
 from pipeline.core.files import atomic_path
-from tracker import queries
-from tracker.store import Store
+from tracker.analysis import fields, queries, voxels
+from tracker.db.store import Store
 
 FORMATS = ("csv", "parquet", "json")
 WHAT = ("summaries", "voxels", "compare")
@@ -50,9 +50,7 @@ def table_of(store: Store, what: str, query: Mapping[str, Any] | None = None, ro
              split: str = "validation", metric: str = "r", by: Sequence[str] = ("subject", "method"),
              n_boot: int = 1000) -> Table:
     """The table ``what`` (see module doc) for the fits matching ``query`` and ``roi``."""
-    from tracker import voxels
-
-    queries.check_choice("what", what, WHAT)
+    fields.check_choice("what", what, WHAT)
     query = dict(query or {})
     if roi is not None:
         query["roi"] = roi
@@ -69,7 +67,7 @@ def write_table(table: Table, path: Path, fmt: str | None = None) -> int:
     """Write ``table`` to ``path`` as ``fmt`` (default: from the suffix); returns the row count."""
     path = Path(path)
     fmt = fmt or path.suffix.lstrip(".").lower()
-    queries.check_choice("format", fmt, FORMATS)
+    fields.check_choice("format", fmt, FORMATS)
     n = len(next(iter(table.values()), []))
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:

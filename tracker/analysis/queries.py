@@ -7,12 +7,10 @@ superseded are never included (they are selected through the ids of completed ru
 What runs where:
 
 - server side (aggregation pipelines): per-fit summaries (:func:`fit_summaries`),
-  grouping and sorting of those summaries (:func:`group_summaries`), and, for runs logged
-  as float64-list buckets (the legacy layout), the lookup of one voxel across runs
-  (:func:`voxel_pipeline`);
+  grouping and sorting of those summaries (:func:`group_summaries`);
 - client side: pooled per-voxel statistics (:func:`compare`: exact medians and seeded
   bootstrap intervals), read from the score columns (``bson.Binary``; one metric's
-  documents only), and the voxel lookup for runs stored as score columns.
+  documents only).
 
 SecantusDB bug avoided here: a path through an array of subdocuments evaluates to
 missing inside aggregation expressions, so no pipeline uses one.
@@ -29,55 +27,15 @@ import numpy as np
 
 from pipeline.core.errors import ConfigError
 from pipeline.core.vocab import METRICS, SPLITS
-from tracker.documents import summarize
-from tracker.store import Store
+from tracker.analysis.ceilings import CeilingTable, ceiling_summary
+from tracker.analysis.fields import GROUP_FIELDS, RUN_KINDS, check_choice, get_path
+from tracker.analysis.filters import parse_where
+from tracker.analysis.scores import load_scores, pooled
+from tracker.db.documents import summarize
+from tracker.db.store import Store
 
-#: ``--by`` names -> fields of a fit-run document (the single source for CLI choices).
-GROUP_FIELDS: dict[str, str] = {
-    "subject": "subject",
-    "roi": "roi",
-    "method": "config.method",
-    "protocol": "config.protocol",
-    "target": "target",
-    "preprocessing": "features.preprocessing",
-    "layer": "features.layer",
-    "model": "features.model",
-    "variant": "features.variant",
-    "weights": "features.weights",
-    "feature_run": "feature_run_id",
-}
-RUN_KINDS = {"fit": "fit_runs", "features": "feature_runs"}
 #: above this many resampled values a bootstrap gives way to analytic intervals
 BOOT_BUDGET = 60_000_000
-
-
-def parse_by(text: str) -> list[str]:
-    """``"subject,method"`` -> ``["subject", "method"]``, validated against GROUP_FIELDS."""
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [n for n in names if n not in GROUP_FIELDS]
-    if bad or not names:
-        raise ConfigError(
-            f"--by {text!r}: unknown field(s) {', '.join(bad) or '(none given)'}; "
-            f"choose from {', '.join(GROUP_FIELDS)}"
-        )
-    return names
-
-
-def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
-    """``value`` if it is one of ``choices``, else a ConfigError naming the option."""
-    if value not in choices:
-        raise ConfigError(f"--{name.replace('_', '-')} {value!r}: choose from {', '.join(choices)}")
-    return value
-
-
-def get_path(doc: Mapping[str, Any], dotted: str) -> Any:
-    """``get_path(doc, "config.method")``; missing -> None."""
-    cur: Any = doc
-    for part in dotted.split("."):
-        if not isinstance(cur, Mapping):
-            return None
-        cur = cur.get(part)
-    return cur
 
 
 def run_filter(where: Iterable[str] | None = None, **exact: str | None) -> dict[str, Any]:
@@ -86,7 +44,7 @@ def run_filter(where: Iterable[str] | None = None, **exact: str | None) -> dict[
     Parameters
     ----------
     where
-        Expressions of the safe ``--where`` grammar (:func:`tracker.filters.parse_where`).
+        Expressions of the safe ``--where`` grammar (:func:`tracker.analysis.filters.parse_where`).
     **exact
         ``GROUP_FIELDS`` names -> value (None ignored), e.g. ``subject="S1"``.
     """
@@ -96,8 +54,6 @@ def run_filter(where: Iterable[str] | None = None, **exact: str | None) -> dict[
             query[GROUP_FIELDS[name]] = value
     where = [w for w in (where or []) if w.strip()]
     if where:
-        from tracker.filters import parse_where
-
         parsed = parse_where(where, "fit")
         query = {"$and": [query, parsed]} if query else parsed
     return query
@@ -201,9 +157,6 @@ def compare(
         (mean score / mean ceiling over voxels with a noise ceiling; None where no
         ceiling is recorded), the chance level of r^2 (1/(n_test-1)), and the run ids.
     """
-    from tracker.arrays import load_scores, pooled
-    from tracker.ceilings import CeilingTable, ceiling_summary
-
     check_choice("metric", metric, METRICS)
     check_choice("split", split, SPLITS)
     runs = completed_fits(store, roi, target, extra, fields=(
@@ -215,28 +168,32 @@ def compare(
     need_ids = any(table.known(r) for r in runs)  # voxel ids only to match ceilings
     scores = load_scores(store, [r["_id"] for r in runs], split, [metric, "significant"],
                          ids=need_ids)
-    rows = []
-    for key, members in groups.items():
-        got = [scores[r["_id"]] for r in members if r["_id"] in scores]
-        values = pooled(got, metric)
-        chance = [c for r in members if (c := get_path(r, f"summary.{split}.chance_r2_corr")) is not None]
-        sig = None
-        if got and all("significant" in s.values for s in got):
-            sig = int(np.sum(pooled(got, "significant") == 1.0))
-        rows.append({
-            **dict(zip(by, key)),
-            "n_runs": len(members),
-            **summarize(values),
-            **intervals(values, n_boot, seed, level),
-            "n_significant": sig,
-            "frac_significant": sig / values.size if sig is not None and values.size else None,
-            **ceiling_summary(store, members, got, metric, table),
-            "metric": metric,
-            "split": split,
-            "chance_r2_corr": float(np.mean(chance)) if chance else None,
-            "run_ids": [r["_id"] for r in members],
-        })
-    return rows
+    return [{**dict(zip(by, key)), **_pooled_row(store, members, scores, split, metric, table,
+                                                  n_boot, seed, level)}
+            for key, members in groups.items()]
+
+
+def _pooled_row(store: Store, members: list[dict], scores: Mapping[str, Any], split: str, metric: str,
+                table: CeilingTable, n_boot: int, seed: int, level: float) -> dict[str, Any]:
+    """The :func:`compare` row of one group of runs (without its group fields)."""
+    got = [scores[r["_id"]] for r in members if r["_id"] in scores]
+    values = pooled(got, metric)
+    chance = [c for r in members if (c := get_path(r, f"summary.{split}.chance_r2_corr")) is not None]
+    sig = None
+    if got and all("significant" in s.values for s in got):
+        sig = int(np.sum(pooled(got, "significant") == 1.0))
+    return {
+        "n_runs": len(members),
+        **summarize(values),
+        **intervals(values, n_boot, seed, level),
+        "n_significant": sig,
+        "frac_significant": sig / values.size if sig is not None and values.size else None,
+        **ceiling_summary(store, members, got, metric, table),
+        "metric": metric,
+        "split": split,
+        "chance_r2_corr": float(np.mean(chance)) if chance else None,
+        "run_ids": [r["_id"] for r in members],
+    }
 
 
 # ----------------------------------------------------------------- server-side pipelines
@@ -316,25 +273,6 @@ def group_summaries(store: Store, by: Sequence[str], query: Mapping[str, Any] | 
     rows = store.aggregate("fit_runs", group_summary_pipeline(by, query or {}, split, metric))
     return [{**{b: row["key"].get(b) for b in by}, **{k: v for k, v in row.items() if k != "key"},
              "split": split, "metric": metric} for row in rows]
-
-
-def voxel_pipeline(run_ids: Sequence[str], voxel_id: int, split: str | None,
-                   fields: Sequence[str]) -> list[dict]:
-    """Pipeline: the values of one voxel in every legacy bucket (of ``run_ids``) holding it.
-
-    Only buckets whose ``voxel_ids`` contain the voxel match; its position comes from
-    ``$indexOfArray`` and each field from ``$arrayElemAt`` (scalar arrays only).
-    """
-    match: dict[str, Any] = {"run_id": {"$in": list(run_ids)}, "voxel_ids": int(voxel_id)}
-    if split is not None:
-        match["split"] = split
-    return [
-        {"$match": match},
-        {"$project": {"_id": 0, "run_id": 1, "split": 1, "chunk": 1, "fields": {"$let": {
-            "vars": {"at": {"$indexOfArray": ["$voxel_ids", int(voxel_id)]}},
-            "in": {f: {"$arrayElemAt": [f"${f}", "$$at"]} for f in fields}}}}},
-        {"$sort": {"run_id": 1, "split": 1}},
-    ]
 
 
 def list_runs(store: Store, kind: str = "fit", status: str | None = None,

@@ -2,7 +2,7 @@
 score volumes, and per-voxel tables for export.
 
 Voxel ids are vim-1's 1-based MATLAB column-major linear indices into the subject's
-64 x 64 x 18 volume (:func:`tracker.arrays.voxel_coords`); ids are per subject.
+64 x 64 x 18 volume (:func:`tracker.analysis.scores.voxel_coords`); ids are per subject.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.errors import ConfigError
-from tracker import queries
-from tracker.arrays import FIELDS, VOLUME_SHAPE, RunScores, load_scores, voxel_coords
-from tracker.documents import METRICS, decode_column
-from tracker.store import LISTS, Store
+from tracker.analysis import fields, queries
+from tracker.analysis.fields import SCORE_FIELDS
+from tracker.analysis.scores import VOLUME_SHAPE, RunScores, load_scores, voxel_coords
+from tracker.db.documents import METRICS, decode_column
+from tracker.db.store import Store
 
 #: run fields copied onto per-voxel rows
 RUN_COLUMNS = ("subject", "roi", "method", "preprocessing", "layer")
@@ -24,7 +25,7 @@ RUN_COLUMNS = ("subject", "roi", "method", "preprocessing", "layer")
 
 def run_info(run: Mapping[str, Any]) -> dict[str, Any]:
     """The identity of a fit run as flat columns."""
-    return {"run_id": run["_id"], **{c: queries.get_path(run, queries.GROUP_FIELDS[c])
+    return {"run_id": run["_id"], **{c: fields.get_path(run, fields.GROUP_FIELDS[c])
                                      for c in RUN_COLUMNS}}
 
 
@@ -53,11 +54,11 @@ def top_voxels(store: Store, runs: Sequence[dict], split: str = "validation", me
         64 x 64 x 18 volume, ``r``, ``r2_corr``, ``r2``, ``hyper`` and, where the fit
         stored them, ``p`` and ``significant``.
     """
-    queries.check_choice("metric", metric, METRICS)
-    queries.check_choice("split", split, queries.SPLITS)
+    fields.check_choice("metric", metric, METRICS)
+    fields.check_choice("split", split, queries.SPLITS)
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
-    scores = load_scores(store, [r["_id"] for r in runs], split, FIELDS)
+    scores = load_scores(store, [r["_id"] for r in runs], split, SCORE_FIELDS)
     if not scores:
         return []
     order = [s for r in runs if (s := scores.get(r["_id"])) is not None]
@@ -80,7 +81,7 @@ def _voxel_row(s: RunScores, at: int) -> dict[str, Any]:
     vid = int(s.voxel_ids[at])
     i, j, k = (int(c[0]) for c in voxel_coords([vid]))
     row: dict[str, Any] = {"voxel_id": vid, "i": i, "j": j, "k": k}
-    for f in FIELDS:
+    for f in SCORE_FIELDS:
         v = s.values.get(f)
         row[f] = None if v is None or not np.isfinite(v[at]) else float(v[at])
     if row["significant"] is not None:
@@ -92,16 +93,15 @@ def voxel_across_runs(store: Store, voxel_id: int, runs: Sequence[dict],
                       split: str | None = None) -> list[dict[str, Any]]:
     """One voxel in every given run that scored it.
 
-    Runs stored as score columns: their voxel-id columns are read and searched here, then
-    only the field columns of the chunks holding the voxel. Legacy runs (float64 lists):
-    a server-side lookup (:func:`tracker.queries.voxel_pipeline`).
+    The runs' voxel-id columns are read and searched here, then only the field columns of
+    the chunks holding the voxel.
 
     Returns one row per (run, split): run identity, ``split``, ``r``, ``r2_corr``,
     ``r2``, ``hyper``, ``p``, ``significant`` (None where not stored or not finite),
     sorted by run id and split.
     """
     if split is not None:
-        queries.check_choice("split", split, queries.SPLITS)
+        fields.check_choice("split", split, queries.SPLITS)
     voxel_coords([voxel_id])  # validates the id
     by_id = {r["_id"]: r for r in runs}
     found: list[tuple[str, str, dict[str, Any]]] = []
@@ -115,22 +115,17 @@ def voxel_across_runs(store: Store, voxel_id: int, runs: Sequence[dict],
     if at:
         values: dict[tuple[str, str], dict[str, Any]] = {}
         hit_runs = sorted({r for r, _, _ in at})
-        for doc in store.columns(hit_runs, sorted({s for _, s, _ in at}), FIELDS):
+        for doc in store.columns(hit_runs, sorted({s for _, s, _ in at}), SCORE_FIELDS):
             pos = at.get((doc["run_id"], doc["split"], doc["chunk"]))
             if pos is not None:
                 v = float(decode_column(doc)[pos])
                 values.setdefault((doc["run_id"], doc["split"]), {})[doc["field"]] = (
                     v if np.isfinite(v) else None)
         found += [(run_id, sp, vals) for (run_id, sp), vals in values.items()]
-    legacy = [r for r in by_id if r not in {d["run_id"] for d in id_docs}]
-    if legacy:
-        pipeline = queries.voxel_pipeline(legacy, voxel_id, split, FIELDS)
-        found += [(hit["run_id"], hit["split"], hit.get("fields", {}))
-                  for hit in store.aggregate(LISTS, pipeline)]
     rows = []
     for run_id, sp, vals in sorted(found, key=lambda x: (x[0], x[1])):
         row = {**run_info(by_id[run_id]), "split": sp, "voxel_id": int(voxel_id)}
-        row.update({f: vals.get(f) for f in FIELDS})
+        row.update({f: vals.get(f) for f in SCORE_FIELDS})
         if row["significant"] is not None:
             row["significant"] = bool(row["significant"])
         rows.append(row)
@@ -158,8 +153,8 @@ def paired_scores(store: Store, run_a: dict, run_b: dict, split: str = "validati
     """
     from pipeline.evaluation.intervals import paired_comparison
 
-    queries.check_choice("metric", metric, METRICS)
-    queries.check_choice("split", split, queries.SPLITS)
+    fields.check_choice("metric", metric, METRICS)
+    fields.check_choice("split", split, queries.SPLITS)
     scores = load_scores(store, [run_a["_id"], run_b["_id"]], split, [metric])
     missing = [r["_id"] for r in (run_a, run_b) if r["_id"] not in scores]
     if missing:
@@ -174,7 +169,7 @@ def paired_scores(store: Store, run_a: dict, run_b: dict, split: str = "validati
 
 def volume(store: Store, run: dict, split: str = "validation", metric: str = "r") -> np.ndarray:
     """A run's scores placed in the 64 x 64 x 18 volume (NaN where no voxel was fit)."""
-    queries.check_choice("metric", metric, METRICS)
+    fields.check_choice("metric", metric, METRICS)
     scores = load_scores(store, [run["_id"]], split, [metric]).get(run["_id"])
     vol = np.full(VOLUME_SHAPE, np.nan)
     if scores is not None:
@@ -182,19 +177,18 @@ def volume(store: Store, run: dict, split: str = "validation", metric: str = "r"
     return vol
 
 
-def voxel_table(store: Store, runs: Sequence[dict], splits: Sequence[str] = queries.SPLITS,
-                exact: bool = True) -> dict[str, list]:
+def voxel_table(store: Store, runs: Sequence[dict], splits: Sequence[str] = queries.SPLITS
+                ) -> dict[str, list]:
     """Every voxel of ``runs`` as columns: run identity, split, voxel id, i, j, k, fields.
 
-    Values are float64 as the fit computed them (score columns; legacy runs with ``exact``,
-    the default, for export: their float64 lists, else their float32 copies). Fields a run
-    did not store (``p``, ``significant``) are None in its rows.
+    Values are float64 as the fit computed them. Fields a run did not store (``p``,
+    ``significant``) are None in its rows.
     """
     cols: dict[str, list] = {c: [] for c in ("run_id", *RUN_COLUMNS, "split", "voxel_id",
-                                              "i", "j", "k", *FIELDS)}
+                                              "i", "j", "k", *SCORE_FIELDS)}
     by_id = {r["_id"]: r for r in runs}
     for split in splits:
-        scores = load_scores(store, list(by_id), split, FIELDS, exact=exact)
+        scores = load_scores(store, list(by_id), split, SCORE_FIELDS)
         for run_id in sorted(scores):
             s, info = scores[run_id], run_info(by_id[run_id])
             n = s.voxel_ids.size
@@ -204,7 +198,7 @@ def voxel_table(store: Store, runs: Sequence[dict], splits: Sequence[str] = quer
             cols["voxel_id"].extend(s.voxel_ids.tolist())
             for c, arr in zip("ijk", voxel_coords(s.voxel_ids)):
                 cols[c].extend(arr.tolist())
-            for f in FIELDS:
+            for f in SCORE_FIELDS:
                 v = s.values.get(f)
                 cols[f].extend([None] * n if v is None else
                                _bools(v) if f == "significant" else _floats(v))

@@ -11,7 +11,6 @@ twice, or beside a writer, never applies a step twice.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,8 @@ from bson import json_util
 from pymongo.errors import OperationFailure
 
 from pipeline.core.files import atomic_path
-from tracker.documents import SCHEMA_VERSION
-from tracker.store import DURABLE, RUN_COLLECTIONS, Store, load_schema
+from tracker.db.documents import SCHEMA_VERSION, utc_now
+from tracker.db.store import RUN_COLLECTIONS, Store, load_schema
 
 Migration = Callable[[str, dict[str, Any]], dict[str, Any]]
 MIGRATIONS: dict[int, Migration] = {}
@@ -47,7 +46,7 @@ def v0_to_v1(collection: str, doc: dict[str, Any]) -> dict[str, Any]:
     if collection in RUN_COLLECTIONS:
         out.setdefault("kind", "fit" if collection == "fit_runs" else "features")
         out.setdefault("status", "DEAD")
-        out.setdefault("created", out.get("started") or datetime.now(timezone.utc))
+        out.setdefault("created", out.get("started") or utc_now())
         out.setdefault("config", {})
         out.setdefault("provenance", {})
         out.setdefault("heartbeat_interval_s", None)
@@ -60,10 +59,10 @@ def backup(store: Store, directory: Path) -> dict[str, str]:
     directory.mkdir(parents=True, exist_ok=True)
     written = {}
     options = json_util.JSONOptions(json_mode=json_util.JSONMode.CANONICAL)
-    for name in sorted(store.db.list_collection_names()):
+    for name in store.collection_names():
         path = directory / f"{name}.jsonl"
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-            for doc in store.db[name].find({}, sort=[("_id", 1)]):
+            for doc in store.iter_documents(name):
                 fh.write(json_util.dumps(doc, json_options=options) + "\n")
         written[name] = str(path)
     return written
@@ -78,23 +77,31 @@ def migrate(store: Store, backup_dir: Path, target: int = SCHEMA_VERSION) -> dic
         ``backup`` (collection -> file), ``migrated`` (collection -> count),
         ``failed`` (list of ``{collection, id, error}``: documents left as they were).
     """
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     files = backup(store, Path(backup_dir) / stamp)
     migrated: dict[str, int] = {}
     failed: list[dict[str, Any]] = []
+    old = {"$or": [{"schema_version": {"$exists": False}}, {"schema_version": {"$lt": target}}]}
     for name in load_schema()["collections"]:
-        coll = store.db.get_collection(name, write_concern=DURABLE)
-        old = {"$or": [{"schema_version": {"$exists": False}}, {"schema_version": {"$lt": target}}]}
         migrated[name] = 0
-        for doc in coll.find(old):
-            version = int(doc.get("schema_version") or 0)
-            new = doc
-            for step in range(version, target):
-                new = MIGRATIONS[step](name, new)
-            expect = {"_id": doc["_id"], "schema_version": doc["schema_version"]} if (
-                "schema_version" in doc) else {"_id": doc["_id"], "schema_version": {"$exists": False}}
+        for doc in list(store.iter_documents(name, old)):
             try:
-                migrated[name] += coll.replace_one(expect, new).modified_count
+                migrated[name] += store.replace_if(name, _as_read(doc), upgrade(name, doc, target))
             except OperationFailure as err:
                 failed.append({"collection": name, "id": str(doc["_id"]), "error": str(err)[:300]})
     return {"backup": files, "migrated": migrated, "failed": failed, "target": target}
+
+
+def upgrade(collection: str, doc: dict[str, Any], target: int = SCHEMA_VERSION) -> dict[str, Any]:
+    """``doc`` (of ``collection``) taken step by step from its version to ``target``."""
+    new = doc
+    for step in range(int(doc.get("schema_version") or 0), target):
+        new = MIGRATIONS[step](collection, new)
+    return new
+
+
+def _as_read(doc: dict[str, Any]) -> dict[str, Any]:
+    """A filter matching ``doc`` only while its ``schema_version`` is still the one read."""
+    if "schema_version" in doc:
+        return {"_id": doc["_id"], "schema_version": doc["schema_version"]}
+    return {"_id": doc["_id"], "schema_version": {"$exists": False}}

@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tracker.security import redact_argv
+from tracker.db.security import redact_argv
 
 PACKAGES = (
     "numpy", "scipy", "h5py", "scikit-learn", "tensorflow", "tensorflow-cpu", "keras",
     "pymongo", "secantusdb", "matplotlib", "vimtrack",
 )
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _git(*args: str) -> str | None:

@@ -12,9 +12,9 @@ Documents (``schema_version`` on every one):
   field as a little-endian ``bson.Binary`` array (``dtype`` says which: int32 voxel ids,
   float64 metrics, p and hyper-parameters, uint8 significance flags); a field of more
   than ``BUCKET_SIZE`` voxels is cut into chunks. Built by :func:`score_buckets`.
-- older layouts, still read (never written): ``voxel_scores`` buckets of float64 lists
-  (one per run, split and chunk of <= 5000 voxels) and their compact float32 copies in
-  ``voxel_arrays`` (:func:`legacy_score_buckets` builds them for tests and benchmarks).
+- ``noise_ceilings``: a noise-ceiling estimate per dataset, subject and split kind.
+
+:func:`utc_now` is the tracker's one clock: every timestamp it stores is UTC.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import hashlib
 import math
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -32,11 +33,19 @@ from pipeline.core.vocab import METRICS
 SCHEMA_VERSION = 1
 #: most voxels in one score document (vim-1 has at most 73,728 per subject: one chunk)
 BUCKET_SIZE = 500_000
-#: chunk size of the legacy float64-list buckets
-LEGACY_BUCKET_SIZE = 5000
 #: per-voxel fields of a score-column document and how each is stored (numpy dtype strings)
 COLUMN_DTYPES = {"voxel_ids": "<i4", "r": "<f8", "r2_corr": "<f8", "r2": "<f8", "hyper": "<f8",
                  "p": "<f8", "significant": "|u1"}
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC (every timestamp the tracker stores)."""
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` as an aware datetime: a naive one (an old server's) is taken as UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def new_run_id(prefix: str) -> str:
@@ -66,7 +75,7 @@ def feature_run_doc(
         "config_key": config_key,
         "dataset_id": dataset["_id"],
         "data_dir": dataset["data_dir"],
-        "created": _now(),
+        "created": utc_now(),
         "provenance": dict(provenance),
     }
 
@@ -102,7 +111,7 @@ def fit_run_doc(
         "subject": subject,
         "roi": roi,
         "target": config.get("target", "voxels"),
-        "created": _now(),
+        "created": utc_now(),
         "provenance": dict(provenance),
     }
 
@@ -223,88 +232,6 @@ def decode_column(doc: Mapping[str, Any]) -> np.ndarray:
     return values.astype(np.int64 if doc["field"] == "voxel_ids" else np.float64, copy=False)
 
 
-def is_column_doc(doc: Mapping[str, Any]) -> bool:
-    """Whether a score document is a column (current layout) rather than a legacy bucket."""
-    return "field" in doc and "data" in doc
-
-
-def legacy_score_buckets(
-    run_id: str, subject: str, roi: str, split: Any, voxel_ids: Sequence[int],
-    bucket_size: int = LEGACY_BUCKET_SIZE,
-) -> list[dict[str, Any]]:
-    """The layout written before score columns: float64-list buckets with a packed copy.
-
-    Per-voxel arrays of one split cut into buckets of at most ``bucket_size`` voxels, each
-    with a ``packed`` float32 copy (:func:`packed_arrays`) that :meth:`Store.insert_buckets`
-    writes to ``voxel_arrays``. The tracker no longer writes this layout (logging the float64
-    lists cost more than the whole target for logging a fit); it still reads it. Kept to
-    build fixtures and benchmarks of databases logged before the change.
-    """
-    ids = np.asarray(voxel_ids, dtype=np.int64)
-    arrays = {m: np.asarray(getattr(split, m), dtype=np.float64) for m in METRICS}
-    hyper = np.asarray(split.hyper, dtype=np.float64)
-    p_values = getattr(split, "p", None)
-    significant = getattr(split, "significant", None)
-    if p_values is not None:
-        p_values = np.asarray(p_values, dtype=np.float64)
-        significant = np.asarray(significant, dtype=bool)
-    if any(a.shape != ids.shape for a in (*arrays.values(), hyper)):
-        raise ValueError(f"split {split.name}: score arrays and voxel ids differ in length")
-    docs = []
-    for chunk, start in enumerate(range(0, ids.size, bucket_size)):
-        sl = slice(start, start + bucket_size)
-        doc = {
-            "schema_version": SCHEMA_VERSION, "run_id": run_id, "subject": subject, "roi": roi,
-            "split": split.name, "chunk": chunk, "voxel_ids": ids[sl].tolist(),
-            "hyper": _clean(hyper[sl]),
-        }
-        doc.update({m: _clean(a[sl]) for m, a in arrays.items()})
-        if p_values is not None:  # permutation p and the BH flag, when the fit computed them
-            doc["p"] = _clean(p_values[sl])
-            doc["significant"] = [bool(x) for x in significant[sl]]
-        doc["packed"] = packed_arrays(ids[sl], {m: a[sl] for m, a in arrays.items()})
-        docs.append(doc)
-    return docs
-
-
-def packed_arrays(voxel_ids: np.ndarray, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """A compact copy of a bucket's arrays for fast client-side reads.
-
-    The plain float64 lists stay in the bucket (the server aggregates those); this copy
-    holds ``voxel_ids`` as little-endian int32 and each metric as little-endian float32
-    (NaN kept) in ``bson.Binary``, decoded with :func:`unpack_array`.
-    """
-    from bson import Binary
-
-    out: dict[str, Any] = {"voxel_ids": Binary(np.asarray(voxel_ids, dtype="<i4").tobytes())}
-    out.update({m: Binary(np.asarray(a, dtype="<f4").tobytes()) for m, a in arrays.items()})
-    return out
-
-
-#: plain bucket fields also packed (as float32; booleans 1/0, missing NaN) when present
-PACKED_EXTRA = ("hyper", "p", "significant")
-
-
-def pack_list(values: Sequence[Any]) -> Any:
-    """float32 ``bson.Binary`` of a plain list (None -> NaN, True/False -> 1/0)."""
-    from bson import Binary
-
-    return Binary(np.array(values, dtype="<f4").tobytes())
-
-
-def unpack_array(name: str, data: bytes) -> np.ndarray:
-    """Decode one :func:`packed_arrays` field (int64 voxel ids, float64 metrics)."""
-    if name == "voxel_ids":
-        return np.frombuffer(data, dtype="<i4").astype(np.int64)
-    return np.frombuffer(data, dtype="<f4").astype(np.float64)
-
-
-def _clean(a: np.ndarray) -> list[float | None]:
-    """Floats for BSON, NaN -> None (so server-side averages skip them)."""
-    return [None if not math.isfinite(x) else x for x in a.tolist()]
-
-
-def _now():
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc)
+def nan_to_none(a: np.ndarray) -> list[float | None]:
+    """Floats for BSON lists, NaN and infinities -> None (server-side averages skip them)."""
+    return [None if not math.isfinite(x) else x for x in np.asarray(a, dtype=np.float64).tolist()]

@@ -1,53 +1,58 @@
 """All database access goes through :class:`Store` (one small interface over pymongo).
 
-Pure functions in :mod:`tracker.documents` build the documents; this class only
-reads and writes them. Final results (run status, score buckets) are written with
+Pure functions in :mod:`tracker.db.documents` build the documents; this class only
+reads and writes them. Final results (run status, score columns) are written with
 write concern ``j=True``: losing an acknowledged result is a bug.
 
-Per-voxel scores live in ``voxel_columns`` (one ``bson.Binary`` array per run, split and
-field). Runs logged before that layout keep theirs: float64-list buckets in
-``voxel_scores`` and, for later ones, float32 copies in ``voxel_arrays``; they are read
-(:meth:`Store.buckets`, :meth:`Store.packed_buckets`) and deleted. The tracker writes
-that layout only when it syncs a spool file from that time (tests and benchmarks build
-old databases with :func:`tracker.documents.legacy_score_buckets`).
+Per-voxel scores live in ``voxel_columns``: one ``bson.Binary`` array per run, split and
+field (:func:`tracker.db.documents.score_buckets`).
+
+The index and validator definitions are package data (``tracker/db/schema.json``; the
+repository's ``mongo/schema.json`` links to it), read with :mod:`importlib.resources` so
+an installed wheel finds them too.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pymongo
-from bson import Binary
 from pymongo import WriteConcern
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from pipeline.core.errors import ConfigError, DatabaseError
-from tracker.security import redact_uri
-from tracker.server import EmbeddedServer
-from tracker.settings import Settings
+from tracker.db.security import redact_uri
+from tracker.db.server import EmbeddedServer
+from tracker.db.settings import Settings
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "mongo" / "schema.json"
 RUN_COLLECTIONS = ("feature_runs", "fit_runs")
-#: per-voxel score columns (current layout), one per (run_id, split, field, chunk)
+#: per-voxel score columns, one per (run_id, split, field, chunk)
 COLUMNS = "voxel_columns"
-#: legacy: compact (bson.Binary) copies of the score buckets, one per (run_id, split)
-PACKED = "voxel_arrays"
-#: legacy: float64-list score buckets, one per (run_id, split, chunk)
-LISTS = "voxel_scores"
-#: every collection holding per-voxel data keyed by ``run_id``
-SCORE_COLLECTIONS = (COLUMNS, PACKED, LISTS)
+#: the unique key of a score column
+COLUMN_KEY = ("run_id", "split", "field", "chunk")
 DURABLE = WriteConcern(w=1, j=True)
 
 
-def load_schema(path: Path = SCHEMA_PATH) -> dict:
-    """The index and validator definitions kept as data in ``mongo/schema.json``."""
+def load_schema(path: Path | None = None) -> dict:
+    """The index and validator definitions (package data ``tracker/db/schema.json``).
+
+    Parameters
+    ----------
+    path
+        Another definitions file (default: the one shipped with the package).
+    """
     try:
-        return json.loads(path.read_text())
+        if path is None:
+            return json.loads(resources.files("tracker.db").joinpath("schema.json").read_text())
+        return json.loads(Path(path).read_text())
     except OSError as err:
-        raise DatabaseError(f"cannot read the schema definitions {path}: {err.strerror}") from None
+        raise DatabaseError(f"cannot read the schema definitions {path or 'schema.json'}: "
+                            f"{err.strerror}") from None
 
 
 class Store:
@@ -107,7 +112,7 @@ class Store:
             ) from None
 
     def init_schema(self, schema: Mapping | None = None) -> dict[str, list[str]]:
-        """Create collections, validators and indexes from ``mongo/schema.json``.
+        """Create collections, validators and indexes from the schema definitions.
 
         Idempotent: existing collections get their validator updated with ``collMod``.
         Returns the index names per collection.
@@ -206,21 +211,10 @@ class Store:
 
     # --------------------------------------------------------------- scores
     def insert_buckets(self, docs: list[dict]) -> int:
-        """Write score documents durably (one round trip); returns how many were given.
-
-        ``docs`` are score columns (:func:`tracker.documents.score_buckets`); legacy
-        buckets (:func:`tracker.documents.legacy_score_buckets`) go to their old collections.
-        """
-        if not docs:
-            return 0
-        columns, legacy = _partition(docs)
-        if columns:
-            self.db.get_collection(COLUMNS, write_concern=DURABLE).insert_many(columns)
-        if legacy:
-            plain, packed = _split_packed(legacy)
-            self.db.get_collection(LISTS, write_concern=DURABLE).insert_many(plain)
-            if packed:
-                self.db.get_collection(PACKED, write_concern=DURABLE).insert_many(packed)
+        """Write score columns (:func:`tracker.db.documents.score_buckets`) durably, in one
+        round trip; returns how many were given."""
+        if docs:
+            self.db.get_collection(COLUMNS, write_concern=DURABLE).insert_many(docs)
         return len(docs)
 
     def columns(
@@ -242,35 +236,6 @@ class Store:
                                              projection)
         return out
 
-    def buckets(
-        self, run_ids: Iterable[str], split: str | None = None, fields: Iterable[str] = ()
-    ) -> list[dict]:
-        """Legacy float64-list score buckets of the given runs (optionally one split), in
-        chunk order. Runs logged since score columns exist have none: read scores with
-        :func:`tracker.arrays.load_scores`, which reads every layout."""
-        query: dict[str, Any] = {"run_id": {"$in": list(run_ids)}}
-        if split is not None:
-            query["split"] = split
-        projection = None
-        if fields:
-            projection = {f: 1 for f in ("run_id", "split", "chunk", *fields)}
-        return list(self.db[LISTS].find(query, projection, sort=[("run_id", 1), ("chunk", 1)]))
-
-    def packed_buckets(
-        self, run_ids: Iterable[str], split: str | None = None, fields: Iterable[str] = ()
-    ) -> list[dict]:
-        """Legacy compact float32/int32 copies of score buckets (``documents.packed_arrays``).
-
-        Written beside the float64 lists of ``voxel_scores`` before score columns existed;
-        runs logged before these copies existed have none (read their buckets instead).
-        """
-        query: dict[str, Any] = {"run_id": {"$in": list(run_ids)}}
-        if split is not None:
-            query["split"] = split
-        keep = ("run_id", "split", "chunk", "chunks", "sizes", *fields)
-        projection = {f: 1 for f in keep} if fields else None
-        return list(self.db[PACKED].find(query, projection, sort=[("run_id", 1), ("chunk", 1)]))
-
     def save_noise_ceiling(self, doc: Mapping[str, Any]) -> str:
         """Store a noise-ceiling record (durably); the newest per (dataset, subject, split) wins."""
         self.db.get_collection("noise_ceilings", write_concern=DURABLE).insert_one(dict(doc))
@@ -281,7 +246,7 @@ class Store:
         return list(self.db.noise_ceilings.find(dict(query), sort=[("created", -1)]))
 
     def aggregate(self, collection: str, pipeline: list[dict]) -> list[dict]:
-        """Run an aggregation pipeline built by :mod:`tracker.queries`."""
+        """Run an aggregation pipeline built by :mod:`tracker.analysis.queries`."""
         return list(self.db[collection].aggregate(pipeline, allowDiskUse=True))
 
     # ---------------------------------------------------------- reliability
@@ -323,41 +288,71 @@ class Store:
         coll.replace_one({"_id": doc["_id"]}, dict(doc), upsert=True)
 
     def upsert_buckets(self, docs: list[dict]) -> int:
-        """Write score documents keyed by their unique key (run_id, split[, field], chunk):
-        replays never duplicate. Legacy buckets (old spool files) go to their old collections."""
+        """Write score columns keyed by their unique key (run_id, split, field, chunk):
+        replays never duplicate. Returns how many were given."""
         if not docs:
             return 0
-        columns, legacy = _partition(docs)
-        plain, packed = _split_packed(legacy)
-        if columns:  # insert first (one fast round trip); replace only what a replay finds there
-            coll = self.db.get_collection(COLUMNS, write_concern=DURABLE)
-            try:
-                coll.insert_many([_without_id(d) for d in columns], ordered=False)
-            except BulkWriteError as err:
-                errors = err.details.get("writeErrors", [])
-                if err.details.get("writeConcernErrors") or any(e.get("code") != 11000 for e in errors):
-                    raise
-                _replace(coll, [columns[e["index"]] for e in errors], ("run_id", "split", "field", "chunk"))
-        for name, bodies in ((LISTS, plain), (PACKED, packed)):
-            if bodies:
-                _replace(self.db.get_collection(name, write_concern=DURABLE), bodies,
-                         ("run_id", "split", "chunk"))
+        coll = self.db.get_collection(COLUMNS, write_concern=DURABLE)
+        try:  # insert first (one fast round trip); replace only what a replay finds there
+            coll.insert_many([_without_id(d) for d in docs], ordered=False)
+        except BulkWriteError as err:
+            errors = err.details.get("writeErrors", [])
+            if err.details.get("writeConcernErrors") or any(e.get("code") != 11000 for e in errors):
+                raise
+            self.replace_many(COLUMNS, [docs[e["index"]] for e in errors], COLUMN_KEY)
         return len(docs)
 
     def delete_run(self, collection: str, run_id: str) -> tuple[int, int]:
         """Delete a run document, then its score documents; returns (runs, score documents).
 
-        Score documents are counted in every layout (columns, legacy buckets and their
-        packed copies). The run goes first: a crash in between leaves orphan score
-        documents, which no query counts and ``tracker gc`` removes.
+        The run goes first: a crash in between leaves orphan score documents, which no
+        query counts and ``tracker gc`` removes.
         """
         self._check_collection(collection)
         runs = self.db.get_collection(collection, write_concern=DURABLE).delete_one({"_id": run_id})
-        scores = 0
-        for name in SCORE_COLLECTIONS:
-            scores += self.db.get_collection(name, write_concern=DURABLE).delete_many(
-                {"run_id": run_id}).deleted_count
-        return runs.deleted_count, scores
+        return runs.deleted_count, self.delete_scores([run_id])
+
+    def delete_scores(self, run_ids: Iterable[str]) -> int:
+        """Delete the score columns of ``run_ids`` (durably); returns how many went."""
+        coll = self.db.get_collection(COLUMNS, write_concern=DURABLE)
+        return coll.delete_many({"run_id": {"$in": list(run_ids)}}).deleted_count
+
+    def scored_run_ids(self) -> set[str]:
+        """Run ids that have score columns (their runs may be gone: ``tracker gc``)."""
+        return set(self.db[COLUMNS].distinct("run_id"))
+
+    # ------------------------------------------------------ whole collections
+    def collection_names(self) -> list[str]:
+        """The collections of the database, sorted by name."""
+        return sorted(self.db.list_collection_names())
+
+    def iter_documents(self, collection: str, query: Mapping[str, Any] | None = None
+                       ) -> Iterator[dict]:
+        """Every document of ``collection`` matching ``query``, in ``_id`` order (backups,
+        migrations: any collection, not only the run collections)."""
+        return self.db[collection].find(dict(query or {}), sort=[("_id", 1)])
+
+    def count_by(self, collection: str, field: str) -> dict[Any, int]:
+        """How many documents of ``collection`` hold each value of ``field`` (missing: None)."""
+        rows = self.db[collection].aggregate([{"$group": {"_id": f"${field}", "n": {"$sum": 1}}}])
+        return {row["_id"]: row["n"] for row in rows}
+
+    def replace_if(self, collection: str, expect: Mapping[str, Any], doc: Mapping[str, Any]) -> int:
+        """Replace the document matching ``expect`` by ``doc`` (durably) only while it still
+        matches; returns 1 if it was replaced, else 0 (a writer changed it meanwhile)."""
+        coll = self.db.get_collection(collection, write_concern=DURABLE)
+        return coll.replace_one(dict(expect), dict(doc)).modified_count
+
+    def replace_many(self, collection: str, docs: list[dict], key: Iterable[str]) -> None:
+        """Upsert ``docs`` (without their ``_id``) by the fields ``key``, in one unordered
+        bulk write (durably)."""
+        names = tuple(key)
+        ops = []
+        for doc in docs:
+            body = _without_id(doc)
+            ops.append(pymongo.ReplaceOne({k: body[k] for k in names}, body, upsert=True))
+        if ops:
+            self.db.get_collection(collection, write_concern=DURABLE).bulk_write(ops, ordered=False)
 
     # --------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:
@@ -379,7 +374,7 @@ class Store:
 
     @staticmethod
     def _check_collection(name: str) -> None:
-        if name not in (*RUN_COLLECTIONS, LISTS, "datasets"):
+        if name not in (*RUN_COLLECTIONS, "datasets"):
             raise ConfigError(f"unknown collection {name!r}")
 
 
@@ -387,58 +382,5 @@ def _without_id(doc: dict) -> dict:
     return {k: v for k, v in doc.items() if k != "_id"}
 
 
-def _replace(coll: Any, docs: list[dict], key: tuple[str, ...]) -> None:
-    """Upsert ``docs`` (without their ``_id``) by ``key``, in one unordered bulk write."""
-    ops = []
-    for doc in docs:
-        body = _without_id(doc)
-        ops.append(pymongo.ReplaceOne({k: body[k] for k in key}, body, upsert=True))
-    coll.bulk_write(ops, ordered=False)
-
-
-def _partition(docs: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Score columns (current layout) and legacy buckets, in their given order."""
-    from tracker.documents import is_column_doc
-
-    columns: list[dict] = []
-    legacy: list[dict] = []
-    for doc in docs:
-        (columns if is_column_doc(doc) else legacy).append(doc)
-    return columns, legacy
-
-
-def _split_packed(docs: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Score buckets without their ``packed`` field, and those fields as documents of their own.
-
-    The packed copies of one (run, split) written together become ONE document (arrays
-    concatenated in chunk order, ``chunks`` and ``sizes`` recording the buckets), keyed by
-    its first chunk: reading a run's arrays is then one small document per split.
-    """
-    from tracker.documents import PACKED_EXTRA, pack_list
-
-    plain: list[dict] = []
-    groups: dict[tuple, list[dict]] = {}
-    for doc in docs:
-        plain.append({k: v for k, v in doc.items() if k != "packed"})
-        if "packed" in doc:
-            extra = {f: pack_list(doc[f]) for f in PACKED_EXTRA
-                     if isinstance(doc.get(f), list) and f not in doc["packed"]}
-            groups.setdefault((doc["run_id"], doc["split"]), []).append(
-                {"chunk": doc["chunk"], "size": len(doc["voxel_ids"]), "schema_version":
-                 doc.get("schema_version", 1), **doc["packed"], **extra})
-    packed = []
-    for (run_id, split), parts in groups.items():
-        parts.sort(key=lambda d: d["chunk"])
-        fields = [f for f in parts[0] if f not in ("chunk", "size", "schema_version")
-                  and all(f in d for d in parts)]
-        packed.append({"schema_version": parts[0]["schema_version"], "run_id": run_id, "split": split,
-                       "chunk": parts[0]["chunk"], "chunks": [d["chunk"] for d in parts],
-                       "sizes": [d["size"] for d in parts],
-                       **{f: Binary(b"".join(bytes(d[f]) for d in parts)) for f in fields}})
-    return plain, packed
-
-
 def _regex_escape(text: str) -> str:
-    import re
-
     return re.escape(text)

@@ -7,27 +7,30 @@ the same config on the same inputs returns the completed run instead of recomput
 
 from __future__ import annotations
 
+import json
 import os
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import ConfigError, DataFormatError, IntegrityError
 from pipeline.core.keys import content_key
-from pipeline.data.dataset import describe_dataset
-from pipeline.data.layout import REPEATS_FILES, canonical_roi, canonical_subject
-from pipeline.data.responses import find_repeats_file, load_repeats, load_responses
+from pipeline.data.layout import SUBJECTS, canonical_roi, canonical_subject
+from pipeline.data.responses import load_responses
 from pipeline.data.stimuli import iter_stimuli, stimulus_count
-from tracker import documents, provenance
-from tracker.runs import RunRecorder
-from tracker.settings import Settings
-from tracker.spool import Spool
-from tracker.store import Store
+from tracker.db import documents
+from tracker.db.settings import Settings
+from tracker.db.store import Store
+from tracker.record import provenance
+from tracker.record.chunked import check_voxel_chunks, chunked_fit
+from tracker.record.datasets import register_dataset
+from tracker.record.feature_files import resolve_feature_path
+from tracker.record.runs import RunRecorder
+from tracker.record.spool import Spool
 
 ProgressFn = Callable[[str, int, int], None]
-VIM1_FILE_PREFIXES = ("EstimatedResponses", "Stimuli")
 
 
 @dataclass(frozen=True)
@@ -42,67 +45,7 @@ class Outcome:
         return str(self.run["_id"])
 
 
-# ------------------------------------------------------------------ datasets
-def dataset_fingerprint(data_dir: Path) -> str:
-    """Cheap identity of a data directory: absolute path, file names, sizes, mtimes."""
-    data_dir = Path(data_dir).resolve()
-    if not data_dir.is_dir():
-        raise DataFormatError(f"data directory {data_dir} does not exist")
-    entries = []
-    for p in sorted(data_dir.iterdir()):
-        if p.is_file() and p.name.startswith(VIM1_FILE_PREFIXES):
-            st = p.stat()
-            entries.append((p.name, st.st_size, st.st_mtime_ns))
-    if not entries:
-        raise DataFormatError(
-            f"{data_dir} holds no vim-1 files (expected EstimatedResponses.mat and Stimuli*.mat)"
-        )
-    return content_key(socket.gethostname(), str(data_dir), entries)
-
-
-def register_dataset(store: Store, data_dir: Path) -> dict[str, Any]:
-    """The dataset document for ``data_dir``, describing (and hashing) it the first time."""
-    fingerprint = dataset_fingerprint(data_dir)
-    found = store.find_dataset(fingerprint)
-    if found is not None:
-        return found
-    desc = describe_dataset(Path(data_dir))
-    files = desc.get("files", [])
-    content = content_key(sorted((f["name"], f["sha256"]) for f in files))
-    doc = {
-        "_id": "ds-" + fingerprint[:16],
-        "schema_version": documents.SCHEMA_VERSION,
-        "fingerprint": fingerprint,
-        "content_sha256": content,
-        "host": socket.gethostname(),
-        "data_dir": str(Path(data_dir).resolve()),
-        **desc,
-    }
-    doc["files"] = files
-    doc.setdefault("subjects", {})
-    store.save_dataset(doc)
-    return store.find_dataset(fingerprint) or doc
-
-
 # ------------------------------------------------------------------ features
-def resolve_feature_path(output: dict[str, Any], settings: Settings) -> Path:
-    """Find a recorded feature file here: its path, a mapped path, or the features dir."""
-    recorded = str(output["path"])
-    candidates = [Path(recorded)]
-    for old, new in settings.path_map:
-        if recorded.startswith(old):
-            candidates.append(Path(new + recorded[len(old):]))
-    candidates.append(settings.feature_root / Path(recorded).name)
-    for cand in candidates:
-        if cand.is_file():
-            return cand
-    tried = ", ".join(str(c) for c in candidates)
-    raise IntegrityError(
-        f"feature file recorded at {output.get('host')}:{recorded} is missing here (tried {tried}); "
-        "copy it into the features directory or set TRACKER_PATH_MAP=OLD_PREFIX=NEW_PREFIX"
-    )
-
-
 def verify_feature_file(output: dict[str, Any], settings: Settings) -> Path:
     """Resolve the recorded file and check its sha256 (IntegrityError when it changed)."""
     from pipeline.core.files import sha256_file
@@ -238,17 +181,12 @@ def fit_and_log(
     (called only if the fit is not reused), so several fits share one read.
 
     ``n_chunks`` > 1 splits a voxel-target fit of the recommended protocol into voxel
-    chunks (:func:`tracker.sweep.chunked_fit`): kernels once, chunks as tasks on the Dask
+    chunks (:func:`tracker.record.chunked.chunked_fit`): kernels once, chunks as tasks on the Dask
     ``client`` (None: one after another here), merged into this one run. Chunking is an
     execution detail: same ``config_key``, same numbers; the run's ``execution`` field
     says how it ran. Other fits ignore it. ``voxel_block`` overrides the column block
     chunks are aligned to (tests; the default is the estimator's).
     """
-    from pipeline.evaluation.scores import r_threshold
-    from pipeline.fit.chunks import chunkable
-    from pipeline.fit.protocols import run_fit
-    from tracker.sweep import check_voxel_chunks, chunked_fit
-
     _, frun = store.get_run(feature_run_id)
     subject, roi = canonical_subject(subject), canonical_roi(roi)
     key = fit_key(frun["config_key"], config, subject, roi)
@@ -266,49 +204,58 @@ def fit_and_log(
     n_chunks = check_voxel_chunks(n_chunks, "n_chunks")
     with RunRecorder(store, "fit_runs", doc, spool=_spool(store, settings)) as rec:
         report = _chain(rec.progress, progress)
-        if n_chunks is not None and n_chunks > 1 and chunkable(config):
-            result, execution = chunked_fit(client, ff.train, ff.val, clean.train, clean.val,
-                                            config, n_chunks, block=voxel_block, progress=report)
-        else:
-            result = run_fit(ff.train, ff.val, clean.train, clean.val, config, progress=report)
-            execution = {"mode": "single", "n_chunks": 1}
-            if n_chunks is not None and n_chunks > 1:
-                execution["requested_chunks"] = n_chunks
-                execution["note"] = "not split: only voxel-target fits of the recommended protocol are"
-        voxel_ids = clean.voxel_ids if config.target == "voxels" else [0]
-        buckets = []
-        summary = {}
-        for split in result.splits:
-            buckets += documents.score_buckets(rec.run_id, subject, roi, split, voxel_ids)
-            thr = r_threshold(split.n_test, 0.05) if split.n_test > 2 else None
-            summary[split.name] = documents.split_summary(split, thr)
+        result, execution = _run_model(ff, clean, config, n_chunks, client, voxel_block, report)
+        buckets, fields = _fit_record(rec.run_id, subject, roi, config, clean, ff, result)
         rec.insert_buckets(buckets)
-        fields = {
-            "n_voxels": int(clean.train.shape[1]),
-            "n_voxels_total": int(clean.n_total),
-            "n_dropped_nan": int(clean.n_dropped),
-            "n_features": int(ff.train.shape[1]),
-            "splits": [documents.split_record(s) for s in result.splits],
-            "summary": summary,
-            "predictions": {
-                name: {"y_true": [float(x) for x in yt], "y_pred": [float(x) for x in yp]}
-                for name, (yt, yp) in (result.predictions or {}).items()
-            },
-            "timings": dict(result.timings),
-            "execution": execution,
-            "n_alpha_at_edge": getattr(result, "n_alpha_at_edge", None),
-            "cs431": documents.cs431_summary(result.splits) if config.protocol == "cs431" else None,
-        }
-        rec.complete(fields, replace=force)
+        rec.complete({**fields, "execution": execution}, replace=force)
     return _outcome(rec)
 
 
-def iter_fit_grid(subjects: Iterable[str], methods: Iterable[str], targets: Iterable[str]):
-    """The (subject, method, target) combinations of a comparison, in a stable order."""
-    for subject in subjects:
-        for method in methods:
-            for target in targets:
-                yield subject, method, target
+def _run_model(ff: Any, clean: Any, config: Any, n_chunks: int | None, client: Any,
+               voxel_block: int | None, report: ProgressFn) -> tuple[Any, dict[str, Any]]:
+    """Fit features ``ff`` to responses ``clean``: (result, how it was executed)."""
+    from pipeline.fit.chunks import chunkable
+    from pipeline.fit.protocols import run_fit
+
+    if n_chunks is not None and n_chunks > 1 and chunkable(config):
+        return chunked_fit(client, ff.train, ff.val, clean.train, clean.val, config, n_chunks,
+                           block=voxel_block, progress=report)
+    result = run_fit(ff.train, ff.val, clean.train, clean.val, config, progress=report)
+    execution: dict[str, Any] = {"mode": "single", "n_chunks": 1}
+    if n_chunks is not None and n_chunks > 1:
+        execution["requested_chunks"] = n_chunks
+        execution["note"] = "not split: only voxel-target fits of the recommended protocol are"
+    return result, execution
+
+
+def _fit_record(run_id: str, subject: str, roi: str, config: Any, clean: Any, ff: Any,
+                result: Any) -> tuple[list[dict], dict[str, Any]]:
+    """The score columns of a fit and the result fields of its run document."""
+    from pipeline.evaluation.scores import r_threshold
+
+    voxel_ids = clean.voxel_ids if config.target == "voxels" else [0]
+    buckets = []
+    summary = {}
+    for split in result.splits:
+        buckets += documents.score_buckets(run_id, subject, roi, split, voxel_ids)
+        thr = r_threshold(split.n_test, 0.05) if split.n_test > 2 else None
+        summary[split.name] = documents.split_summary(split, thr)
+    fields = {
+        "n_voxels": int(clean.train.shape[1]),
+        "n_voxels_total": int(clean.n_total),
+        "n_dropped_nan": int(clean.n_dropped),
+        "n_features": int(ff.train.shape[1]),
+        "splits": [documents.split_record(s) for s in result.splits],
+        "summary": summary,
+        "predictions": {
+            name: {"y_true": [float(x) for x in yt], "y_pred": [float(x) for x in yp]}
+            for name, (yt, yp) in (result.predictions or {}).items()
+        },
+        "timings": dict(result.timings),
+        "n_alpha_at_edge": getattr(result, "n_alpha_at_edge", None),
+        "cs431": documents.cs431_summary(result.splits) if config.protocol == "cs431" else None,
+    }
+    return buckets, fields
 
 
 def default_data_dir(settings: Settings) -> Path:
@@ -366,45 +313,107 @@ def standard_comparison(
     return outcomes
 
 
-def compute_ceilings(
-    store: Store,
-    data_dir: Path,
-    subjects: Iterable[str] = ("S1", "S2"),
-    repeats_file: Path | None = None,
-    n_average: Mapping[str, int] | None = None,
-) -> list[dict[str, Any]]:
-    """Estimate NSD noise ceilings from repeat-level responses and store them.
+# ------------------------------------------------- command-line options -> configs
+def feature_config(
+    model: str = "alexnet",
+    variant: str = "caffe",
+    layer: str = "conv3",
+    weights: str = "random:0",
+    weights_map: str | None = None,
+    preprocess: str | None = None,
+    retina_warp: str | None = None,
+    batch_size: str = "64",
+) -> Any:
+    """The :class:`pipeline.features.config.FeatureConfig` that command-line options describe.
 
-    One record per subject and split kind (``validation``: the average of all the
-    validation repeats; ``test``: held-out training images averaged over
-    ``n_average["test"]`` repeats, vim-1: 2). Queries apply them at read time, so a new
-    estimate never needs a refit. vim-1 itself ships no repeats: DataFormatError then.
+    Shared by ``scripts/run_features.py`` and ``tracker features``; the config's own
+    validation names a bad field.
+
+    Parameters
+    ----------
+    model
+        ``alexnet`` or ``keras:PATH`` (any Keras model file; ``layer`` names its layer).
+    variant, weights, preprocess, retina_warp
+        As the :class:`~pipeline.features.config.FeatureConfig` fields (``preprocess`` None: the
+        variant's chain).
+    layer
+        A layer, or several comma-separated (extracted in one pass).
+    weights_map
+        Checkpoint variable names as JSON text, or None.
+    batch_size
+        Images per batch (a whole number as text), or ``auto``.
     """
-    from pipeline.evaluation.ceiling import ceiling_from_ncsnr, ncsnr
+    from pipeline.features.config import FeatureConfig
 
-    dataset = register_dataset(store, data_dir)
-    path = Path(repeats_file) if repeats_file else find_repeats_file(data_dir)
-    if path is None:
-        raise DataFormatError(
-            f"no repeat-level responses beside {data_dir} (looked for "
-            f"{', '.join(REPEATS_FILES)}): vim-1 releases only repeat-averaged responses, "
-            "so no noise ceiling can be estimated from it; give --repeats FILE if you have them"
-        )
-    n_average = {"test": 2, **(n_average or {})}
-    records = []
-    for subject in subjects:
-        repeats, ids = load_repeats(path, subject)
-        snr = ncsnr(repeats)
-        for split, n_avg in (("validation", repeats.shape[0]), ("test", n_average["test"])):
-            _, r_ceiling = ceiling_from_ncsnr(snr, n_avg)
-            doc = {
-                "_id": documents.new_run_id("nc"), "schema_version": documents.SCHEMA_VERSION,
-                "dataset_id": dataset["_id"], "subject": canonical_subject(subject),
-                "split": split, "method": "nsd", "n_reps": int(repeats.shape[0]),
-                "n_average": int(n_avg), "source": str(path.resolve()),
-                "voxel_ids": ids.tolist(), "r_ceiling": documents._clean(r_ceiling),
-                "created": documents._now(),
-            }
-            store.save_noise_ceiling(doc)
-            records.append(doc)
-    return records
+    batch = batch_size if batch_size == "auto" else _whole(batch_size, "--batch-size")
+    extra: dict[str, Any] = {"retina_warp": retina_warp}
+    if weights_map:
+        try:
+            extra["weights_map"] = json.loads(weights_map)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--weights-map is not valid JSON: {err}") from None
+    layers = layer if "," not in layer else [x.strip() for x in layer.split(",")]
+    if model.startswith("keras:"):
+        chain = {"preprocess": preprocess} if preprocess else {}
+        return FeatureConfig.for_keras(model.removeprefix("keras:"), layers, batch_size=batch,
+                                       **chain, **extra)
+    if preprocess is None:
+        return FeatureConfig.for_variant(variant, model=model, layer=layers, weights=weights,
+                                         batch_size=batch, **extra)
+    return FeatureConfig(model=model, variant=variant, layer=layers, weights=weights,
+                         preprocess=preprocess, batch_size=batch, **extra)
+
+
+def _whole(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected a whole number or 'auto'") from None
+
+
+def fit_configs(method: str | None = None, target: str | None = None, protocol: str = "recommended",
+                seed: int = 0) -> list[Any]:
+    """The :class:`pipeline.fit.config.FitConfig` list that fit options describe (shared by
+    ``scripts/run_fit.py`` and ``tracker fit``): ``method`` None fits ridge and PLS,
+    ``target`` None both per-voxel models and the ROI average."""
+    from pipeline.fit.config import FitConfig
+
+    methods = [method] if method else ["ridge", "pls"]
+    targets = [target] if target else ["voxels", "roi_mean"]
+    return [FitConfig(method=m, protocol=protocol, target=t, seed=seed) for m in methods for t in targets]
+
+
+def fit_subjects(subject: str | None = None) -> list[str]:
+    """``[subject]``, or every vim-1 subject when None."""
+    return [subject] if subject else list(SUBJECTS)
+
+
+def fit_from_options(
+    store: Store,
+    settings: Settings,
+    feature_run: str | None,
+    subjects: Iterable[str],
+    roi: str,
+    configs: Iterable[Any],
+    data_dir: Path | None = None,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+    standard_features: Any = None,
+) -> list[Outcome]:
+    """What ``scripts/run_fit.py`` and ``tracker fit`` run: the fits of ``configs`` for
+    ``subjects`` on feature run ``feature_run``, or with no feature run the standard
+    comparison (on the configured data, generating the demo set if none is configured;
+    features of ``standard_features``, default :class:`~pipeline.features.config.FeatureConfig`
+    defaults, extracted unless a finished run matches). Returns the fits' outcomes."""
+    configs = list(configs)
+    if feature_run is not None:
+        return [fit_and_log(store, settings, feature_run, s, roi, c, data_dir=data_dir, force=force,
+                            progress=progress) for s in subjects for c in configs]
+    if standard_features is None:
+        from pipeline.features.config import FeatureConfig
+
+        standard_features = FeatureConfig()
+    data_dir = ensure_data(settings, progress=progress)
+    return standard_comparison(store, settings, data_dir, standard_features, configs, list(subjects),
+                               roi, force, progress, log=log)[1:]

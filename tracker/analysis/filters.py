@@ -27,42 +27,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline.core.errors import ConfigError
-from pipeline.core.vocab import METRICS, SPLIT_ALIASES
-from tracker.queries import GROUP_FIELDS
+from tracker.analysis.fields import WHERE_FIELDS
 
 OPERATORS = {"=": "$eq", "==": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
 ALLOWED_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$or", "$and"})
-_STATS = ("mean", "median", "q10", "q25", "q75", "q90", "max", "n")
-
-
-def _metric_fields() -> dict[str, str]:
-    out = {}
-    for short, split in SPLIT_ALIASES.items():
-        for stat in _STATS:
-            for metric in METRICS:
-                out[f"{short}_{stat}_{metric}"] = f"summary.{split}.{metric}.{stat}"
-        out[f"{short}_n_above_p05"] = f"summary.{split}.n_above_p05"
-    return out
-
-
-#: friendly name -> (document path, value type) for ``fit_runs``
-FIT_FIELDS: dict[str, tuple[str, type]] = {
-    **{name: (path, str) for name, path in GROUP_FIELDS.items()},
-    "id": ("_id", str), "status": ("status", str), "config_key": ("config_key", str),
-    "seed": ("config.seed", float), "n_voxels": ("n_voxels", float),
-    "n_features": ("n_features", float), "elapsed_s": ("elapsed_s", float),
-    "r": ("summary.validation.r.median", float),
-    **{name: (path, float) for name, path in _metric_fields().items()},
-}
-#: friendly name -> (document path, value type) for ``feature_runs``
-FEATURE_FIELDS: dict[str, tuple[str, type]] = {
-    "id": ("_id", str), "status": ("status", str), "config_key": ("config_key", str),
-    **{name: (f"config.{name}", str) for name in ("model", "variant", "layer", "weights", "preprocess")},
-    "batch_size": ("config.batch_size", float), "dataset": ("dataset_id", str),
-    "images_per_s": ("timings.images_per_s", float),
-}
-FIELDS = {"fit": FIT_FIELDS, "features": FEATURE_FIELDS}
-
 _TOKEN = re.compile(r"""
     \s*(?:
       (?P<op>==|!=|>=|<=|=|>|<)
@@ -205,7 +173,8 @@ def parse_where(where: Iterable[str], kind: str = "fit") -> dict[str, Any]:
         Expressions such as ``"subject=S1 or subject=S2"``, ``"method in [ridge,pls]"``,
         ``"val_median_r>0.1"``.
     kind
-        ``"fit"`` (fields of :data:`FIT_FIELDS`) or ``"features"`` (:data:`FEATURE_FIELDS`).
+        ``"fit"`` (fields of :data:`tracker.analysis.fields.FIT_FIELDS`) or ``"features"``
+        (:data:`tracker.analysis.fields.FEATURE_FIELDS`).
 
     Returns
     -------
@@ -218,9 +187,9 @@ def parse_where(where: Iterable[str], kind: str = "fit") -> dict[str, Any]:
     ConfigError
         Unknown field or operator, ``$``-prefixed input, bad value or syntax.
     """
-    if kind not in FIELDS:
-        raise ConfigError(f"--kind {kind!r}: choose from {', '.join(FIELDS)}")
-    parts = [_Parser(text, FIELDS[kind]).parse() for text in where if text.strip()]
+    if kind not in WHERE_FIELDS:
+        raise ConfigError(f"--kind {kind!r}: choose from {', '.join(WHERE_FIELDS)}")
+    parts = [_Parser(text, WHERE_FIELDS[kind]).parse() for text in where if text.strip()]
     if not parts:
         return {}
     return parts[0] if len(parts) == 1 else {"$and": parts}
@@ -228,4 +197,4 @@ def parse_where(where: Iterable[str], kind: str = "fit") -> dict[str, Any]:
 
 def allowed_paths(kind: str = "fit") -> frozenset[str]:
     """Document paths a parsed filter may name."""
-    return frozenset(path for path, _ in FIELDS[kind].values())
+    return frozenset(path for path, _ in WHERE_FIELDS[kind].values())

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tracker.store import Store
+from tracker.db.store import Store
 
 NOT_AVAILABLE = "n/a"
 
@@ -103,7 +103,7 @@ def ceiling_summary(store: Store, runs: Sequence[Mapping[str, Any]], scores: Ite
     runs
         The group's run documents (``dataset_id``, ``subject``).
     scores
-        Their :class:`tracker.arrays.RunScores` (holding ``metric``).
+        Their :class:`tracker.analysis.scores.RunScores` (holding ``metric``).
     """
     table = table or CeilingTable(store)
     by_id = {r["_id"]: r for r in runs}

@@ -58,11 +58,3 @@ class ProgressBars:
         if task is None:
             task = self._tasks[stage] = self._progress.add_task(stage, total=total)
         self._progress.update(task, completed=done, total=total)
-
-    def with_chain(self, chain: ProgressFn | None) -> ProgressFn:
-        """A callback that updates these bars and ``chain``."""
-        def both(stage: str, done: int, total: int) -> None:
-            if chain is not None:
-                chain(stage, done, total)
-            self.update(stage, done, total)
-        return both

@@ -1,0 +1,1 @@
+"""Questions asked of recorded runs: fields, filters, queries, scores, voxels, ceilings, export."""

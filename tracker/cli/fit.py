@@ -1,0 +1,72 @@
+"""`tracker fit`: fit encoding models from a feature run and record them."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tracker.analysis import queries
+from tracker.cli.common import (
+    cli_errors,
+    console,
+    err,
+    open_store,
+    print_json,
+    print_table,
+    settings_of,
+)
+from tracker.cli.features import QuietOpt, RunJsonOpt
+from tracker.cli.progress import ProgressBars
+from tracker.record import workflows
+
+
+@cli_errors
+def fit_cmd(
+    ctx: typer.Context,
+    features: Annotated[str | None, typer.Option(
+        "--features", metavar="RUN_ID",
+        help="Feature run id (or unique prefix); none: the standard comparison on the "
+             "configured data (features extracted first unless a finished run matches).")] = None,
+    subject: Annotated[str | None, typer.Option(help="S1 or S2 (default: both).")] = None,
+    roi: Annotated[str, typer.Option(help="ROI: V1 V2 V3 V3A V3B V4 LO other all.")] = "V4",
+    method: Annotated[str | None, typer.Option(
+        help="Fitting method, e.g. ridge or pls (default: ridge and pls).")] = None,
+    target: Annotated[str | None, typer.Option(
+        help="voxels (per-voxel models) or roi_mean (the ROI average); default: both.")] = None,
+    protocol: Annotated[str, typer.Option(
+        help="recommended (CV inside training) or cs431 (the 2019 protocol).")] = "recommended",
+    seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="vim-1 directory (default: the feature run's, or $TRACKER_DATA_DIR).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Refit even if an identical fit completed.")] = False,
+    as_json: RunJsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fit encoding models and record them; prints the fit run ids and a comparison.
+
+    --json prints the fit run documents instead. A completed fit with the same config is
+    reused (--force refits).
+
+    Example: [bold]tracker fit --features fe-1a2b --subject S1 --roi V4 --method ridge[/bold]
+    """
+    configs = workflows.fit_configs(method, target, protocol, seed)
+    settings = settings_of(ctx)
+    if data_dir is not None:
+        settings = dataclasses.replace(settings, data_dir=data_dir)
+    with open_store(ctx) as store, ProgressBars(enabled=not (quiet or as_json)) as bars:
+        outcomes = workflows.fit_from_options(
+            store, settings, features, workflows.fit_subjects(subject), roi, configs,
+            data_dir=data_dir, force=force, progress=bars.update, log=err.print)
+        if as_json:
+            return print_json([o.run for o in outcomes])
+        rows = queries.compare(store, ["subject", "method", "preprocessing"], roi=roi,
+                               split="validation", metric="r")
+    for o in outcomes:
+        console.print(o.run_id + (" (reused)" if o.reused else ""))
+    print_table(rows, ["subject", "method", "preprocessing", "n_runs", "n", "mean", "sem", "median"],
+                title=f"Pearson r on validation images, {roi} voxels")
+    return None

@@ -1,0 +1,1 @@
+"""The database: store, embedded server, settings, redaction, documents, migrations, schema."""

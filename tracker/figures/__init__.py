@@ -1,0 +1,1 @@
+"""Figures from the database alone: figure data, drawing, the standard set, the HTML report."""

@@ -1,0 +1,81 @@
+"""The standard set of figures: the data of :mod:`tracker.figures.figure_data` drawn by
+:mod:`tracker.figures.draw`, for whatever the database holds, saved as PNG and SVG."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tracker.analysis import queries
+from tracker.db.store import Store
+from tracker.figures.draw import (
+    draw_bars,
+    draw_distributions,
+    draw_layers,
+    draw_roi_average,
+    draw_scatter,
+    draw_volume,
+)
+from tracker.figures.figure_data import (
+    bars_data,
+    distribution_data,
+    layer_data,
+    roi_average_data,
+    scatter_data,
+    scatter_pairs,
+    volume_data,
+)
+
+
+def make_all(store: Store, out_dir: Path, roi: str = "V4", metric: str = "r2_corr",
+             formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+    """Write every standard figure for which the database has data; returns the paths."""
+    return [p for name, fig in standard_figures(store, roi, metric)
+            for p in save(fig, Path(out_dir) / name, formats)]
+
+
+def standard_figures(store: Store, roi: str = "V4", metric: str = "r2_corr") -> Iterator[tuple[str, Any]]:
+    """Yield ``(name, figure)`` for every standard figure the database has data for."""
+    runs = queries.completed_fits(store, roi, target=None)
+    for subject in sorted({r["subject"] for r in runs}):
+        rows = bars_data(store, subject, roi, metric)
+        if rows:
+            yield f"bars_{subject}_{roi}_{metric}", draw_bars(rows, subject, roi, metric)
+            if any(r["frac_ceiling"] is not None for r in rows):
+                yield (f"bars_{subject}_{roi}_{metric}_ceiling",
+                       draw_bars(rows, subject, roi, metric, normalised=True))
+        avg = roi_average_data(store, subject, roi)
+        if avg:
+            yield f"roi_average_{subject}_{roi}", draw_roi_average(avg, subject, roi, "validation")
+    for subject, a, b in scatter_pairs(store, roi):
+        yield f"scatter_{subject}_{roi}_{a}_vs_{b}", draw_scatter(scatter_data(store, a, b, metric=metric))
+    dist = distribution_data(store, "validation", metric)
+    if dist:
+        yield f"distributions_validation_{metric}", draw_distributions(dist, "validation", metric)
+        ceil = distribution_data(store, "validation", metric, normalise=True)
+        if ceil:
+            yield (f"distributions_validation_{metric}_ceiling",
+                   draw_distributions(ceil, "validation", metric, normalised=True))
+    layers = layer_data(store, "validation", metric)
+    if layers:
+        yield f"layers_validation_{metric}", draw_layers(layers, "validation", metric)
+    best = queries.fit_summaries(store, {"roi": roi, "target": "voxels"}, "validation", metric)
+    for subject in sorted({b["subject"] for b in best}):
+        top = next(b for b in best if b["subject"] == subject)
+        yield (f"volume_{subject}_{top['run_id']}_{metric}",
+               draw_volume(volume_data(store, top["run_id"], "validation", metric)))
+
+
+def save(fig: Any, stem: Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+    """Save a figure as ``stem.<fmt>`` for each format, close it; returns the paths."""
+    import matplotlib.pyplot as plt
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        fig.savefig(path, dpi=120)
+        paths.append(path)
+    plt.close(fig)
+    return paths

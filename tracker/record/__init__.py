@@ -1,0 +1,1 @@
+"""Recording work: run lifecycle, spool, provenance, workflows, chunked fits, sweeps, retention."""
