@@ -94,16 +94,34 @@ def atomic_path(path: str | Path, *, while_syncing: Callable[[Path], None] | Non
         raise
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`); returns ``path``."""
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`); returns ``path``.
+
+    ``mode`` (e.g. ``0o600``): the file's permissions, set before any byte is written,
+    so a private file is never readable by others, not even for a moment.
+    """
     with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+        if mode is None:
+            tmp.write_bytes(data)
+        else:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            os.fchmod(fd, mode)  # the umask may have cleared bits of ``mode``
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
     return Path(path)
 
 
-def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`); returns ``path``."""
-    return atomic_write_bytes(path, text.encode(encoding))
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8", mode: int | None = None) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`); returns ``path``."""
+    return atomic_write_bytes(path, text.encode(encoding), mode)
+
+
+def private_dir(path: str | Path) -> Path:
+    """Create ``path`` (and parents) if needed and make it readable by its owner only (0700)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
 
 
 def sha256_file(path: str | Path, chunk_size: int = CHUNK_BYTES) -> str:

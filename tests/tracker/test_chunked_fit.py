@@ -9,10 +9,12 @@ the pipeline tests show equals the fit on all columns bit for bit.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pipeline.core.files import sha256_file
 from pipeline.data.responses import load_responses
 from pipeline.evaluation.significance import fdr_significant
 from pipeline.features.config import FeatureConfig
@@ -69,7 +71,9 @@ def test_chunked_fit_logs_one_run_with_the_unchunked_key(chunk_env):
                       features=ff, n_chunks=3, voxel_block=BLOCK)  # no client: chunks here
     run = out.run
     assert run["status"] == "COMPLETED"
-    assert run["config_key"] == fit_key(feat.run["config_key"], config, "S1", "V4")
+    responses = sha256_file(Path(data) / "EstimatedResponses.mat")
+    assert run["responses"]["sha256"] == responses
+    assert run["config_key"] == fit_key(feat.run["config_key"], config, "S1", "V4", responses)
     ex = run["execution"]
     assert (ex["mode"], ex["n_chunks"], ex["requested_chunks"], ex["block"]) == ("local", 3, 3, BLOCK)
     assert sum(ex["chunk_voxels"]) == run["n_voxels"] == 30

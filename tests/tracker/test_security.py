@@ -1,3 +1,5 @@
+import pytest
+
 from tracker.db.security import redact_argv, redact_text, redact_uri
 
 
@@ -15,3 +17,12 @@ def test_redact_text_and_argv():
     out = redact_argv(argv)
     assert "hunter2" not in " ".join(out) and "abc" not in " ".join(out)
     assert out[-2:] == ["--subject", "S1"]
+
+
+@pytest.mark.parametrize("password", ["p/ss", "p?ss", "p#ss", "p@ss", "a/b?c#d@e:f", "%2F%3F"])
+def test_redaction_hides_passwords_with_any_characters(password):
+    uri = f"mongodb://alice:{password}@db.example:27017/vimtrack?authSource=admin"
+    assert redact_uri(uri) == "mongodb://***@db.example:27017/vimtrack?authSource=admin"
+    text = redact_text(f"cannot reach {uri}: timed out")
+    assert password not in text and "db.example:27017" in text
+    assert password not in " ".join(redact_argv(["run_fit.py", "--uri", uri]))

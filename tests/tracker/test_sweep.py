@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
+from pipeline.core.files import sha256_file
 from tracker.db.settings import Settings
 from tracker.db.store import Store
 from tracker.record import sweep
@@ -49,7 +51,8 @@ def test_grid_expands_with_keys(env):
     assert {(f.subject, f.config.method) for f in fits} == {
         (s, m) for s in ("S1", "S2") for m in ("ridge", "pls")}
     assert len({f.key for f in fits}) == 4
-    assert fits[0].key == fit_key(feats[0].key, fits[0].config, fits[0].subject, "V4")
+    responses = sha256_file(Path(data) / "EstimatedResponses.mat")
+    assert fits[0].key == fit_key(feats[0].key, fits[0].config, fits[0].subject, "V4", responses)
     rows = sweep.task_states(store, feats, fits)
     assert [r["state"] for r in rows] == ["to do"] * 5
 

@@ -87,8 +87,14 @@ def fit_run_doc(
     subject: str,
     roi: str,
     provenance: Mapping,
+    responses: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A new fit-run document; feature fields are copied in so queries need no join."""
+    """A new fit-run document; feature fields are copied in so queries need no join.
+
+    ``responses`` (``dataset_id``, ``data_dir``, ``sha256``) names the data the response
+    file was read from (it may differ from the feature run's); the fit is filed under
+    that dataset.
+    """
     fconf = feature_run["config"]
     return {
         "_id": new_run_id("fi"),
@@ -98,7 +104,8 @@ def fit_run_doc(
         "config": dict(config),
         "config_key": config_key,
         "feature_run_id": feature_run["_id"],
-        "dataset_id": feature_run.get("dataset_id"),
+        "dataset_id": responses["dataset_id"] if responses else feature_run.get("dataset_id"),
+        "responses": dict(responses) if responses else None,
         "features": {
             "model": fconf.get("model"),
             "variant": fconf.get("variant"),

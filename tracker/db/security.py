@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-_URI_CREDENTIALS = re.compile(r"(?P<scheme>mongodb(?:\+srv)?://)(?P<cred>[^@/?#]+)@")
+# user info runs to the LAST '@' of the URI token: a raw password may hold / ? # @ (it
+# should be percent-encoded, but users paste them as they are); hiding a little too much
+# of an odd URI is fine, showing any of a password is not.
+_URI_CREDENTIALS = re.compile(r"(?P<scheme>mongodb(?:\+srv)?://)(?P<cred>\S*)@")
 _SECRET_WORDS = ("password", "passwd", "secret", "token", "apikey", "api_key", "credential")
 
 
 def redact_uri(uri: str) -> str:
-    """``mongodb://user:pw@host`` -> ``mongodb://***@host`` (anything before '@')."""
+    """``mongodb://user:pw@host`` -> ``mongodb://***@host`` (everything up to the last '@')."""
     return _URI_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", uri)
 
 

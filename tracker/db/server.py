@@ -8,6 +8,16 @@ processes starting at once end with one server. ``stop()`` sends SIGTERM and wai
 
 The server is never imported into our process: a crash of one side never takes
 the other down, and its GPL-2.0 licence stays at arm's length.
+
+Locked to its owner: it runs with authentication on. The first start creates a random
+credential in ``credentials.json`` (0600) beside the data and the user it names (the
+server has no localhost exception, so the user is created on a first start without
+authentication, checked to be the only one, and the server restarted with it on).
+The data directory is 0700 and the state, lock, log and config files are 0600, so
+another account on the machine can neither read the data nor log in. The server gets
+an explicit ``secantusd.toml`` written here (no stray ``./secantusd.toml`` or
+``~/.secantus`` file is read). A restart reuses the last port when it is free, so a
+running fit's client finds the server again.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import fcntl
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -24,13 +35,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote_plus
 
 from pipeline.core.errors import DatabaseError
-from pipeline.core.files import atomic_write_text
+from pipeline.core.files import atomic_write_text, private_dir
 
 HOST = "127.0.0.1"
 STATE_FILE = "server.json"
 LOG_FILE = "server.log"
+CONFIG_FILE = "secantusd.toml"
+CREDENTIALS_FILE = "credentials.json"
 _LISTEN_RE = re.compile(r"listening on ([0-9.]+):(\d+)")
 
 
@@ -42,11 +56,20 @@ class ServerInfo:
     host: str
     port: int
     storage: str
+    user: str | None = None
+    password: str | None = None
 
     @property
     def uri(self) -> str:
-        """``mongodb://host:port`` (no credentials: the embedded server has none)."""
-        return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+        """``mongodb://user:password@host:port/...`` (credentials percent-encoded)."""
+        if self.user is None:
+            return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+        cred = f"{quote_plus(self.user)}:{quote_plus(self.password or '')}"
+        return f"mongodb://{cred}@{self.host}:{self.port}/?directConnection=true&authSource=admin"
+
+    def state(self) -> dict:
+        """What ``server.json`` records (never the password)."""
+        return {"pid": self.pid, "host": self.host, "port": self.port, "storage": self.storage}
 
 
 def server_command() -> list[str]:
@@ -104,7 +127,9 @@ def _answers(host: str, port: int, timeout_ms: int = 1000) -> bool:
 @contextmanager
 def _locked(directory: Path):
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "server.lock", "a+") as fh:
+    fd = os.open(directory / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -135,39 +160,138 @@ class EmbeddedServer:
     def log_path(self) -> Path:
         return self.state_dir / LOG_FILE
 
-    def running(self, probe: bool = True) -> ServerInfo | None:
-        """The recorded server if its process is alive (and, with ``probe``, accepts
-        connections), else None."""
+    @property
+    def config_path(self) -> Path:
+        return self.state_dir / CONFIG_FILE
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.state_dir / CREDENTIALS_FILE
+
+    def credentials(self) -> tuple[str, str] | None:
+        """``(user, password)`` of this server's owner, or None before the first start."""
+        try:
+            data = json.loads(self.credentials_path.read_text())
+            return str(data["user"]), str(data["password"])
+        except FileNotFoundError:
+            return None
+        except PermissionError:
+            raise DatabaseError(f"the embedded database's credentials {self.credentials_path} "
+                                "belong to another account: use your own TRACKER_HOME") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DatabaseError(f"the embedded database's credentials {self.credentials_path} are "
+                                f"unreadable ({exc}); remove the file and the data directory "
+                                f"{self.storage} to start afresh") from None
+
+    def _recorded(self) -> ServerInfo | None:
         try:
             state = json.loads(self.state_path.read_text())
-            info = ServerInfo(int(state["pid"]), state["host"], int(state["port"]), state["storage"])
+            return ServerInfo(int(state["pid"]), state["host"], int(state["port"]), state["storage"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if info.storage != str(self.storage) or not pid_alive(info.pid):
+
+    def _last_port(self) -> int | None:
+        """The port the server last listened on (kept by :meth:`stop`), if recorded."""
+        try:
+            state = json.loads(self.state_path.read_text())
+            return int(state.get("port") or state["last_port"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
-        if not probe:
-            return info
-        return info if _answers(info.host, info.port) else None
+
+    def _forget(self, port: int | None) -> None:
+        """Drop the running server's record, keeping only its port for the next start."""
+        if port:
+            atomic_write_text(self.state_path, json.dumps({"last_port": port}), mode=0o600)
+        else:
+            self.state_path.unlink(missing_ok=True)
+
+    def running(self, probe: bool = True) -> ServerInfo | None:
+        """The recorded server if its process is alive (and, with ``probe``, accepts
+        connections), else None. The returned info carries the owner's credentials."""
+        info = self._recorded()
+        if info is None or info.storage != str(self.storage) or not pid_alive(info.pid):
+            return None
+        if probe and not _answers(info.host, info.port):
+            return None
+        cred = self.credentials()
+        return info if cred is None else ServerInfo(info.pid, info.host, info.port, info.storage, *cred)
 
     def ensure(self) -> ServerInfo:
         """Return the running server, starting one if needed (safe across processes)."""
         info = self.running()
-        if info is not None:
+        if info is not None and info.user is not None:
             return info
         with _locked(self.state_dir):
             info = self.running()
+            if info is not None and info.user is None:  # an older server without auth
+                self._terminate(info.pid)
+                info = None
             if info is None:
                 info = self._start()
         return info
 
+    def _write_config(self, auth: bool) -> None:
+        text = ("# Written by vimtrack for its embedded server: passed with --config, so no\n"
+                "# ./secantusd.toml, ~/.secantus or /etc/secantus file is ever read.\n"
+                f"[server]\nhost = \"{HOST}\"\nauth = {'true' if auth else 'false'}\n"
+                "enable_test_commands = false\n")
+        atomic_write_text(self.config_path, text, mode=0o600)
+
     def _start(self) -> ServerInfo:
-        self.storage.mkdir(parents=True, exist_ok=True)
+        private_dir(self.storage)
+        cred = self.credentials()
+        if cred is None:
+            cred = self._provision()
+        last = self._last_port()
+        ports = [last, 0] if last else [0]
+        for i, port in enumerate(ports):
+            try:
+                info = self._launch(port, auth=True)
+            except DatabaseError:
+                if i == len(ports) - 1:
+                    raise
+                continue
+            return ServerInfo(info.pid, info.host, info.port, info.storage, *cred)
+        raise AssertionError("unreachable")
+
+    def _provision(self) -> tuple[str, str]:
+        """Create the owner's user on a server started without auth, then stop it."""
+        import pymongo
+
+        user, password = "vimtrack", secrets.token_urlsafe(32)
+        info = self._launch(0, auth=False)
+        try:
+            client = pymongo.MongoClient(info.host, info.port, directConnection=True,
+                                         serverSelectionTimeoutMS=10_000)
+            try:
+                existing = client.admin.command("usersInfo").get("users", [])
+                for other in existing:  # only ours may exist: nobody else's, nor a stale one
+                    client.admin.command("dropUser", other["user"])
+                client.admin.command("createUser", user, pwd=password, roles=["root"])
+                names = [u["user"] for u in client.admin.command("usersInfo").get("users", [])]
+                if names != [user]:
+                    raise DatabaseError(f"the embedded database at {self.storage} has unexpected "
+                                        f"users {names} while being locked; start it again")
+            finally:
+                client.close()
+        finally:
+            self._terminate(info.pid)
+            self._forget(None)
+        atomic_write_text(self.credentials_path, json.dumps({"user": user, "password": password}),
+                          mode=0o600)
+        return user, password
+
+    def _launch(self, port: int, auth: bool) -> ServerInfo:
+        """Start the server process and wait until it answers; records ``server.json``."""
+        self._write_config(auth)
         cmd = server_command() + [
-            "--host", HOST, "--port", "0", "--storage-path", str(self.storage),
-            "--log-level", "INFO",
+            "--config", str(self.config_path), "--host", HOST, "--port", str(port),
+            "--storage-path", str(self.storage), "--log-level", "INFO",
         ]
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with open(self.log_path, "ab") as log:
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "ab") as log:
             proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, close_fds=True,
@@ -179,10 +303,10 @@ class EmbeddedServer:
                     f"the embedded database server exited with code {proc.returncode} while "
                     f"starting on {self.storage}; see {self.log_path}"
                 )
-            port = self._logged_port(offset)
-            if port is not None and _answers(HOST, port):
-                info = ServerInfo(proc.pid, HOST, port, str(self.storage))
-                atomic_write_text(self.state_path, json.dumps(info.__dict__))
+            found = self._logged_port(offset)
+            if found is not None and _answers(HOST, found):
+                info = ServerInfo(proc.pid, HOST, found, str(self.storage))
+                atomic_write_text(self.state_path, json.dumps(info.state()), mode=0o600)
                 return info
             time.sleep(0.1)
         proc.terminate()
@@ -206,17 +330,25 @@ class EmbeddedServer:
         with _locked(self.state_dir):
             info = self.running(probe=False)
             if info is None:
-                self.state_path.unlink(missing_ok=True)
+                self._forget(self._last_port())
                 return False
-            os.kill(info.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while pid_alive(info.pid) and time.monotonic() < deadline:
-                try:  # reap it if it is our child
-                    os.waitpid(info.pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-                time.sleep(0.1)
-            if pid_alive(info.pid):
-                os.kill(info.pid, signal.SIGKILL)
-            self.state_path.unlink(missing_ok=True)
+            self._terminate(info.pid, timeout)
+            self._forget(info.port)
             return True
+
+    @staticmethod
+    def _terminate(pid: int, timeout: float = 60.0) -> None:
+        """SIGTERM ``pid``, wait for it (reaping our child), SIGKILL it after ``timeout``."""
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            try:  # reap it if it is our child
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.1)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)

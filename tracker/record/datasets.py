@@ -11,7 +11,7 @@ from typing import Any
 from pipeline.core.errors import DataFormatError
 from pipeline.core.keys import content_key
 from pipeline.data.dataset import describe_dataset
-from pipeline.data.layout import REPEATS_FILES, canonical_subject
+from pipeline.data.layout import REPEATS_FILES, RESPONSES_FILE, canonical_subject
 from pipeline.data.responses import find_repeats_file, load_repeats
 from tracker.db.documents import SCHEMA_VERSION, nan_to_none, new_run_id, utc_now
 from tracker.db.store import Store
@@ -102,3 +102,12 @@ def compute_ceilings(
             store.save_noise_ceiling(doc)
             records.append(doc)
     return records
+
+
+def responses_sha256(dataset: Mapping[str, Any]) -> str:
+    """sha256 of the dataset's ``EstimatedResponses.mat``, as recorded when it was registered."""
+    for entry in dataset.get("files", []):
+        if entry.get("name") == RESPONSES_FILE and entry.get("sha256"):
+            return str(entry["sha256"])
+    raise DataFormatError(f"dataset {dataset.get('_id')} at {dataset.get('data_dir')} records no "
+                          f"sha256 of {RESPONSES_FILE}; re-register it (tracker data describe)")

@@ -52,6 +52,7 @@ from tracker.db.server import pid_alive
 from tracker.db.settings import Settings
 from tracker.db.store import Store
 from tracker.record.chunked import check_voxel_chunks
+from tracker.record.datasets import register_dataset, responses_sha256
 from tracker.record.workflows import extract_and_log, feature_key, fit_and_log, fit_key
 
 NONE_WORDS = {"none", "raw", "off", "false", ""}
@@ -148,6 +149,7 @@ def expand(spec: SweepSpec, store: Store, data_dir: Path) -> tuple[list[FeatureT
     from pipeline.features.config import FeatureConfig
     from pipeline.fit.config import FitConfig
 
+    responses = responses_sha256(register_dataset(store, data_dir))
     feature_tasks = []
     for values in _product(spec.features):
         warp = values.get("retina_warp")
@@ -164,7 +166,7 @@ def expand(spec: SweepSpec, store: Store, data_dir: Path) -> tuple[list[FeatureT
                 for values in _product(fit_fields):
                     config = _make(FitConfig, values, "fits")
                     fit_tasks.append(FitTask(feat, subject, roi, config,
-                                             fit_key(feat.key, config, subject, roi)))
+                                             fit_key(feat.key, config, subject, roi, responses)))
     return feature_tasks, fit_tasks
 
 

@@ -25,7 +25,7 @@ from tracker.db.settings import Settings
 from tracker.db.store import Store
 from tracker.record import provenance
 from tracker.record.chunked import check_voxel_chunks, chunked_fit
-from tracker.record.datasets import register_dataset
+from tracker.record.datasets import register_dataset, responses_sha256
 from tracker.record.feature_files import resolve_feature_path
 from tracker.record.runs import RunRecorder
 from tracker.record.spool import Spool
@@ -73,9 +73,11 @@ def feature_key(store: Store, data_dir: Path, config: Any) -> tuple[str, dict[st
     return content_key("features", config.to_dict(), wsha, dataset["content_sha256"]), dataset, wsha
 
 
-def fit_key(feature_config_key: str, config: Any, subject: str, roi: str) -> str:
-    """``config_key`` of a fit (the feature key already covers the dataset's content)."""
-    return content_key("fit", config.to_dict(), feature_config_key, subject, roi)
+def fit_key(feature_config_key: str, config: Any, subject: str, roi: str, responses: str) -> str:
+    """``config_key`` of a fit: its config, the feature run's key, subject, ROI and the
+    sha256 of the response file it reads (``responses``), so a fit of other responses
+    (a copy with other rows, a file replaced in place) is never taken for this one."""
+    return content_key("fit", config.to_dict(), feature_config_key, subject, roi, responses)
 
 
 def extract_and_log(
@@ -189,18 +191,21 @@ def fit_and_log(
     """
     _, frun = store.get_run(feature_run_id)
     subject, roi = canonical_subject(subject), canonical_roi(roi)
-    key = fit_key(frun["config_key"], config, subject, roi)
+    data_dir = Path(data_dir) if data_dir is not None else Path(frun["data_dir"])
+    dataset = register_dataset(store, data_dir)
+    responses = {"dataset_id": dataset["_id"], "data_dir": dataset["data_dir"],
+                 "sha256": responses_sha256(dataset)}
+    key = fit_key(frun["config_key"], config, subject, roi, responses["sha256"])
     existing = store.find_completed("fit_runs", key)
     if existing is not None and not force:
         return Outcome(existing, True)
-    data_dir = Path(data_dir) if data_dir is not None else Path(frun["data_dir"])
     clean = load_responses(data_dir, subject).select(roi)
     if callable(features):
         features = features()
     ff = features if features is not None else load_features(frun, settings)
 
     doc = documents.fit_run_doc(config.to_dict(), key, frun, subject, roi, provenance.collect(
-        seeds={"split_seed": getattr(config, "seed", None)}))
+        seeds={"split_seed": getattr(config, "seed", None)}), responses=responses)
     n_chunks = check_voxel_chunks(n_chunks, "n_chunks")
     with RunRecorder(store, "fit_runs", doc, spool=_spool(store, settings)) as rec:
         report = _chain(rec.progress, progress)
