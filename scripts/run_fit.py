@@ -63,6 +63,11 @@ def main(argv=None) -> int:
             return 0
         for o in outcomes:
             print(o.run_id, "(reused)" if o.reused else "")
+        spooled = [o.run_id for o in outcomes if o.spooled]
+        if spooled:
+            err_console.print(f"the database could not be reached: {len(spooled)} run(s) are safe in the "
+                              f"spool at {settings.spool_dir}; `tracker sync` uploads them")
+            return 0
         rows = queries.compare(store, ["subject", "method", "preprocessing"], roi=args.roi,
                                split="validation", metric="r")
     print_table(rows, ["subject", "method", "preprocessing", "n_runs", "n", "mean", "sem", "median"],

@@ -26,3 +26,14 @@ class IntegrityError(VimtrackError):
 
 class DatabaseError(VimtrackError):
     """The database could not be reached or refused an operation."""
+
+
+def check_utf8(text: str, what: str) -> str:
+    """``text`` if it is valid UTF-8 (command-line arguments with undecodable bytes
+    arrive as lone surrogates), else a ``ConfigError`` naming ``what``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        raise ConfigError(f"{what} {shown!r} is not valid UTF-8 text.") from None
+    return text

@@ -178,3 +178,33 @@ def test_secrets_never_reach_the_database_logs_or_output(store, settings, tmp_pa
     argv = store.db.fit_runs.find_one()["provenance"]["argv"]
     assert argv == ["run_fit.py", "--password", "***", "--uri", "mongodb://***@h/"]
     assert SECRET not in dump
+
+
+def test_gc_never_deletes_a_file_a_spooled_run_or_another_database_names(store, settings, mongo_uri):
+    """Regression: gc --delete removed the file of a finished extraction still waiting in
+    the spool, and two databases sharing one features directory deleted each other's."""
+    from tracker.db.store import Store
+    from tracker.record.spool import Spool
+
+    spooled_file = settings.feature_root / f"{'a' * 12}_fe-spooled00001.h5"
+    spooled_file.parent.mkdir(parents=True, exist_ok=True)
+    spooled_file.write_bytes(b"features of a run the database has not seen yet")
+    Spool(settings.spool_dir, store.db_name).append_run("feature_runs", {
+        "_id": "fe-spooled00001", "status": "COMPLETED",
+        "output": {"host": "h", "path": str(spooled_file), "sha256": "0" * 64}})
+    other_name = store.db_name + "_other"
+    other = Store(mongo_uri, other_name)
+    other.init_schema()
+    try:
+        theirs = add_feature_run(other, settings, "theirs.h5")
+        orphan = settings.feature_root / "orphan.h5"
+        orphan.write_bytes(b"x")
+        report = collect_garbage(store, settings, delete=True)
+        assert report["orphan_files"] == [str(orphan)] and report["unchecked_databases"] == []
+        assert not orphan.exists()
+        assert spooled_file.exists() and Path(theirs["output"]["path"]).exists()
+        # the spooled run and the other database's run are not "missing file" runs here
+        assert report["missing_file_runs"] == []
+    finally:
+        other.client.drop_database(other_name)
+        other.close()

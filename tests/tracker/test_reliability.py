@@ -187,3 +187,17 @@ def test_four_processes_times_25_fits_lose_nothing(store, mongo_uri):
     assert len(per_run) == 100 and {r["n"] for r in per_run} == {20}
     subjects = {d["subject"] for d in store.db.fit_runs.find({}, {"subject": 1})}
     assert subjects == {f"w{i}-{j}" for i in range(4) for j in range(25)}
+
+
+def test_a_reaped_run_that_finishes_keeps_no_dead_error(store):
+    """Regression: a run reaped DEAD (its heartbeat stalled) that then finished ended
+    COMPLETED with ``error.type: Dead`` still set."""
+    doc = fake_fit_doc()
+    with RunRecorder(store, "fit_runs", doc, heartbeat_s=30) as rec:
+        store.update_run("fit_runs", rec.run_id, {"heartbeat": now() - timedelta(seconds=300)})
+        assert [r["id"] for r in reap(store, stale_factor=4)] == [rec.run_id]
+        assert run_doc(store, rec.run_id)["status"] == "DEAD"
+        rec.complete({"n_voxels": 3})
+    done = run_doc(store, doc["_id"])
+    assert done["status"] == "COMPLETED" and "error" not in done
+    assert done["reaped"]["type"] == "Dead"

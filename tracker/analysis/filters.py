@@ -26,9 +26,11 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from pipeline.core.errors import ConfigError
+from pipeline.core.errors import ConfigError, check_utf8
 from tracker.analysis.fields import WHERE_FIELDS
 
+#: how deep ``--where`` parentheses may nest (deeper is refused, never a RecursionError)
+MAX_NESTING = 32
 OPERATORS = {"=": "$eq", "==": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
 ALLOWED_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$or", "$and"})
 _TOKEN = re.compile(r"""
@@ -63,9 +65,11 @@ class _Parser:
         self.fields = fields
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
 
     def fail(self, what: str) -> ConfigError:
-        return ConfigError(f"--where {self.text!r}: {what}")
+        shown = self.text if len(self.text) <= 80 else f"{self.text[:60]}... ({len(self.text)} characters)"
+        return ConfigError(f"--where {shown!r}: {what}")
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -112,8 +116,12 @@ class _Parser:
     def atom(self) -> dict[str, Any]:
         if self.peek() == ("punct", "("):
             self.take()
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise self.fail(f"parentheses nest deeper than {MAX_NESTING} levels")
             node = self.expr()
             self.expect(")")
+            self.depth -= 1
             return node
         return self.comparison()
 
@@ -189,7 +197,8 @@ def parse_where(where: Iterable[str], kind: str = "fit") -> dict[str, Any]:
     """
     if kind not in WHERE_FIELDS:
         raise ConfigError(f"--kind {kind!r}: choose from {', '.join(WHERE_FIELDS)}")
-    parts = [_Parser(text, WHERE_FIELDS[kind]).parse() for text in where if text.strip()]
+    parts = [_Parser(check_utf8(text, "--where"), WHERE_FIELDS[kind]).parse()
+             for text in where if text.strip()]
     if not parts:
         return {}
     return parts[0] if len(parts) == 1 else {"$and": parts}

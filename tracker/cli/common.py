@@ -18,6 +18,7 @@ from pipeline.core.errors import VimtrackError
 from tracker.db.security import redact_text
 from tracker.db.settings import Settings, load_settings
 from tracker.db.store import Store
+from tracker.record.runs import RunInterrupted
 
 # Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -43,11 +44,15 @@ def cli_errors(fn):
         try:
             return fn(*args, **kwargs)
         except VimtrackError as exc:
-            err.print(f"[red]error:[/red] {redact_text(str(exc))}", highlight=False)
+            err.print(f"[red]error:[/red] {redact_text(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except PyMongoError as exc:
-            err.print(f"[red]database error:[/red] {redact_text(str(exc))[:500]}", highlight=False)
+            err.print(f"[red]database error:[/red] {redact_text(str(exc))[:500]}", highlight=False,
+                      soft_wrap=True)
             raise typer.Exit(3) from None
+        except RunInterrupted:
+            err.print("terminated by SIGTERM (the run is recorded as INTERRUPTED)", highlight=False)
+            raise typer.Exit(143) from None
     return wrapper
 
 

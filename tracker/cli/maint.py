@@ -46,6 +46,9 @@ def gc_cmd(
     for key, label in (("orphan_files", "unreferenced feature files"), ("temp_files", "stale temp files"),
                        ("orphan_bucket_runs", "runs with orphan score buckets")):
         console.print(f"{verb} {len(report[key])} {label}: {' '.join(report[key])}")
+    if report["unchecked_databases"]:
+        console.print(f"[yellow]could not read databases {', '.join(report['unchecked_databases'])}: "
+                      "feature files are kept, since one of them may use them[/yellow]")
     for item in report["missing_file_runs"]:
         console.print(f"feature run {item['id']}: file {item['path']} is gone "
                       f"(used by {item['used_by_fits']} fit(s)){' - kept' if item.get('kept') else ''}")

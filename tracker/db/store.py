@@ -25,8 +25,8 @@ import pymongo
 from pymongo import WriteConcern
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
-from pipeline.core.errors import ConfigError, DatabaseError
-from tracker.db.security import redact_uri
+from pipeline.core.errors import ConfigError, DatabaseError, check_utf8
+from tracker.db.security import redact_text, redact_uri
 from tracker.db.server import EmbeddedServer
 from tracker.db.settings import Settings
 
@@ -106,6 +106,16 @@ class Store:
         """Raise :class:`DatabaseError` (without credentials) if the server is unreachable."""
         try:
             self.client.admin.command("ping")
+            self.db.list_collection_names()  # needs a login where authentication is on
+        except OperationFailure as err:
+            if err.code in (13, 18):  # Unauthorized, AuthenticationFailed
+                raise DatabaseError(
+                    f"the database at {redact_uri(self.uri)} refused the login "
+                    f"({'authentication failed' if err.code == 18 else 'not authorised'}): check the user "
+                    "and password in TRACKER_MONGO_URI (the embedded server's are in "
+                    "TRACKER_HOME/credentials.json)") from None
+            raise DatabaseError(f"the database at {redact_uri(self.uri)} refused ping: "
+                                f"{redact_text(str(err))[:200]}") from None
         except PyMongoError as err:
             raise DatabaseError(
                 f"cannot reach the database at {redact_uri(self.uri)}: {type(err).__name__}"
@@ -155,8 +165,19 @@ class Store:
         coll.update_one({"_id": run_id}, {"$set": dict(fields)})
 
     def complete_run(self, collection: str, run_id: str, fields: Mapping[str, Any]) -> None:
-        """Mark a run COMPLETED (durably). Raises DuplicateKeyError if an equal run completed."""
-        self.update_run(collection, run_id, {**fields, "status": "COMPLETED"}, durable=True)
+        """Mark a run COMPLETED (durably). Raises DuplicateKeyError if an equal run completed.
+
+        A run the reaper had marked DEAD that then finishes loses that ``error``: it did
+        not die (the reaping is kept in ``reaped`` for the record).
+        """
+        self._check_collection(collection)
+        coll = self.db.get_collection(collection, write_concern=DURABLE)
+        doc = coll.find_one({"_id": run_id}, {"error": 1})
+        update: dict[str, Any] = {"$set": {**fields, "status": "COMPLETED"}}
+        if doc is not None and (doc.get("error") or {}).get("type") == "Dead":
+            update["$set"]["reaped"] = doc["error"]
+            update["$unset"] = {"error": ""}
+        coll.update_one({"_id": run_id}, update)
 
     def find_completed(self, collection: str, config_key: str) -> dict | None:
         """The completed run with this config key, if any."""
@@ -169,6 +190,7 @@ class Store:
 
     def get_run(self, run_id: str) -> tuple[str, dict]:
         """Find a run by id or unique id prefix in any run collection."""
+        check_utf8(run_id, "run id")
         matches: list[tuple[str, dict]] = []
         for name in RUN_COLLECTIONS:
             doc = self.db[name].find_one({"_id": run_id})
@@ -194,6 +216,32 @@ class Store:
         self._check_collection(collection)
         cursor = self.db[collection].find(dict(query or {}), projection, sort=list(sort))
         return list(cursor.limit(limit) if limit else cursor)
+
+    def feature_outputs_everywhere(self) -> tuple[list[dict], list[str]]:
+        """The ``output`` of every feature run in every database of this server.
+
+        Returns
+        -------
+        outputs : list of ``{"db", "id", "status", "output"}``, this database's first.
+        unreadable : names of databases that could not be read (no privilege to list
+            or read them), plus ``"*"`` when the databases cannot be listed at all.
+        """
+        names, unreadable = [self.db_name], []
+        try:
+            names += sorted(n for n in self.client.list_database_names()
+                            if n != self.db_name and n not in ("admin", "local", "config"))
+        except pymongo.errors.PyMongoError:
+            unreadable.append("*")
+        outputs = []
+        for name in names:
+            try:
+                coll = self.client[name]["feature_runs"]
+                for doc in coll.find({"output.path": {"$exists": True}}, {"output": 1, "status": 1}):
+                    outputs.append({"db": name, "id": doc["_id"], "status": doc.get("status"),
+                                    "output": doc["output"]})
+            except pymongo.errors.PyMongoError:
+                unreadable.append(name)
+        return outputs, unreadable
 
     # ------------------------------------------------------------- datasets
     def find_dataset(self, fingerprint: str) -> dict | None:

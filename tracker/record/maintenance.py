@@ -87,20 +87,30 @@ def collect_garbage(store: Store, settings: Settings, delete: bool = False) -> d
         killed writer whose process is gone), ``orphan_bucket_runs`` (run ids whose
         buckets outlived the run), ``missing_file_runs`` (feature runs whose file is
         gone; with ``delete`` those no fit uses are deleted, the rest are ``kept``),
-        and ``deleted`` (bool).
+        ``unchecked_databases`` (databases of the server that could not be read: while
+        any is listed, ``delete`` keeps every feature file), and ``deleted`` (bool).
+        Every database on the server and every run waiting in the spool counts as a
+        reference, so a file that any of them names is never an orphan.
     """
     root = settings.feature_root
-    feature_runs = store.find_runs("feature_runs", {"output.path": {"$exists": True}},
-                                   projection={"output": 1, "status": 1})
+    outputs, unreadable = store.feature_outputs_everywhere()
+    spooled = Spool(settings.spool_dir, store.db_name).pending_runs("feature_runs")
+    outputs += [{"db": d.get("db", "spool"), "id": d["_id"], "status": d.get("status"),
+                 "output": d["output"]} for d in spooled if d.get("output", {}).get("path")]
     referenced: set[str] = set()
+    referenced_ids = {str(o["id"]) for o in outputs}
     missing: list[dict[str, Any]] = []
-    for doc in feature_runs:
+    for item in outputs:
         try:
-            referenced.add(str(resolve_feature_path(doc["output"], settings).resolve()))
+            referenced.add(str(resolve_feature_path(item["output"], settings).resolve()))
         except IntegrityError:
-            missing.append({"id": doc["_id"], "path": doc["output"]["path"], "status": doc.get("status")})
+            if item["db"] == store.db_name and not any(s["_id"] == item["id"] for s in spooled):
+                missing.append({"id": item["id"], "path": item["output"]["path"], "status": item["status"]})
     files = sorted(root.glob("*.h5")) if root.is_dir() else []
-    orphans = [str(p) for p in files if str(p.resolve()) not in referenced]
+    # a file is kept when any run of any database on this server, or in the spool, names
+    # it, by its path or by the run id in its name (``{key}_{run_id}.h5``)
+    orphans = [str(p) for p in files if str(p.resolve()) not in referenced
+               and p.stem.rpartition("_")[2] not in referenced_ids]
     temps = [str(p) for p in (root.glob(".*.tmp-*") if root.is_dir() else [])
              if _dead_writer(p.name)]
     run_ids = {d["_id"] for c in RUN_COLLECTIONS for d in store.find_runs(c, {}, projection={"_id": 1})}
@@ -109,7 +119,8 @@ def collect_garbage(store: Store, settings: Settings, delete: bool = False) -> d
         item["used_by_fits"] = len(store.find_runs("fit_runs", {"feature_run_id": item["id"]},
                                                    projection={"_id": 1}))
     if delete:
-        for name in orphans + temps:
+        # an unreadable database may name a file here: then no feature file is deleted
+        for name in temps + ([] if unreadable else orphans):
             Path(name).unlink(missing_ok=True)
         store.delete_scores(orphan_buckets)
         for item in missing:
@@ -117,7 +128,7 @@ def collect_garbage(store: Store, settings: Settings, delete: bool = False) -> d
             if not item["kept"]:
                 store.delete_run("feature_runs", item["id"])
     return {"orphan_files": orphans, "temp_files": temps, "orphan_bucket_runs": orphan_buckets,
-            "missing_file_runs": missing, "deleted": delete}
+            "missing_file_runs": missing, "unchecked_databases": unreadable, "deleted": delete}
 
 
 def _dead_writer(name: str) -> bool:

@@ -125,6 +125,20 @@ class Spool:
                 return records, 1
         return records, 0
 
+    def pending_runs(self, collection: str) -> list[dict]:
+        """The last snapshot of every run of ``collection`` still waiting in the spool
+        (any database's): what ``gc`` must treat as referenced."""
+        out = []
+        for path in self.pending():
+            try:
+                records = self.read(path)[0]
+            except (OSError, IntegrityError):
+                continue
+            runs = [r["doc"] for r in records if r.get("op") == "run" and r.get("collection") == collection]
+            if runs:
+                out.append(runs[-1])
+        return out
+
     # ------------------------------------------------------------------ sync
     def sync(self, store: Store, run_id: str | None = None) -> SyncReport:
         """Upload pending files (all, or one run's) to ``store``; idempotent."""

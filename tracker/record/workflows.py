@@ -39,6 +39,8 @@ class Outcome:
 
     run: dict[str, Any]
     reused: bool
+    #: the database could not take the run: it waits in the spool for ``tracker sync``
+    spooled: bool = False
 
     @property
     def run_id(self) -> str:
@@ -147,7 +149,7 @@ def _spool(store: Store, settings: Settings) -> Spool:
 
 def _outcome(rec: RunRecorder) -> Outcome:
     """The run holding the result; ``reused`` when a racing process completed it first."""
-    return Outcome(rec.final_run(), reused=rec.final_id != rec.run_id)
+    return Outcome(rec.final_run(), reused=rec.final_id != rec.run_id, spooled=rec.spooled is not None)
 
 
 def load_features(run: dict[str, Any], settings: Settings):
