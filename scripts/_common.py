@@ -13,6 +13,7 @@ from pymongo.errors import PyMongoError  # noqa: E402
 
 from pipeline.core.errors import VimtrackError  # noqa: E402
 from tracker.db.security import redact_text  # noqa: E402
+from tracker.db.store import describe_failure  # noqa: E402
 from tracker.record.runs import RunInterrupted  # noqa: E402
 
 #: exit codes, the same as the ``tracker`` command's
@@ -30,7 +31,7 @@ def run_main(main) -> None:
         print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         sys.exit(EXIT_ERROR)
     except PyMongoError as exc:
-        print(f"database error: {redact_text(str(exc))[:500]}", file=sys.stderr)
+        print(f"database error: {describe_failure(exc)}", file=sys.stderr)
         sys.exit(EXIT_DATABASE)
     except KeyboardInterrupt:
         print("interrupted (the run is recorded as INTERRUPTED)", file=sys.stderr)

@@ -270,3 +270,20 @@ def test_no_repeats_means_no_ceiling_and_says_so(world, tiny_vim1_dir, tmp_path)
     with pytest.raises(DataFormatError, match="only repeat-averaged responses"):
         compute_ceilings(store, real_like, subjects=["S1"])
     assert store.db.noise_ceilings.count_documents({}) == before
+
+
+def test_a_deleted_feature_file_is_one_clear_error_naming_path_and_fix(world, tmp_path):
+    settings, _, feat, _ = world
+    path = Path(feat.run["output"]["path"])
+    moved = tmp_path / "away.h5"
+    path.rename(moved)
+    try:
+        env = {**os.environ, "TRACKER_MONGO_URI": settings.mongo_uri, "TRACKER_DB_NAME": settings.db_name,
+               "TRACKER_HOME": str(settings.home)}
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_fit.py"), "--features",
+                               feat.run_id, "--subject", "S1", "--method", "ridge", "--target", "voxels",
+                               "--force", "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert str(path) in proc.stderr and "TRACKER_PATH_MAP" in proc.stderr
+    finally:
+        moved.rename(path)

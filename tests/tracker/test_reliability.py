@@ -136,14 +136,14 @@ def test_buckets_of_runs_that_did_not_complete_are_never_counted(store):
 
 
 # ---------------------------------------------------------------- identity
-def test_two_processes_racing_on_one_config_key_end_with_one_completed_run(store, mongo_uri, tmp_path):
+def test_three_processes_racing_on_one_config_key_end_with_one_completed_run(store, mongo_uri, tmp_path):
     key = content_key("race", tmp_path.name)
     go = tmp_path / "go"
     procs = [spawn("race", mongo_uri, store.db_name, key, str(tmp_path / f"ready{i}"), str(go))
-             for i in range(2)]
+             for i in range(3)]
     try:
         deadline = time.monotonic() + 60
-        while not all((tmp_path / f"ready{i}").exists() for i in range(2)):
+        while not all((tmp_path / f"ready{i}").exists() for i in range(3)):
             assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
             time.sleep(0.01)
         go.touch()
@@ -151,15 +151,15 @@ def test_two_processes_racing_on_one_config_key_end_with_one_completed_run(store
     finally:
         for p in procs:
             p.kill()
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-2000:] for o in outs]
     pairs = [o[0].split() for o in outs]  # (own run id, run holding the result)
     runs = {d["_id"]: d for d in store.db.fit_runs.find({"config_key": key})}
-    assert sorted(d["status"] for d in runs.values()) == ["COMPLETED", "DUPLICATE"]
+    assert sorted(d["status"] for d in runs.values()) == ["COMPLETED", "DUPLICATE", "DUPLICATE"]
     winner = next(i for i, d in runs.items() if d["status"] == "COMPLETED")
-    loser = next(i for i, d in runs.items() if d["status"] == "DUPLICATE")
-    assert runs[loser]["duplicate_of"] == winner
-    assert all(final == winner for _, final in pairs)  # both processes report the winner
-    assert {own for own, _ in pairs} == {winner, loser}
+    losers = {i for i, d in runs.items() if d["status"] == "DUPLICATE"}
+    assert all(runs[loser]["duplicate_of"] == winner for loser in losers)
+    assert all(final == winner for _, final in pairs)  # every process reports the winner
+    assert {own for own, _ in pairs} == {winner, *losers}
     rows = queries.compare(store, ["subject"], roi="V4", split="validation")
     assert rows[0]["run_ids"] == [winner] and rows[0]["n"] == 7  # the loser's buckets stay out
 
@@ -201,3 +201,27 @@ def test_a_reaped_run_that_finishes_keeps_no_dead_error(store):
     done = run_doc(store, doc["_id"])
     assert done["status"] == "COMPLETED" and "error" not in done
     assert done["reaped"]["type"] == "Dead"
+
+
+def test_server_killed_right_after_completed_keeps_the_run_and_its_columns(tmp_path):
+    """SIGKILL the embedded server the moment a run reports COMPLETED: after a restart
+    the run and every score column are there (final writes are journaled, j=True)."""
+    from tracker.db.server import EmbeddedServer
+    from tracker.db.store import Store
+
+    server = EmbeddedServer(tmp_path / "db")
+    try:
+        store = Store(server.ensure().uri, "killed_after_complete")
+        store.init_schema()
+        rec = log_fake_fit(store, fake_fit_doc(), seed=5)
+        info = server.running(probe=False)
+        os.kill(info.pid, signal.SIGKILL)
+        os.waitpid(info.pid, 0)
+        store.close()
+        store = Store(server.ensure().uri, "killed_after_complete")
+        doc = store.db.fit_runs.find_one({"_id": rec.run_id})
+        assert doc["status"] == "COMPLETED"
+        assert store.db.voxel_columns.count_documents({"run_id": rec.run_id}) == 20
+        store.close()
+    finally:
+        server.stop(timeout=15)

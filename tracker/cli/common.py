@@ -17,7 +17,7 @@ from rich.table import Table
 from pipeline.core.errors import VimtrackError
 from tracker.db.security import redact_text
 from tracker.db.settings import Settings, load_settings
-from tracker.db.store import Store
+from tracker.db.store import Store, describe_failure
 from tracker.record.runs import RunInterrupted
 
 # Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
@@ -47,7 +47,7 @@ def cli_errors(fn):
             err.print(f"[red]error:[/red] {redact_text(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except PyMongoError as exc:
-            err.print(f"[red]database error:[/red] {redact_text(str(exc))[:500]}", highlight=False,
+            err.print(f"[red]database error:[/red] {describe_failure(exc)}", highlight=False,
                       soft_wrap=True)
             raise typer.Exit(3) from None
         except RunInterrupted:

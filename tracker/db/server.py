@@ -124,6 +124,32 @@ def _answers(host: str, port: int, timeout_ms: int = 1000) -> bool:
         client.close()
 
 
+def _storage_ok(info: ServerInfo, timeout_ms: int = 3000) -> bool:
+    """False when the server answers but its storage engine has failed (code 1)."""
+    import pymongo
+    from pymongo.errors import OperationFailure, PyMongoError
+
+    client = pymongo.MongoClient(info.uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+    try:
+        client.admin.command("listDatabases", nameOnly=True)
+        return True
+    except OperationFailure as exc:
+        return exc.code != 1
+    except PyMongoError:
+        return True  # unreachable is running()'s business, not a storage failure
+    finally:
+        client.close()
+
+
+def _disk_hint(path: Path) -> str:
+    """``"; only N MB free on the disk of PATH"`` when that disk is (nearly) full."""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return ""
+    return f"; only {free / 1e6:.0f} MB free on the disk of {path}: free space" if free < 64e6 else ""
+
+
 @contextmanager
 def _locked(directory: Path):
     directory.mkdir(parents=True, exist_ok=True)
@@ -201,9 +227,12 @@ class EmbeddedServer:
     def _forget(self, port: int | None) -> None:
         """Drop the running server's record, keeping only its port for the next start."""
         if port:
-            atomic_write_text(self.state_path, json.dumps({"last_port": port}), mode=0o600)
-        else:
-            self.state_path.unlink(missing_ok=True)
+            try:
+                atomic_write_text(self.state_path, json.dumps({"last_port": port}), mode=0o600)
+                return
+            except OSError:  # a full disk: forgetting the port is fine
+                pass
+        self.state_path.unlink(missing_ok=True)
 
     def running(self, probe: bool = True) -> ServerInfo | None:
         """The recorded server if its process is alive (and, with ``probe``, accepts
@@ -219,12 +248,14 @@ class EmbeddedServer:
     def ensure(self) -> ServerInfo:
         """Return the running server, starting one if needed (safe across processes)."""
         info = self.running()
-        if info is not None and info.user is not None:
+        if info is not None and info.user is not None and _storage_ok(info):
             return info
         with _locked(self.state_dir):
             info = self.running()
-            if info is not None and info.user is None:  # an older server without auth
-                self._terminate(info.pid)
+            # an older server without auth, or one whose storage failed (it still answers
+            # ping, and "internal server error" to everything else): restart it
+            if info is not None and (info.user is None or not _storage_ok(info)):
+                self._terminate(info.pid, timeout=15)
                 info = None
             if info is None:
                 info = self._start()
@@ -301,7 +332,7 @@ class EmbeddedServer:
             if proc.poll() is not None:
                 raise DatabaseError(
                     f"the embedded database server exited with code {proc.returncode} while "
-                    f"starting on {self.storage}; see {self.log_path}"
+                    f"starting on {self.storage}; see {self.log_path}{_disk_hint(self.storage)}"
                 )
             found = self._logged_port(offset)
             if found is not None and _answers(HOST, found):

@@ -55,6 +55,24 @@ def load_schema(path: Path | None = None) -> dict:
                             f"{err.strerror}") from None
 
 
+def unavailable(err: BaseException) -> bool:
+    """Whether ``err`` means the database cannot take writes now (so a run spools):
+    unreachable, or its storage failed (SecantusDB answers ``internal server error``,
+    code 1, to everything but ping once its storage engine panicked, e.g. on a full disk)."""
+    if isinstance(err, pymongo.errors.ConnectionFailure):
+        return True
+    return isinstance(err, OperationFailure) and err.code == 1
+
+
+def describe_failure(err: BaseException) -> str:
+    """One line for a driver error (credentials redacted), with what to do."""
+    if isinstance(err, OperationFailure) and err.code == 1:
+        return ("the database's storage failed (internal server error; a full disk does this): free "
+                "space, then run the command again (the embedded server is restarted; its log is "
+                "TRACKER_HOME/server.log)")
+    return redact_text(str(err))[:500]
+
+
 class Store:
     """The tracker's database.
 
@@ -114,8 +132,8 @@ class Store:
                     f"({'authentication failed' if err.code == 18 else 'not authorised'}): check the user "
                     "and password in TRACKER_MONGO_URI (the embedded server's are in "
                     "TRACKER_HOME/credentials.json)") from None
-            raise DatabaseError(f"the database at {redact_uri(self.uri)} refused ping: "
-                                f"{redact_text(str(err))[:200]}") from None
+            raise DatabaseError(f"the database at {redact_uri(self.uri)} answers, but: "
+                                f"{describe_failure(err)}") from None
         except PyMongoError as err:
             raise DatabaseError(
                 f"cannot reach the database at {redact_uri(self.uri)}: {type(err).__name__}"

@@ -30,12 +30,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from pipeline.core.errors import DatabaseError, VimtrackError
 from tracker.db.documents import as_utc, utc_now
 from tracker.db.security import redact_text
-from tracker.db.store import RUN_COLLECTIONS, Store
+from tracker.db.store import RUN_COLLECTIONS, Store, unavailable
 from tracker.record.spool import Spool
 
 DEFAULT_HEARTBEAT_S = 15.0
@@ -128,7 +128,9 @@ class RunRecorder:
         if self.spooled is None:
             try:
                 return self.store.upsert_buckets(docs)
-            except ConnectionFailure as err:
+            except PyMongoError as err:
+                if not unavailable(err):
+                    raise
                 self._go_offline("buckets", err)
         assert self.spool is not None
         self.spool.append_buckets(self.run_id, docs)
@@ -157,7 +159,9 @@ class RunRecorder:
         if self.spooled is None:
             try:
                 self._complete_online(update, replace)
-            except ConnectionFailure as err:
+            except PyMongoError as err:
+                if not unavailable(err):
+                    raise
                 self.doc["status"] = "COMPLETED"
                 self._go_offline("complete", err, replace=replace)
                 return self.final_id
@@ -207,7 +211,9 @@ class RunRecorder:
             try:
                 write()
                 return
-            except ConnectionFailure as err:
+            except PyMongoError as err:
+                if not unavailable(err):
+                    raise
                 self._go_offline(stage, err)
                 return
         assert self.spool is not None
@@ -219,8 +225,9 @@ class RunRecorder:
             raise DatabaseError(
                 f"run {self.run_id}: the database became unreachable at {stage} "
                 f"({type(err).__name__}) and no spool is configured") from None
-        self.spooled = f"{stage}: {type(err).__name__}"
-        self.doc["spool"] = {"stage": stage, "error": type(err).__name__, "at": utc_now()}
+        reason = type(err).__name__ if not isinstance(err, OperationFailure) else "StorageFailure"
+        self.spooled = f"{stage}: {reason}"
+        self.doc["spool"] = {"stage": stage, "error": reason, "at": utc_now()}
         self.spool.append_run(self.collection, self.doc, replace=replace)
         if self.doc["status"] == "COMPLETED":
             self._completed = True

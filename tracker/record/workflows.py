@@ -118,7 +118,10 @@ def extract_and_log(
                     iter_stimuli(data_dir, split, extractor.batch_size))
             for split in ("train", "val")
         }
-        info = write_feature_file(out_path, extractor, splits, config, progress=report)
+        try:
+            info = write_feature_file(out_path, extractor, splits, config, progress=report)
+        except OSError as exc:  # a full disk, no permission: one clear error, no file left
+            raise file_write_error(out_path, exc) from None
         info_dict = info.to_dict()
         output = {"host": socket.gethostname(), **info_dict, "path": str(out_path)}
         fields = {
@@ -129,6 +132,20 @@ def extract_and_log(
         }
         rec.complete(fields, replace=force)
     return _outcome(rec)
+
+
+def file_write_error(path: Path, exc: OSError) -> DataFormatError:
+    """The one-line error for a file that could not be written (with the free space)."""
+    import re
+    import shutil
+
+    code = exc.errno or next((int(m) for m in re.findall(r"errno = (\d+)", str(exc))), None)
+    reason = os.strerror(code) if code else (str(exc).splitlines() or ["unknown error"])[0]
+    try:
+        free = f"; {shutil.disk_usage(path.parent).free / 1e6:.0f} MB free there"
+    except OSError:
+        free = ""
+    return DataFormatError(f"could not write {path}: {reason}{free} (nothing was left at that path)")
 
 
 # ------------------------------------------------------------------------ fits
