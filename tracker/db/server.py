@@ -23,6 +23,7 @@ running fit's client finds the server again.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import os
 import re
@@ -73,13 +74,17 @@ class ServerInfo:
 
 
 def server_command() -> list[str]:
-    """The ``secantusd-py`` launcher: next to this interpreter, else on PATH."""
+    """The ``secantusd-py`` launcher: next to this interpreter, else on PATH, else the
+    installed package run by this interpreter (``python -m secantus``: an install whose
+    scripts folder is not on PATH)."""
     local = Path(sys.executable).parent / "secantusd-py"
     if local.exists():
         return [str(local)]
     found = shutil.which("secantusd-py")
     if found:
         return [found]
+    if importlib.util.find_spec("secantus") is not None:
+        return [sys.executable, "-m", "secantus"]
     raise DatabaseError(
         "the embedded database server 'secantusd-py' was not found: install it with "
         "`pip install secantusdb==0.7.0b3`, or set TRACKER_MONGO_URI to a MongoDB server"
