@@ -100,7 +100,10 @@ def test_the_installed_tracker_does_the_whole_job(installed):
         voxels = next(r for r in runs if r["target"] == "voxels")
         # the tiny preset plants signal in V4: the validation median r is well above zero
         assert voxels["summary"]["validation"]["r"]["median"] > 0.1
-        listing = json.loads(_run([tracker, "runs", "list", "--json"], work, env).stdout)
-        assert {r["id"] for r in listing} >= {feats["_id"], *(r["_id"] for r in runs)}
+        fits = json.loads(_run([tracker, "runs", "list", "--json"], work, env).stdout)
+        assert {r["id"] for r in fits} == {r["_id"] for r in runs}
+        listed = _run([tracker, "runs", "list", "--kind", "features", "--json"], work, env).stdout
+        features = json.loads(listed)
+        assert [r["id"] for r in features] == [feats["_id"]]
     finally:
         subprocess.run([tracker, "db", "stop"], cwd=work, env=env, capture_output=True, timeout=120)
