@@ -159,3 +159,12 @@ def test_a_restarted_server_comes_back_on_its_port_and_clients_reconnect(tmp_pat
         client.close()
     finally:
         server.stop()
+
+
+def test_the_spool_is_private(tmp_path):
+    from tracker.record.spool import Spool
+
+    spool = Spool(tmp_path / "home" / "spool", "db")
+    spool.append_run("fit_runs", {"_id": "fi-x", "status": "RUNNING"})
+    assert _mode(spool.directory) == 0o700
+    assert _mode(spool.path_of("fi-x")) == 0o600

@@ -29,7 +29,7 @@ from bson import json_util
 from pymongo.errors import DuplicateKeyError
 
 from pipeline.core.errors import DatabaseError, IntegrityError
-from pipeline.core.files import fsync_dir
+from pipeline.core.files import fsync_dir, private_dir
 from tracker.db.documents import utc_now
 from tracker.db.store import Store
 
@@ -74,7 +74,7 @@ class Spool:
     # ----------------------------------------------------------------- write
     def append(self, run_id: str, record: Mapping[str, Any]) -> None:
         """Append one record (``op`` = ``"run"`` or ``"buckets"``) durably."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         body = {"format": SPOOL_FORMAT, "db": self.db_name, "run_id": run_id, **record}
         data = (json_util.dumps(body, json_options=_JSON_OUT) + "\n").encode()
         path = self.path_of(run_id)
@@ -168,8 +168,7 @@ class Spool:
             report.runs += 1
             if status == "DUPLICATE":
                 report.duplicates.append(str(r["doc"]["_id"]))
-        done = self.directory / "synced"
-        done.mkdir(exist_ok=True)
+        done = private_dir(self.directory / "synced")
         stamp = utc_now().strftime("%Y%m%dT%H%M%S%f")
         os.replace(path, done / f"{path.stem}.{stamp}.jsonl")
         fsync_dir(self.directory)
@@ -177,8 +176,9 @@ class Spool:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / ".sync.lock", "a+") as fh:
+        private_dir(self.directory)
+        fd = os.open(self.directory / ".sync.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
