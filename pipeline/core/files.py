@@ -8,6 +8,7 @@ a crash never leaves a half-written file at the final path.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import threading
@@ -134,3 +135,17 @@ def sha256_file(path: str | Path, chunk_size: int = CHUNK_BYTES) -> str:
     except OSError as exc:
         raise DataFormatError(f"file {path} could not be read ({exc.strerror or exc}).") from exc
     return h.hexdigest()
+
+
+@contextmanager
+def exclusive_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the lock file ``path`` (created 0600) for the block:
+    one process at a time, across processes (released when the holder dies)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -22,7 +22,6 @@ running fit's client finds the server again.
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import json
 import os
@@ -39,7 +38,7 @@ from pathlib import Path
 from urllib.parse import quote_plus
 
 from pipeline.core.errors import DatabaseError
-from pipeline.core.files import atomic_write_text, private_dir
+from pipeline.core.files import atomic_write_text, exclusive_lock, private_dir
 
 HOST = "127.0.0.1"
 STATE_FILE = "server.json"
@@ -158,14 +157,8 @@ def _disk_hint(path: Path) -> str:
 @contextmanager
 def _locked(directory: Path):
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with exclusive_lock(directory / "server.lock"):
+        yield
 
 
 class EmbeddedServer:

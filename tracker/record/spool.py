@@ -16,7 +16,6 @@ stored as ``DUPLICATE`` of it (or, for a forced re-run, supersedes it).
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from bson import json_util
 from pymongo.errors import DuplicateKeyError
 
 from pipeline.core.errors import DatabaseError, IntegrityError
-from pipeline.core.files import fsync_dir, private_dir
+from pipeline.core.files import exclusive_lock, fsync_dir, private_dir
 from tracker.db.documents import utc_now
 from tracker.db.store import Store
 
@@ -177,13 +176,8 @@ class Spool:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         private_dir(self.directory)
-        fd = os.open(self.directory / ".sync.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with exclusive_lock(self.directory / ".sync.lock"):
+            yield
 
 
 def upload_run(store: Store, collection: str, doc: Mapping[str, Any], replace: bool = False) -> str:
