@@ -432,7 +432,7 @@ def fit_voxel_chunks(
     """:func:`fit_voxels` chunk by chunk in this process, merged (same numbers as one call).
 
     Bounds the memory of the per-voxel work to one chunk; a Dask cluster runs the same
-    chunks in parallel (:func:`tracker.sweep.chunked_fit`). ``roi_mean`` targets are one
+    chunks in parallel (:func:`tracker.record.chunked.chunked_fit`). ``roi_mean`` targets are one
     column: never chunked. ``progress(f"chunk {i}/{k}", i, k)`` before each chunk.
     """
     Y_train, Y_val = _check_targets(prepared, Y_train, Y_val)
