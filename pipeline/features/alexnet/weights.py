@@ -25,7 +25,6 @@ Checkpoints and Keras files are read by :mod:`pipeline.features.alexnet.checkpoi
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,7 @@ import numpy as np
 
 from pipeline.core.errors import ConfigError, DataFormatError
 from pipeline.core.files import sha256_file
+from pipeline.core.keys import content_key
 from pipeline.features.alexnet.checkpoints import (
     _checkpoint_files,
     checkpoint_prefix,
@@ -282,8 +282,7 @@ def weights_sha256(weights: str | Path | Mapping, variant: str = "caffe") -> str
                 "variant": variant,
                 "shapes": {n: [list(k), list(b)] for n, (k, b) in weight_shapes(variant).items()},
             }
-            text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
-            return hashlib.sha256(text.encode()).hexdigest()
+            return content_key(doc)
 
     path = Path(weights).expanduser()
     if not path.is_file():
