@@ -52,7 +52,8 @@ from pipeline.models.kernels import (
     linear_kernel,
     plain_eigh,
 )
-from pipeline.models.solvers import _chosen_duals, _kfold_cv, _loo_cv
+from pipeline.models.loo import loo_cv
+from pipeline.models.solvers import _chosen_duals, _kfold_cv
 
 __all__ = [
     "DEFAULT_ALPHAS",
@@ -359,10 +360,10 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
         # For large alphas the CV errors of neighbouring grid points differ by tiny
         # relative amounts (noise targets: ~1e-6), below float32 resolution, so there the
         # float32 product computes only the deviation from the alpha -> infinity limit
-        # (see _loo_chunk; in k-fold only the small squared norm of the predictions goes
+        # (see pipeline.models.loo; in k-fold only the small squared norm of the predictions goes
         # through float32, see _fold_errors).
         if kernel.cv == "loo":
-            t_dual = _loo_cv(U, s, alphas, kernel.inv_diag, Y, y_mean, work, self.chunk_size,
+            t_dual = loo_cv(U, s, alphas, kernel.inv_diag, Y, y_mean, work, self.chunk_size,
                              self.n_threads, errors, dual if self.alpha_per_target else None)
             dual_done = bool(self.alpha_per_target)
         else:

@@ -5,7 +5,6 @@ are built over them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
 from numbers import Integral
 
@@ -19,41 +18,6 @@ __all__ = [
 ]
 
 _STACK_ROWS = 2048  # k-fold: alphas stacked until the product has about this many rows
-
-
-def _loo_chunk(
-    U_w: np.ndarray,
-    s: np.ndarray,
-    alphas: np.ndarray,
-    inv_diag: np.ndarray,
-    Yc: np.ndarray,
-    UTy: np.ndarray,
-    errors: np.ndarray,
-) -> None:
-    """LOO errors of one chunk of targets for every alpha, into ``errors`` (n_alphas, c).
-
-    ``D = U diag(1 / (s + a)) U^T y_c`` are the dual coefficients at alpha ``a`` and
-    ``D / diag((K + a)^-1)`` the LOO residuals. ``U_w`` is ``U`` in the working precision.
-    In float32, for each alpha the form with the smaller float32 product is used:
-    ``U (diag(1 / (s + a)) z)`` directly, or ``y_c / a - U (diag(s / (a (s + a))) z)``
-    (exact because ``U U^T y_c = y_c``), whose float32 part is only the small deviation
-    from the alpha -> infinity limit.
-    """
-    n = Yc.shape[0]
-    work = U_w.dtype
-    exact = work == np.float64
-    zz = np.einsum("ij,ij->i", UTy, UTy)  # squared norms per eigen-direction
-    Z = UTy.astype(work, copy=False)
-    for i, a in enumerate(alphas):
-        w_direct = 1.0 / (s + a)
-        w_dev = s / (a * (s + a))
-        if exact or zz @ (w_direct * w_direct) <= zz @ (w_dev * w_dev):
-            D = U_w @ (Z * w_direct.astype(work)[:, None])
-        else:
-            D = Yc * (1.0 / a)
-            D -= U_w @ (Z * w_dev.astype(work)[:, None])
-        E = D * inv_diag[i].astype(D.dtype)[:, None]  # LOO residuals
-        errors[i] = np.einsum("ij,ij->j", E, E, dtype=np.float64) / n
 
 
 def _fold_errors(
@@ -187,29 +151,6 @@ def _check_grid(n_components) -> np.ndarray:
 def _chunks(v: int, size: int) -> Iterator[slice]:
     for start in range(0, v, size):
         yield slice(start, min(start + size, v))
-
-
-def _loo_cv(U: np.ndarray, s: np.ndarray, alphas: np.ndarray, inv_diag, Y: np.ndarray, y_mean: np.ndarray,
-            work: type, chunk_size: int, n_threads, errors: np.ndarray, dual: np.ndarray | None) -> float:
-    """Exact leave-one-out errors of every penalty, (n_alphas, v), into ``errors``.
-
-    ``U`` (n, k) and ``s`` (k,) are the centred kernel's eigendecomposition, ``Y`` (n, v).
-    With ``dual`` (n, v) given, the duals at each target's best penalty are written too
-    (while ``U^T y`` is at hand); returns the seconds spent on them.
-    """
-    t_dual = 0.0
-    with threadpool_limits(limits=n_threads):
-        U_w = U.astype(work, copy=False)
-        for sl in _chunks(Y.shape[1], chunk_size):
-            Yc = Y[:, sl] - y_mean[sl]
-            UTy = U.T @ Yc
-            _loo_chunk(U_w, s, alphas, inv_diag, Yc, UTy, errors[:, sl])
-            if dual is not None:
-                t1 = time.perf_counter()
-                best = np.argmin(errors[:, sl], axis=0)
-                dual[:, sl] = _duals(U, UTy, s, alphas, best)
-                t_dual += time.perf_counter() - t1
-    return t_dual
 
 
 def _kfold_cv(folds, alphas: np.ndarray, Y: np.ndarray, center: bool, work: type, chunk_size: int,
