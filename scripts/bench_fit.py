@@ -377,8 +377,21 @@ def full_size(args) -> dict:
     }
 
 
-def run_full_size_subprocess(args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--full-size-only",
+def full_size_pls(args) -> dict:
+    """The PLS default protocol (grid 1..25, 5-fold CV) on every voxel, fit + predict."""
+    (X_tr, X_va, Y_tr, _), t_gen = timed(
+        lambda: make_data(args.n_train, args.n_val, args.n_features, args.full_voxels, args.seed))
+    model = BatchedPLS(cv=N_FOLDS, random_state=args.seed, n_threads=args.threads)
+    _, t_fit = timed(lambda: model.fit(X_tr, Y_tr))
+    _, t_pred = timed(lambda: model.predict(X_va))
+    return {"n_voxels": args.full_voxels, "seconds_generate": t_gen, "seconds_fit": t_fit,
+            "seconds_predict": t_pred, "fit_timings": model.timings_, "peak_rss_gb": peak_rss_gb(),
+            "n_at_max": model.n_components_at_max_,
+            "counts": np.bincount(model.n_components_, minlength=26).tolist()}
+
+
+def run_full_size_subprocess(args, which: str = "--full-size-only") -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), which,
            "--n-train", str(args.n_train), "--n-val", str(args.n_val),
            "--n-features", str(args.n_features), "--full-voxels", str(args.full_voxels),
            "--seed", str(args.seed), "--threads", str(args.threads or "all")]
@@ -415,6 +428,16 @@ def print_full(res: dict, time_target: float, mem_target: float) -> None:
     print(f"  (data generation {res['seconds_generate']:.1f} s, not counted)")
 
 
+def print_full_pls(res: dict, time_target: float) -> None:
+    t = res["fit_timings"]
+    total = res["seconds_fit"] + res["seconds_predict"]
+    print(f"full size: our PLS default protocol (components 1..25 by 5-fold CV) on {res['n_voxels']} "
+          f"voxels: fit {res['seconds_fit']:.1f} s (kernel {t['kernel']:.1f}, CV {t['cv']:.1f}, "
+          f"final {t['final']:.1f}) + predict {res['seconds_predict']:.1f} s = {total:.1f} s "
+          f"[target < {time_target:.0f} s: {'OK' if total < time_target else 'MISSED'}]; peak RSS "
+          f"{res['peak_rss_gb']:.2f} GB; {res['n_at_max']} voxels at 25 components")
+
+
 # --------------------------------------------------------------------------- main
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
@@ -440,7 +463,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="BLAS threads for OUR estimators: 'all' (default: the same as the peers, "
                         "which use every core) or a number (the library default is 1, safer on a "
                         "shared box)")
+    p.add_argument("--no-pls-full-size", action="store_true",
+                   help="skip the full-size timing of the PLS default protocol (about 2 minutes)")
     p.add_argument("--full-size-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--pls-full-size-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.n_train, args.n_val, args.n_features = 300, 40, 3000
@@ -453,16 +479,28 @@ def main(argv=None) -> int:
     if args.full_size_only:
         print(json.dumps(full_size(args)))
         return 0
+    if args.pls_full_size_only:
+        print(json.dumps(full_size_pls(args)))
+        return 0
     full = None
     if not args.no_full_size:  # first, while this process is still small (see peak_rss_gb)
         print(f"full-size timing ({args.full_voxels} voxels) in a fresh process ...", flush=True)
         full = run_full_size_subprocess(args)
         print_full(full, 40.0, 4.0)
         print(flush=True)
+    pls_full = None
+    if not (args.no_full_size or args.no_pls_full_size):
+        print(f"full-size PLS default protocol ({args.full_voxels} voxels) in a fresh process ...",
+              flush=True)
+        pls_full = run_full_size_subprocess(args, "--pls-full-size-only")
+        print_full_pls(pls_full, 120.0)
+        print(flush=True)
     rows = run_comparison(args)
     print_table(rows)
     if full is not None:
         print_full(full, 40.0, 4.0)
+    if pls_full is not None:
+        print_full_pls(pls_full, 120.0)
     return 0
 
 

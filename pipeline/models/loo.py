@@ -43,6 +43,21 @@ def n_workers(n_threads: int | None) -> int:
     return max(counts) if counts else 1
 
 
+def run_chunks(fn, items, n_threads: int | None) -> list:
+    """``[fn(item) for item in items]``, on worker threads with single-threaded BLAS each.
+
+    With one worker (or one item) it runs here, BLAS limited to ``n_threads``. Each call must
+    write only its own outputs; its result does not depend on the number of workers.
+    """
+    items = list(items)
+    workers = n_workers(n_threads)
+    if workers == 1 or len(items) <= 1:
+        with threadpool_limits(limits=n_threads):
+            return [fn(item) for item in items]
+    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
 def _loo_plan(s: np.ndarray, alphas: np.ndarray, inv_diag: np.ndarray, UTy: np.ndarray, exact: bool):
     """Per penalty: the form (direct or not), the scaling of ``Z`` and the reduction weights.
 
@@ -169,7 +184,6 @@ def loo_cv(U: np.ndarray, s: np.ndarray, alphas: np.ndarray, inv_diag: np.ndarra
         Seconds spent on the duals (summed over workers, divided by their number).
     """
     v = Y.shape[1]
-    workers = n_workers(n_threads)
     Ut = np.ascontiguousarray(U.T, dtype=work)
 
     def run(lo: int) -> float:
@@ -179,8 +193,5 @@ def loo_cv(U: np.ndarray, s: np.ndarray, alphas: np.ndarray, inv_diag: np.ndarra
                           None if dual is None else dual[:, sl])
 
     starts = range(0, v, chunk_size)
-    if workers == 1 or len(starts) == 1:  # one worker: BLAS keeps its n_threads
-        with threadpool_limits(limits=n_threads):
-            return float(sum(run(lo) for lo in starts))
-    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
-        return float(sum(pool.map(run, starts))) / workers
+    seconds = run_chunks(run, starts, n_threads)
+    return float(sum(seconds)) / min(n_workers(n_threads), len(starts))

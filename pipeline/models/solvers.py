@@ -84,8 +84,12 @@ def krylov_pls_duals(
 
     Parameters
     ----------
-    K : ndarray, shape (n, n)
-        Doubly-centred training kernel.
+    K : ndarray, shape (n, n) or (n,)
+        Doubly-centred training kernel, or its eigenvalues ``lam`` (the kernel in its
+        eigenbasis ``V``, a diagonal operator): then ``Yc`` must be ``V^T y`` and the duals
+        come back in that basis too (``V @ dual`` are the sample-space duals). The Krylov
+        recursion is invariant under the orthogonal change of basis, and each step costs
+        ``O(n)`` per target instead of an ``(n x n)`` product.
     Yc : ndarray, shape (n, c)
         Centred targets (each column its own PLS1).
     n_components : sequence of int
@@ -97,36 +101,47 @@ def krylov_pls_duals(
     n, c = Yc.shape
     wanted = sorted(set(int(k) for k in n_components))
     k_max = wanted[-1]
-    tol = _BREAKDOWN_TOL * max(float(np.trace(K)), np.finfo(float).tiny)
+    diagonal = K.ndim == 1
+    trace = float(np.sum(K) if diagonal else np.trace(K))
+    tol = _BREAKDOWN_TOL * max(trace, np.finfo(float).tiny)
     # Target-major layout: row b of every (c, n) array belongs to target b, so the
     # per-target Gram-Schmidt products are batched BLAS calls on contiguous rows.
+    # The pre-images r_j (q_j = K r_j) are never formed: before its Gram-Schmidt step r_j
+    # is B_j (B_0 = y, B_j = q_j), so r_j = sum_l C[l, j] B_l with a small upper-triangular
+    # C per target, and the duals sum_j r_j coef_j = sum_l B_l d_l with d = C coef.
     Q = np.empty((c, k_max, n))
-    R = np.empty((c, k_max, n))
-    resid = np.ascontiguousarray(Yc.T)
-    dual = np.zeros((c, n))
-    r = resid.copy()
-    t = r @ K  # K is symmetric: row b is (K y_b)^T
+    C = np.zeros((c, k_max, k_max))
+    d = np.zeros((c, k_max))
+    y = np.ascontiguousarray(Yc.T)
+    resid = y.copy()
+    dual = np.empty((c, n))
+    t = y * K if diagonal else y @ K  # K is symmetric: row b is (K y_b)^T
     for j in range(k_max):
         # Lanczos step (against the last two basis vectors, which carry almost all of
         # K q_{j-1}), then one full classical Gram-Schmidt pass against all of them.
+        h_all = np.zeros((c, j))
         for lo in (max(j - 2, 0), 0) if j else ():
-            h = np.matmul(Q[:, lo:j, :], t[:, :, None]).transpose(0, 2, 1)  # (c, 1, j-lo)
-            t -= np.matmul(h, Q[:, lo:j, :])[:, 0, :]
-            r -= np.matmul(h, R[:, lo:j, :])[:, 0, :]
+            h = np.matmul(Q[:, lo:j, :], t[:, :, None])  # (c, j-lo, 1)
+            t -= np.matmul(h.transpose(0, 2, 1), Q[:, lo:j, :])[:, 0, :]
+            h_all[:, lo:j] += h[:, :, 0]
         norm = np.sqrt(np.einsum("cn,cn->c", t, t))
         ok = norm > tol
-        inv = np.where(ok, 1.0 / np.where(ok, norm, 1.0), 0.0)[:, None]
+        inv = np.where(ok, 1.0 / np.where(ok, norm, 1.0), 0.0)
         q = Q[:, j, :]
-        np.multiply(t, inv, out=q)
-        np.multiply(r, inv, out=R[:, j, :])
-        coef = np.einsum("cn,cn->c", q, resid)[:, None]
-        resid -= q * coef
-        dual += R[:, j, :] * coef
+        np.multiply(t, inv[:, None], out=q)
+        # r_j = (B_j - sum_i h_i r_i) / norm, in coefficients
+        col = -np.matmul(C[:, :, :j], h_all[:, :, None])[:, :, 0]
+        col[:, j] += 1.0
+        C[:, :, j] = col * inv[:, None]
+        coef = np.einsum("cn,cn->c", q, resid)
+        resid -= q * coef[:, None]
+        d += C[:, :, j] * coef[:, None]
         if j + 1 in wanted:
+            np.multiply(y, d[:, :1], out=dual)
+            dual += np.matmul(d[:, None, 1:j + 1], Q[:, :j, :])[:, 0, :]
             on_components(j + 1, dual.T)
         if j + 1 < k_max:
-            r = q.copy()
-            t = r @ K
+            t = q * K if diagonal else q @ K
 
 
 def _check_grid(n_components) -> np.ndarray:
