@@ -241,7 +241,7 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
                 cols = chosen == k
                 block[:, cols] = dual[:, cols]
 
-            krylov_pls_duals(lam, U.T @ (Y[:, sl] - y_mean[sl]), np.unique(chosen), keep)
+            krylov_pls_duals(lam, U.T @ (Y[:, sl] - y_mean[sl]), np.unique(chosen), keep, last=chosen)
             dual_all[:, sl] = U @ block
 
         run_chunks(final_chunk, _slices(v, chunk), self.n_threads)

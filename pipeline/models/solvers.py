@@ -79,6 +79,7 @@ def krylov_pls_duals(
     Yc: np.ndarray,
     n_components: Sequence[int],
     on_components: Callable[[int, np.ndarray], None],
+    last: np.ndarray | None = None,
 ) -> None:
     """Run batched PLS1 and report the dual coefficients at each requested count.
 
@@ -97,6 +98,9 @@ def krylov_pls_duals(
     on_components : callable
         ``on_components(k, dual)`` with ``dual`` (n, c) the dual coefficients of the
         k-component models (a buffer reused afterwards: copy what you keep).
+    last : ndarray of int, shape (c,), optional
+        The largest count each target needs: a target leaves the batch once it is reached
+        (the others' arithmetic is unchanged; its columns of later ``dual`` are stale).
     """
     n, c = Yc.shape
     wanted = sorted(set(int(k) for k in n_components))
@@ -114,12 +118,14 @@ def krylov_pls_duals(
     d = np.zeros((c, k_max))
     y = np.ascontiguousarray(Yc.T)
     resid = y.copy()
-    dual = np.empty((c, n))
+    dual = np.zeros((c, n))
+    rows = np.arange(c)  # the targets still in the batch
+    last = np.full(c, k_max) if last is None else np.asarray(last)
     t = y * K if diagonal else y @ K  # K is symmetric: row b is (K y_b)^T
     for j in range(k_max):
         # Lanczos step (against the last two basis vectors, which carry almost all of
         # K q_{j-1}), then one full classical Gram-Schmidt pass against all of them.
-        h_all = np.zeros((c, j))
+        h_all = np.zeros((rows.size, j))
         for lo in (max(j - 2, 0), 0) if j else ():
             h = np.matmul(Q[:, lo:j, :], t[:, :, None])  # (c, j-lo, 1)
             t -= np.matmul(h.transpose(0, 2, 1), Q[:, lo:j, :])[:, 0, :]
@@ -137,11 +143,16 @@ def krylov_pls_duals(
         resid -= q * coef[:, None]
         d += C[:, :, j] * coef[:, None]
         if j + 1 in wanted:
-            np.multiply(y, d[:, :1], out=dual)
-            dual += np.matmul(d[:, None, 1:j + 1], Q[:, :j, :])[:, 0, :]
+            dual[rows] = y * d[:, :1] + np.matmul(d[:, None, 1:j + 1], Q[:, :j, :])[:, 0, :]
             on_components(j + 1, dual.T)
-        if j + 1 < k_max:
+        keep = last > j + 1
+        if not keep.all():  # drop the targets that are done (copies of the batch arrays)
+            Q, C, d, y, resid, rows, last = (a[keep] for a in (Q, C, d, y, resid, rows, last))
+            q = Q[:, j, :]
+        if j + 1 < k_max and rows.size:
             t = q * K if diagonal else q @ K
+        else:
+            break
 
 
 def _check_grid(n_components) -> np.ndarray:

@@ -166,3 +166,19 @@ def test_worker_threads_do_not_change_the_fit():
     np.testing.assert_array_equal(one.n_components_, two.n_components_)
     np.testing.assert_array_equal(one.cv_errors_, two.cv_errors_)
     np.testing.assert_array_equal(one.dual_coef_, two.dual_coef_)
+
+
+def test_targets_leave_the_batch_at_their_last_count_with_unchanged_duals():
+    from pipeline.models.solvers import krylov_pls_duals
+
+    X, Y, _ = _problem(60, 90, 9, seed=11)
+    K = X @ X.T
+    lam = np.linalg.eigvalsh(K)
+    Z = np.random.RandomState(0).randn(60, 9)
+    last = np.array([1, 4, 2, 4, 1, 9, 2, 9, 4])
+    full, short = {}, {}
+    krylov_pls_duals(lam, Z, [1, 2, 4, 9], lambda k, d: full.__setitem__(k, d.copy()))
+    krylov_pls_duals(lam, Z, [1, 2, 4, 9], lambda k, d: short.__setitem__(k, d.copy()), last=last)
+    for k in (1, 2, 4, 9):
+        cols = last >= k
+        np.testing.assert_array_equal(short[k][:, cols], full[k][:, cols])
