@@ -141,9 +141,10 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
     chunk_size : int or None, default None
         Targets per batch; None picks it so the stored bases stay near 32 MiB per worker.
     n_threads : int or None, default 1
-        BLAS threads during the CV and final Krylov passes (one is fastest on a shared
-        2-core machine); None leaves the BLAS setting alone. Kernel builds and
-        predictions use the BLAS default.
+        BLAS threads for the fold eigendecompositions (one is fastest on a shared 2-core
+        machine; None leaves the BLAS setting alone); the target chunks of the CV and
+        final Krylov passes run on that many worker threads (None: the BLAS thread
+        count), one BLAS thread each. Kernel builds and predictions use the BLAS default.
 
     Attributes
     ----------

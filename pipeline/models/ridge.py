@@ -178,8 +178,10 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
         If False, one alpha for all targets (minimising the CV error averaged over
         targets, as scikit-learn ``RidgeCV`` does by default).
     n_threads : int or None, default 1
-        BLAS threads around the eigendecompositions and the per-alpha solves (one thread
-        is fastest on a shared 2-core machine). None leaves the BLAS setting alone.
+        BLAS threads around the eigendecompositions and the k-fold solves (one thread
+        is fastest on a shared 2-core machine). None leaves the BLAS setting alone. The
+        leave-one-out solves run on that many worker threads (None: the BLAS thread
+        count), each with one BLAS thread, over chunks of ``chunk_size`` targets.
         Kernel builds and predictions always use the BLAS default.
     chunk_size : int, default 1000
         Targets processed together (memory about ``n * chunk_size`` floats a few times).
