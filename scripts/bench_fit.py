@@ -16,14 +16,18 @@ Rows (all with the same 25-value alpha grid, features standardised):
 * ours PLS, 5 components         vs scikit-learn ``PLSRegression`` fitted per voxel (a
   few voxels timed, extrapolated linearly: each voxel is an independent fit);
 * ours PLS, grid + 5-fold CV     (the protocol default; no reference);
-* the floor: the kernel plus one eigendecomposition (no target work at all).
+* the floor: the kernel plus one eigendecomposition (no target work at all);
+* the LOO stage's floor: its 25 float32 ``(n x n) @ (n x voxels)`` products alone, on the
+  same arrays (best of 3 products, times 25); the LOO stage is reported as a ratio to it
+  and the whole LOO fit as a ratio to kernel + eigh (of that fit) + that floor.
 
 "max |diff|" is the largest absolute difference of held-out predictions (the voxel
 responses have unit variance); "same hyper" the share of voxels with the same alpha.
 
 Then, in a fresh process (so peak RSS is its own), the full-size timing: our ridge (LOO)
 on every voxel (25,915) with 1750 x 64,896 features, prediction of 120 images and the
-permutation p-values (1000 permutations) of those 25,915 voxels.
+permutation p-values (1000 permutations) of those 25,915 voxels, with the same LOO
+floor and ratios (peak memory is read before the floor's own arrays exist).
 
 Examples
 --------
@@ -112,6 +116,45 @@ def vm_hwm_gb() -> float | None:
     return None
 
 
+def loo_product_floor(U: np.ndarray, Y: np.ndarray, n_alphas: int, repeats: int = 3) -> float:
+    """Seconds of the unavoidable products of the LOO stage alone, on the same arrays.
+
+    One float32 ``(n x k) @ (k x v)`` product per alpha (``U`` the eigenvectors, ``k x v``
+    the targets in the eigenbasis), BLAS default threads: the best of ``repeats`` times
+    ``n_alphas``.
+    """
+    U32 = U.astype(np.float32)
+    Z = np.empty((U.shape[1], Y.shape[1]), dtype=np.float32)
+    for a in range(0, Y.shape[1], 2048):
+        sl = slice(a, min(a + 2048, Y.shape[1]))
+        Z[:, sl] = U.T @ (Y[:, sl] - Y[:, sl].mean(axis=0))
+    out = np.empty((U.shape[0], Y.shape[1]), dtype=np.float32)
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(U32, Z, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return best * n_alphas
+
+
+def fit_keeping_kernel(model, X, Y):
+    """``model.fit(X, Y)``; returns the :class:`RidgeKernel` it prepared (for the floor)."""
+    kept = {}
+    prepare = model.prepare
+
+    def keep(X_):
+        kernel, scaler = prepare(X_)
+        kept["kernel"] = kernel
+        return kernel, scaler
+
+    model.prepare = keep
+    try:
+        model.fit(X, Y)
+    finally:
+        del model.prepare
+    return kept["kernel"]
+
+
 # --------------------------------------------------------------------------- comparisons
 def sklearn_ridgecv(X_tr, Y_tr, X_va, alphas):
     from sklearn.linear_model import RidgeCV
@@ -192,10 +235,20 @@ def run_comparison(args) -> list[dict]:
 
     # ours ridge LOO
     ours = KernelRidgeCV(alphas=alphas, n_threads=args.threads)
-    _, t_ours = timed(lambda: ours.fit(X_tr, Y_tr))
+    kernel, t_ours = timed(lambda: fit_keeping_kernel(ours, X_tr, Y_tr))
     pred_ours = ours.predict(X_va)
     row("ours ridge LOO", t_ours, "ours ridge LOO",
         note="(kernel {kernel:.1f} s, eigh {eigh:.1f} s, cv {cv:.1f} s)".format(**ours.timings_))
+    # the floor of the LOO stage: its 25 float32 products alone, on the same arrays
+    t_prod = loo_product_floor(kernel.U, Y_tr, alphas.size)
+    del kernel
+    row(f"floor: {alphas.size} LOO products alone", t_prod, f"floor: {alphas.size} LOO products alone",
+        note="(float32, best of 3 x 25)")
+    row("ours ridge LOO: LOO stage", ours.timings_["cv"], f"floor: {alphas.size} LOO products alone")
+    t_fl = ours.timings_["kernel"] + ours.timings_["eigh"] + t_prod
+    row("floor: kernel + eigh + LOO products", t_fl, "floor: kernel + eigh + LOO products",
+        note="(this fit's kernel and eigh)")
+    row("ours ridge LOO: whole fit", t_ours, "floor: kernel + eigh + LOO products")
 
     # sklearn RidgeCV (maybe on a subset, then extrapolated linearly in voxels)
     sub = min(args.sklearn_voxels, args.n_voxels)
@@ -282,7 +335,7 @@ def run_comparison(args) -> list[dict]:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = f"{'method':<48} {'seconds':>9} {'ratio':>7}  {'vs':<22} {'max |diff|':>10} {'same hyper':>10}"
+    head = f"{'method':<48} {'seconds':>9} {'ratio':>7}  {'vs':<36} {'max |diff|':>10} {'same hyper':>10}"
     print()
     print(head)
     print("-" * len(head))
@@ -290,7 +343,7 @@ def print_table(rows: list[dict]) -> None:
         ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else ""
         diff = f"{r['max_abs_diff']:.1e}" if r["max_abs_diff"] is not None else ""
         same = f"{100 * r['same_hyper']:.1f}%" if r["same_hyper"] is not None else ""
-        print(f"{r['method']:<48} {r['seconds']:>9.2f} {ratio:>7}  {r['vs']:<22} {diff:>10} "
+        print(f"{r['method']:<48} {r['seconds']:>9.2f} {ratio:>7}  {r['vs']:<36} {diff:>10} "
               f"{same:>10}")
     notes = [(r["method"], r["note"]) for r in rows
              if r["note"].startswith(("EXTRAPOLATED", "same folds"))]
@@ -305,27 +358,43 @@ def full_size(args) -> dict:
     (X_tr, X_va, Y_tr, Y_va), t_gen = timed(
         lambda: make_data(args.n_train, args.n_val, args.n_features, args.full_voxels, args.seed))
     rss_data = peak_rss_gb()
-    model = KernelRidgeCV()
-    _, t_fit = timed(lambda: model.fit(X_tr, Y_tr))
+    model = KernelRidgeCV(n_threads=args.threads)
+    kernel, t_fit = timed(lambda: fit_keeping_kernel(model, X_tr, Y_tr))
     pred, t_pred = timed(lambda: model.predict(X_va))
     p, t_perm = timed(lambda: permutation_pvalues(Y_va, pred, 1000, seed=0))
     sig = fdr_significant(p)
+    rss_fit, hwm_fit = peak_rss_gb(), vm_hwm_gb()  # before the floor's own arrays
+    t_prod = loo_product_floor(kernel.U, Y_tr, kernel.alphas.size)
     return {
+        "seconds_loo_floor": t_prod, "threads": args.threads or "all",
         "n_train": args.n_train, "n_val": args.n_val, "n_features": args.n_features,
         "n_voxels": args.full_voxels,
         "seconds_generate": t_gen, "seconds_fit": t_fit, "seconds_predict": t_pred,
         "seconds_permutations": t_perm, "fit_timings": model.timings_,
         "seconds_fit_and_predict": t_fit + t_pred,
-        "peak_rss_gb": peak_rss_gb(), "vm_hwm_gb": vm_hwm_gb(), "rss_after_data_gb": rss_data,
+        "peak_rss_gb": rss_fit, "vm_hwm_gb": hwm_fit, "rss_after_data_gb": rss_data,
         "n_alpha_at_edge": model.n_alpha_at_edge_, "n_significant": int(sig.sum()),
     }
 
 
-def run_full_size_subprocess(args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--full-size-only",
+def full_size_pls(args) -> dict:
+    """The PLS default protocol (grid 1..25, 5-fold CV) on every voxel, fit + predict."""
+    (X_tr, X_va, Y_tr, _), t_gen = timed(
+        lambda: make_data(args.n_train, args.n_val, args.n_features, args.full_voxels, args.seed))
+    model = BatchedPLS(cv=N_FOLDS, random_state=args.seed, n_threads=args.threads)
+    _, t_fit = timed(lambda: model.fit(X_tr, Y_tr))
+    _, t_pred = timed(lambda: model.predict(X_va))
+    return {"n_voxels": args.full_voxels, "seconds_generate": t_gen, "seconds_fit": t_fit,
+            "seconds_predict": t_pred, "fit_timings": model.timings_, "peak_rss_gb": peak_rss_gb(),
+            "n_at_max": model.n_components_at_max_,
+            "counts": np.bincount(model.n_components_, minlength=26).tolist()}
+
+
+def run_full_size_subprocess(args, which: str = "--full-size-only") -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), which,
            "--n-train", str(args.n_train), "--n-val", str(args.n_val),
            "--n-features", str(args.n_features), "--full-voxels", str(args.full_voxels),
-           "--seed", str(args.seed)]
+           "--seed", str(args.seed), "--threads", str(args.threads or "all")]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -342,6 +411,13 @@ def print_full(res: dict, time_target: float, mem_target: float) -> None:
           f"= {res['seconds_fit_and_predict']:.1f} s  [target < {time_target:.0f} s: "
           f"{'OK' if ok_t else 'MISSED'}]")
     hwm = res.get("vm_hwm_gb")
+    floor, loo = res["seconds_loo_floor"], fit_t["cv"]
+    base = fit_t["kernel"] + fit_t["eigh"] + floor
+    print(f"  LOO stage {loo:.1f} s vs its floor ({res['seconds_loo_floor']:.1f} s: the 25 float32 "
+          f"products alone, same arrays, best of 3): {loo / floor:.2f}x [target <= 1.3x: "
+          f"{'OK' if loo / floor <= 1.3 else 'MISSED'}]; whole fit {res['seconds_fit']:.1f} s vs "
+          f"kernel + eigh + that floor ({base:.1f} s): {res['seconds_fit'] / base:.2f}x; "
+          f"BLAS threads: {res.get('threads', 1)}")
     print(f"  peak RSS {res['peak_rss_gb']:.2f} GB by getrusage (after generating the data "
           f"{res['rss_after_data_gb']:.2f} GB)"
           + (f", VmHWM {hwm:.2f} GB" if hwm is not None else "")
@@ -350,6 +426,16 @@ def print_full(res: dict, time_target: float, mem_target: float) -> None:
           f"permutations: {res['seconds_permutations']:.1f} s "
           f"({res['n_significant']} FDR-significant at q = .05)")
     print(f"  (data generation {res['seconds_generate']:.1f} s, not counted)")
+
+
+def print_full_pls(res: dict, time_target: float) -> None:
+    t = res["fit_timings"]
+    total = res["seconds_fit"] + res["seconds_predict"]
+    print(f"full size: our PLS default protocol (components 1..25 by 5-fold CV) on {res['n_voxels']} "
+          f"voxels: fit {res['seconds_fit']:.1f} s (kernel {t['kernel']:.1f}, CV {t['cv']:.1f}, "
+          f"final {t['final']:.1f}) + predict {res['seconds_predict']:.1f} s = {total:.1f} s "
+          f"[target < {time_target:.0f} s: {'OK' if total < time_target else 'MISSED'}]; peak RSS "
+          f"{res['peak_rss_gb']:.2f} GB; {res['n_at_max']} voxels at 25 components")
 
 
 # --------------------------------------------------------------------------- main
@@ -377,7 +463,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="BLAS threads for OUR estimators: 'all' (default: the same as the peers, "
                         "which use every core) or a number (the library default is 1, safer on a "
                         "shared box)")
+    p.add_argument("--no-pls-full-size", action="store_true",
+                   help="skip the full-size timing of the PLS default protocol (about 2 minutes)")
     p.add_argument("--full-size-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--pls-full-size-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.n_train, args.n_val, args.n_features = 300, 40, 3000
@@ -390,16 +479,28 @@ def main(argv=None) -> int:
     if args.full_size_only:
         print(json.dumps(full_size(args)))
         return 0
+    if args.pls_full_size_only:
+        print(json.dumps(full_size_pls(args)))
+        return 0
     full = None
     if not args.no_full_size:  # first, while this process is still small (see peak_rss_gb)
         print(f"full-size timing ({args.full_voxels} voxels) in a fresh process ...", flush=True)
         full = run_full_size_subprocess(args)
-        print_full(full, 90.0, 4.0)
+        print_full(full, 40.0, 4.0)
+        print(flush=True)
+    pls_full = None
+    if not (args.no_full_size or args.no_pls_full_size):
+        print(f"full-size PLS default protocol ({args.full_voxels} voxels) in a fresh process ...",
+              flush=True)
+        pls_full = run_full_size_subprocess(args, "--pls-full-size-only")
+        print_full_pls(pls_full, 120.0)
         print(flush=True)
     rows = run_comparison(args)
     print_table(rows)
     if full is not None:
-        print_full(full, 90.0, 4.0)
+        print_full(full, 40.0, 4.0)
+    if pls_full is not None:
+        print_full_pls(pls_full, 120.0)
     return 0
 
 

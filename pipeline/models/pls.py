@@ -15,6 +15,15 @@ component count ``1..k_max``. Predictions for new samples are
 ``K_new @ dual + mean(y)``. Every step is an ``(n x v)`` matrix product or a column-wise
 reduction, batched over targets.
 
+The recursion is invariant under an orthogonal change of basis, so it runs in the
+eigenbasis of the kernel (one ``eigh`` per CV fold and one for the final fit, shared by
+every target): ``K`` becomes the diagonal of its eigenvalues and each Krylov step costs
+``O(n)`` per target instead of an ``(n x n) @ (n x v)`` product; the targets are rotated in
+once (``V^T y``) and the duals out once (``V dual``), and a fold's test predictions use
+``(K_te V) dual``. The pre-images are kept as small coefficient matrices over the basis
+(see :func:`pipeline.models.solvers.krylov_pls_duals`). Target chunks run on worker
+threads (``n_threads``), each with single-threaded BLAS.
+
 If a target's Krylov space stops growing (fewer informative directions than
 components, or a constant target) the extra components add nothing and the model stays
 at the last useful count (scikit-learn would warn and fit noise there).
@@ -31,6 +40,7 @@ from dataclasses import dataclass, field
 from numbers import Integral
 
 import numpy as np
+import scipy.linalg
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
@@ -45,6 +55,7 @@ from pipeline.models.kernels import (
     fold_kernels,
     linear_kernel,
 )
+from pipeline.models.loo import run_chunks
 from pipeline.models.ridge import TargetFit
 from pipeline.models.solvers import _check_grid, krylov_pls_duals
 
@@ -59,7 +70,7 @@ __all__ = [
 
 #: Default component grid searched per target.
 DEFAULT_N_COMPONENTS: tuple[int, ...] = (1, 2, 3, 5, 8, 12, 17, 25)
-_MEMORY_BUDGET = 128 * 2**20  # bytes for the stored Krylov bases of one target chunk
+_MEMORY_BUDGET = 32 * 2**20  # bytes of stored Krylov bases per target chunk (one chunk per worker)
 
 
 @dataclass
@@ -92,6 +103,25 @@ class PLSKernel:
         return int(self.K.nbytes + self.grid.nbytes)
 
 
+def _slices(v: int, size: int) -> list[slice]:
+    return [slice(a, min(a + size, v)) for a in range(0, v, size)]
+
+
+def _eigh(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (n,) and orthonormal eigenvectors (n, n) of a symmetric kernel (float64)."""
+    lam, V = scipy.linalg.eigh(K, driver="evd", check_finite=False)
+    return lam, V
+
+
+def _fold_eigenbasis(K_tr: np.ndarray, K_te: np.ndarray) -> tuple[np.ndarray, ...]:
+    """A fold's kernel in its eigenbasis ``V``: ``lam`` (n_train,), ``V`` and ``K_te V`` (n_test, n_train).
+
+    Shared by every target: the Krylov recursions then run on the diagonal ``lam``.
+    """
+    lam, V = _eigh(K_tr)
+    return lam, V, K_te @ V
+
+
 class BatchedPLS(RegressorMixin, BaseEstimator):
     """One PLS1 per target column, all fitted together; component count chosen by CV.
 
@@ -109,11 +139,12 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
     random_state : int, default 0
         Seed of the k-fold split.
     chunk_size : int or None, default None
-        Targets per batch; None picks it so the stored bases stay near 128 MiB.
+        Targets per batch; None picks it so the stored bases stay near 32 MiB per worker.
     n_threads : int or None, default 1
-        BLAS threads during the CV and final Krylov passes (one is fastest on a shared
-        2-core machine); None leaves the BLAS setting alone. Kernel builds and
-        predictions use the BLAS default.
+        BLAS threads for the fold eigendecompositions (one is fastest on a shared 2-core
+        machine; None leaves the BLAS setting alone); the target chunks of the CV and
+        final Krylov passes run on that many worker threads (None: the BLAS thread
+        count), one BLAS thread each. Kernel builds and predictions use the BLAS default.
 
     Attributes
     ----------
@@ -165,21 +196,23 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
             position = {int(k): i for i, k in enumerate(grid)}
             folds = None if cache is None else cache.get("folds")
             if folds is None:
-                folds = [(train, test, *fold_kernels(K, train, test))
+                folds = [(train, test, *_fold_eigenbasis(*fold_kernels(K, train, test)))
                          for train, test in kfold_splits(n, int(cv), int(random_state))]
                 if cache is not None:
                     cache["folds"] = folds
-            for train, test, K_tr, K_te in folds:
-                for start in range(0, v, chunk):
-                    sl = slice(start, min(start + chunk, v))
+            for train, test, lam, V, Z_te in folds:
+                def fold_chunk(sl, train=train, test=test, lam=lam, V=V, Z_te=Z_te):
                     Y_tr = Y[train, sl]
                     m_tr = Y_tr.mean(axis=0)
                     Y_te = Y[test, sl] - m_tr
 
-                    def score(k, dual, sl=sl, K_te=K_te, Y_te=Y_te):
-                        errors[position[k], sl] += np.sum((Y_te - K_te @ dual) ** 2, axis=0)
+                    def score(k, dual):
+                        resid = Y_te - Z_te @ dual
+                        errors[position[k], sl] += np.einsum("ij,ij->j", resid, resid)
 
-                    krylov_pls_duals(K_tr, Y_tr - m_tr, grid, score)
+                    krylov_pls_duals(lam, V.T @ (Y_tr - m_tr), grid, score)
+
+                run_chunks(fold_chunk, _slices(v, chunk), self.n_threads)
             errors /= n
             best = grid[np.argmin(errors, axis=0)]  # ties -> fewer components
         else:
@@ -192,24 +225,27 @@ class BatchedPLS(RegressorMixin, BaseEstimator):
         t0 = time.perf_counter()
         n, v = Y.shape
         y_mean = Y.mean(axis=0)
-        Kc = None if cache is None else cache.get("Kc")
-        if Kc is None:
+        eig = None if cache is None else cache.get("Kc_eigh")
+        if eig is None:
             mean_col = K.mean(axis=0)
-            Kc = K - mean_col[:, None] - mean_col[None, :] + mean_col.mean()
+            eig = _eigh(K - mean_col[:, None] - mean_col[None, :] + mean_col.mean())
             if cache is not None:
-                cache["Kc"] = Kc
+                cache["Kc_eigh"] = eig
+        lam, U = eig
         dual_all = np.zeros((n, v))
-        for start in range(0, v, chunk):
-            sl = slice(start, min(start + chunk, v))
+
+        def final_chunk(sl):
             chosen = best[sl]
             block = np.zeros((n, sl.stop - sl.start))
 
-            def keep(k, dual, chosen=chosen, block=block):
+            def keep(k, dual):
                 cols = chosen == k
                 block[:, cols] = dual[:, cols]
 
-            krylov_pls_duals(Kc, Y[:, sl] - y_mean[sl], np.unique(chosen), keep)
-            dual_all[:, sl] = block
+            krylov_pls_duals(lam, U.T @ (Y[:, sl] - y_mean[sl]), np.unique(chosen), keep, last=chosen)
+            dual_all[:, sl] = U @ block
+
+        run_chunks(final_chunk, _slices(v, chunk), self.n_threads)
         timings["final"] = time.perf_counter() - t0
         return dual_all, y_mean
 

@@ -52,7 +52,8 @@ from pipeline.models.kernels import (
     linear_kernel,
     plain_eigh,
 )
-from pipeline.models.solvers import _chosen_duals, _kfold_cv, _loo_cv
+from pipeline.models.loo import loo_cv
+from pipeline.models.solvers import _chosen_duals, _kfold_cv
 
 __all__ = [
     "DEFAULT_ALPHAS",
@@ -177,8 +178,10 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
         If False, one alpha for all targets (minimising the CV error averaged over
         targets, as scikit-learn ``RidgeCV`` does by default).
     n_threads : int or None, default 1
-        BLAS threads around the eigendecompositions and the per-alpha solves (one thread
-        is fastest on a shared 2-core machine). None leaves the BLAS setting alone.
+        BLAS threads around the eigendecompositions and the k-fold solves (one thread
+        is fastest on a shared 2-core machine). None leaves the BLAS setting alone. The
+        leave-one-out solves run on that many worker threads (None: the BLAS thread
+        count), each with one BLAS thread, over chunks of ``chunk_size`` targets.
         Kernel builds and predictions always use the BLAS default.
     chunk_size : int, default 1000
         Targets processed together (memory about ``n * chunk_size`` floats a few times).
@@ -359,10 +362,10 @@ class KernelRidgeCV(RegressorMixin, BaseEstimator):
         # For large alphas the CV errors of neighbouring grid points differ by tiny
         # relative amounts (noise targets: ~1e-6), below float32 resolution, so there the
         # float32 product computes only the deviation from the alpha -> infinity limit
-        # (see _loo_chunk; in k-fold only the small squared norm of the predictions goes
+        # (see pipeline.models.loo; in k-fold only the small squared norm of the predictions goes
         # through float32, see _fold_errors).
         if kernel.cv == "loo":
-            t_dual = _loo_cv(U, s, alphas, kernel.inv_diag, Y, y_mean, work, self.chunk_size,
+            t_dual = loo_cv(U, s, alphas, kernel.inv_diag, Y, y_mean, work, self.chunk_size,
                              self.n_threads, errors, dual if self.alpha_per_target else None)
             dual_done = bool(self.alpha_per_target)
         else:

@@ -5,7 +5,6 @@ are built over them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
 from numbers import Integral
 
@@ -19,41 +18,6 @@ __all__ = [
 ]
 
 _STACK_ROWS = 2048  # k-fold: alphas stacked until the product has about this many rows
-
-
-def _loo_chunk(
-    U_w: np.ndarray,
-    s: np.ndarray,
-    alphas: np.ndarray,
-    inv_diag: np.ndarray,
-    Yc: np.ndarray,
-    UTy: np.ndarray,
-    errors: np.ndarray,
-) -> None:
-    """LOO errors of one chunk of targets for every alpha, into ``errors`` (n_alphas, c).
-
-    ``D = U diag(1 / (s + a)) U^T y_c`` are the dual coefficients at alpha ``a`` and
-    ``D / diag((K + a)^-1)`` the LOO residuals. ``U_w`` is ``U`` in the working precision.
-    In float32, for each alpha the form with the smaller float32 product is used:
-    ``U (diag(1 / (s + a)) z)`` directly, or ``y_c / a - U (diag(s / (a (s + a))) z)``
-    (exact because ``U U^T y_c = y_c``), whose float32 part is only the small deviation
-    from the alpha -> infinity limit.
-    """
-    n = Yc.shape[0]
-    work = U_w.dtype
-    exact = work == np.float64
-    zz = np.einsum("ij,ij->i", UTy, UTy)  # squared norms per eigen-direction
-    Z = UTy.astype(work, copy=False)
-    for i, a in enumerate(alphas):
-        w_direct = 1.0 / (s + a)
-        w_dev = s / (a * (s + a))
-        if exact or zz @ (w_direct * w_direct) <= zz @ (w_dev * w_dev):
-            D = U_w @ (Z * w_direct.astype(work)[:, None])
-        else:
-            D = Yc * (1.0 / a)
-            D -= U_w @ (Z * w_dev.astype(work)[:, None])
-        E = D * inv_diag[i].astype(D.dtype)[:, None]  # LOO residuals
-        errors[i] = np.einsum("ij,ij->j", E, E, dtype=np.float64) / n
 
 
 def _fold_errors(
@@ -115,13 +79,18 @@ def krylov_pls_duals(
     Yc: np.ndarray,
     n_components: Sequence[int],
     on_components: Callable[[int, np.ndarray], None],
+    last: np.ndarray | None = None,
 ) -> None:
     """Run batched PLS1 and report the dual coefficients at each requested count.
 
     Parameters
     ----------
-    K : ndarray, shape (n, n)
-        Doubly-centred training kernel.
+    K : ndarray, shape (n, n) or (n,)
+        Doubly-centred training kernel, or its eigenvalues ``lam`` (the kernel in its
+        eigenbasis ``V``, a diagonal operator): then ``Yc`` must be ``V^T y`` and the duals
+        come back in that basis too (``V @ dual`` are the sample-space duals). The Krylov
+        recursion is invariant under the orthogonal change of basis, and each step costs
+        ``O(n)`` per target instead of an ``(n x n)`` product.
     Yc : ndarray, shape (n, c)
         Centred targets (each column its own PLS1).
     n_components : sequence of int
@@ -129,40 +98,61 @@ def krylov_pls_duals(
     on_components : callable
         ``on_components(k, dual)`` with ``dual`` (n, c) the dual coefficients of the
         k-component models (a buffer reused afterwards: copy what you keep).
+    last : ndarray of int, shape (c,), optional
+        The largest count each target needs: a target leaves the batch once it is reached
+        (the others' arithmetic is unchanged; its columns of later ``dual`` are stale).
     """
     n, c = Yc.shape
     wanted = sorted(set(int(k) for k in n_components))
     k_max = wanted[-1]
-    tol = _BREAKDOWN_TOL * max(float(np.trace(K)), np.finfo(float).tiny)
+    diagonal = K.ndim == 1
+    trace = float(np.sum(K) if diagonal else np.trace(K))
+    tol = _BREAKDOWN_TOL * max(trace, np.finfo(float).tiny)
     # Target-major layout: row b of every (c, n) array belongs to target b, so the
     # per-target Gram-Schmidt products are batched BLAS calls on contiguous rows.
+    # The pre-images r_j (q_j = K r_j) are never formed: before its Gram-Schmidt step r_j
+    # is B_j (B_0 = y, B_j = q_j), so r_j = sum_l C[l, j] B_l with a small upper-triangular
+    # C per target, and the duals sum_j r_j coef_j = sum_l B_l d_l with d = C coef.
     Q = np.empty((c, k_max, n))
-    R = np.empty((c, k_max, n))
-    resid = np.ascontiguousarray(Yc.T)
+    C = np.zeros((c, k_max, k_max))
+    d = np.zeros((c, k_max))
+    y = np.ascontiguousarray(Yc.T)
+    resid = y.copy()
     dual = np.zeros((c, n))
-    r = resid.copy()
-    t = r @ K  # K is symmetric: row b is (K y_b)^T
+    rows = np.arange(c)  # the targets still in the batch
+    last = np.full(c, k_max) if last is None else np.asarray(last)
+    t = y * K if diagonal else y @ K  # K is symmetric: row b is (K y_b)^T
     for j in range(k_max):
         # Lanczos step (against the last two basis vectors, which carry almost all of
         # K q_{j-1}), then one full classical Gram-Schmidt pass against all of them.
+        h_all = np.zeros((rows.size, j))
         for lo in (max(j - 2, 0), 0) if j else ():
-            h = np.matmul(Q[:, lo:j, :], t[:, :, None]).transpose(0, 2, 1)  # (c, 1, j-lo)
-            t -= np.matmul(h, Q[:, lo:j, :])[:, 0, :]
-            r -= np.matmul(h, R[:, lo:j, :])[:, 0, :]
+            h = np.matmul(Q[:, lo:j, :], t[:, :, None])  # (c, j-lo, 1)
+            t -= np.matmul(h.transpose(0, 2, 1), Q[:, lo:j, :])[:, 0, :]
+            h_all[:, lo:j] += h[:, :, 0]
         norm = np.sqrt(np.einsum("cn,cn->c", t, t))
         ok = norm > tol
-        inv = np.where(ok, 1.0 / np.where(ok, norm, 1.0), 0.0)[:, None]
+        inv = np.where(ok, 1.0 / np.where(ok, norm, 1.0), 0.0)
         q = Q[:, j, :]
-        np.multiply(t, inv, out=q)
-        np.multiply(r, inv, out=R[:, j, :])
-        coef = np.einsum("cn,cn->c", q, resid)[:, None]
-        resid -= q * coef
-        dual += R[:, j, :] * coef
+        np.multiply(t, inv[:, None], out=q)
+        # r_j = (B_j - sum_i h_i r_i) / norm, in coefficients
+        col = -np.matmul(C[:, :, :j], h_all[:, :, None])[:, :, 0]
+        col[:, j] += 1.0
+        C[:, :, j] = col * inv[:, None]
+        coef = np.einsum("cn,cn->c", q, resid)
+        resid -= q * coef[:, None]
+        d += C[:, :, j] * coef[:, None]
         if j + 1 in wanted:
+            dual[rows] = y * d[:, :1] + np.matmul(d[:, None, 1:j + 1], Q[:, :j, :])[:, 0, :]
             on_components(j + 1, dual.T)
-        if j + 1 < k_max:
-            r = q.copy()
-            t = r @ K
+        keep = last > j + 1
+        if not keep.all():  # drop the targets that are done (copies of the batch arrays)
+            Q, C, d, y, resid, rows, last = (a[keep] for a in (Q, C, d, y, resid, rows, last))
+            q = Q[:, j, :]
+        if j + 1 < k_max and rows.size:
+            t = q * K if diagonal else q @ K
+        else:
+            break
 
 
 def _check_grid(n_components) -> np.ndarray:
@@ -187,29 +177,6 @@ def _check_grid(n_components) -> np.ndarray:
 def _chunks(v: int, size: int) -> Iterator[slice]:
     for start in range(0, v, size):
         yield slice(start, min(start + size, v))
-
-
-def _loo_cv(U: np.ndarray, s: np.ndarray, alphas: np.ndarray, inv_diag, Y: np.ndarray, y_mean: np.ndarray,
-            work: type, chunk_size: int, n_threads, errors: np.ndarray, dual: np.ndarray | None) -> float:
-    """Exact leave-one-out errors of every penalty, (n_alphas, v), into ``errors``.
-
-    ``U`` (n, k) and ``s`` (k,) are the centred kernel's eigendecomposition, ``Y`` (n, v).
-    With ``dual`` (n, v) given, the duals at each target's best penalty are written too
-    (while ``U^T y`` is at hand); returns the seconds spent on them.
-    """
-    t_dual = 0.0
-    with threadpool_limits(limits=n_threads):
-        U_w = U.astype(work, copy=False)
-        for sl in _chunks(Y.shape[1], chunk_size):
-            Yc = Y[:, sl] - y_mean[sl]
-            UTy = U.T @ Yc
-            _loo_chunk(U_w, s, alphas, inv_diag, Yc, UTy, errors[:, sl])
-            if dual is not None:
-                t1 = time.perf_counter()
-                best = np.argmin(errors[:, sl], axis=0)
-                dual[:, sl] = _duals(U, UTy, s, alphas, best)
-                t_dual += time.perf_counter() - t1
-    return t_dual
 
 
 def _kfold_cv(folds, alphas: np.ndarray, Y: np.ndarray, center: bool, work: type, chunk_size: int,

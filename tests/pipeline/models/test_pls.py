@@ -138,3 +138,47 @@ def test_non_finite_features_give_one_clear_error():
     X_new[0, 3] = np.nan
     with pytest.raises(ConfigError, match="new X contains NaN or infinite values .*row 0"):
         model.predict(X_new)
+
+
+def test_krylov_in_the_eigenbasis_is_the_sample_space_krylov():
+    # the CV and final fits run the recursion on the eigenvalues of the kernel (a diagonal
+    # operator) with the targets rotated into its eigenbasis: the same duals, rotated
+    from pipeline.models.kernels import fit_kernel, fold_kernels
+    from pipeline.models.solvers import krylov_pls_duals
+
+    X, Y, _ = _problem(70, 120, 6, seed=9)
+    K, _ = fit_kernel(X, standardize=False)
+    K_tr, _ = fold_kernels(K, np.arange(70), np.arange(0))
+    Yc = Y - Y.mean(axis=0)
+    lam, V = np.linalg.eigh(K_tr)
+    got, want = {}, {}
+    krylov_pls_duals(K_tr, Yc, [1, 4, 9], lambda k, d: want.__setitem__(k, d.copy()))
+    krylov_pls_duals(lam, V.T @ Yc, [1, 4, 9], lambda k, d: got.__setitem__(k, V @ d))
+    for k in (1, 4, 9):
+        fitted = K_tr @ want[k]
+        np.testing.assert_allclose(K_tr @ got[k], fitted, atol=1e-9 * np.abs(fitted).max())
+
+
+def test_worker_threads_do_not_change_the_fit():
+    X, Y, X_new = _problem(90, 60, 40, seed=10)
+    one = BatchedPLS(cv=3, chunk_size=7, n_threads=1).fit(X, Y)
+    two = BatchedPLS(cv=3, chunk_size=7, n_threads=2).fit(X, Y)
+    np.testing.assert_array_equal(one.n_components_, two.n_components_)
+    np.testing.assert_array_equal(one.cv_errors_, two.cv_errors_)
+    np.testing.assert_array_equal(one.dual_coef_, two.dual_coef_)
+
+
+def test_targets_leave_the_batch_at_their_last_count_with_unchanged_duals():
+    from pipeline.models.solvers import krylov_pls_duals
+
+    X, Y, _ = _problem(60, 90, 9, seed=11)
+    K = X @ X.T
+    lam = np.linalg.eigvalsh(K)
+    Z = np.random.RandomState(0).randn(60, 9)
+    last = np.array([1, 4, 2, 4, 1, 9, 2, 9, 4])
+    full, short = {}, {}
+    krylov_pls_duals(lam, Z, [1, 2, 4, 9], lambda k, d: full.__setitem__(k, d.copy()))
+    krylov_pls_duals(lam, Z, [1, 2, 4, 9], lambda k, d: short.__setitem__(k, d.copy()), last=last)
+    for k in (1, 2, 4, 9):
+        cols = last >= k
+        np.testing.assert_array_equal(short[k][:, cols], full[k][:, cols])
