@@ -51,6 +51,21 @@ def test_precision_changes_the_feature_key(world, tiny_vim1_dir):
     assert feat.run["runtime"]["backend"] == "tensorflow" and feat.run["runtime"]["precision"] == "strict"
 
 
+def test_device_gpu_without_a_gpu_is_one_clear_error(world, tiny_vim1_dir):
+    settings, _, _ = world
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is visible here")
+    env = {**os.environ, "TRACKER_MONGO_URI": settings.mongo_uri, "TRACKER_DB_NAME": settings.db_name,
+           "TRACKER_HOME": str(settings.home)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "run_features.py"), "--data-dir", str(tiny_vim1_dir),
+         "--device", "gpu", "--quiet"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--device gpu: the tensorflow backend sees no GPU" in proc.stderr
+
+
 def _val_r(store, run_id):
     got = load_scores(store, [run_id], "validation", ["r"])[run_id]
     return got.voxel_ids, got.values["r"]

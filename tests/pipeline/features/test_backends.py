@@ -111,3 +111,23 @@ def test_tensorflow_and_jax_give_the_same_conv3_features(tmp_path):
     scale = np.abs(tf_feats).max()
     assert scale > 1
     np.testing.assert_allclose(jax_feats, tf_feats, rtol=0, atol=BACKEND_RTOL * scale)
+
+
+def test_packaging_declares_one_tensorflow_distribution():
+    import re
+
+    import tomllib
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())["project"]
+
+    def names(specs):
+        return [re.split(r"[\s<>=!~;\[]", s, maxsplit=1)[0].lower().replace("_", "-") for s in specs]
+
+    base = names(meta["dependencies"])
+    assert [n for n in base if n.startswith("tensorflow")] == ["tensorflow"]
+    extras = meta["optional-dependencies"]
+    every = base + [n for specs in extras.values() for n in names(specs)]
+    assert "tensorflow-cpu" not in every and "tensorflow-gpu" not in every
+    assert extras["cuda"] == ["tensorflow[and-cuda]>=2.16"]  # the same distribution, its CUDA extra
+    assert names(extras["jax"]) == ["jax"] and names(extras["torch"]) == ["torch"]
+    assert "jax" in names(extras["test"])  # CI compares TensorFlow with JAX
