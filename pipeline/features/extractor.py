@@ -52,6 +52,8 @@ class Extractor:
     config : FeatureConfig or None
     batch_size : int (resolved when "auto" was asked for)
     batch_size_rule : "fixed" or a description of the "auto" choice
+    runtime : dict, the backend's runtime identity (:func:`pipeline.features.backend.activate`:
+        backend, version, device, precision, compilation); default: the backend Keras runs
     """
 
     def __init__(

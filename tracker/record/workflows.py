@@ -76,6 +76,7 @@ def runtime_key_fields(runtime: dict[str, Any]) -> dict[str, Any]:
     device = runtime.get("device", {})
     return {
         "backend": runtime.get("backend"), "backend_version": runtime.get("backend_version"),
+        "keras": runtime.get("keras"),
         "device": {k: device.get(k) for k in ("kind", "name", "driver", "cuda")},
         "precision": runtime.get("precision"), "tf32": runtime.get("tf32"),
         "matmul_precision": runtime.get("matmul_precision"), "compiled": runtime.get("compiled"),
