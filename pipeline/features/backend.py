@@ -207,6 +207,9 @@ def _setup_jax(precision: str, device: str) -> dict:
     gpus = [d for d in jax.devices() if d.platform == "gpu"]
     if device == "gpu" and not gpus:
         raise _no_gpu("jax", f"JAX {jax.__version__}, devices {[d.platform for d in jax.devices()]}")
+    if device == "cpu" and gpus:  # JAX started before JAX_PLATFORMS could hide them
+        jax.config.update("jax_default_device", jax.devices("cpu")[0])
+        gpus = []
     setting = "tensorfloat32" if precision == "fast" else "highest"
     jax.config.update("jax_default_matmul_precision", setting)
     if gpus:

@@ -73,7 +73,10 @@ class Extractor:
         self.chain = chain
         self.weights_sha256 = weights_sha256
         self.config = config
-        self.runtime = runtime if runtime is not None else activate(_backend_of(config))
+        if runtime is None:
+            settings = (config.precision, config.device) if config is not None else ()
+            runtime = activate(_backend_of(config), *settings)
+        self.runtime = runtime
         self._fn = compiled_call(model, self.layers, self.runtime["backend"])
         self.output_shapes = _output_shapes(model, self.layers, chain.input_size)
         self.output_shape = self.output_shapes[self.layer]
