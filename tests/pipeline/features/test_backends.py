@@ -92,7 +92,7 @@ def test_precision_changes_the_runtime_identity():
 
 def _worker(backend: str, out: Path) -> tuple[np.ndarray, dict]:
     out.mkdir()
-    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu", "KERAS_TORCH_DEVICE": "cpu"}
     proc = subprocess.run([sys.executable, str(WORKER), backend, str(out)], capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -100,17 +100,20 @@ def _worker(backend: str, out: Path) -> tuple[np.ndarray, dict]:
 
 
 @pytest.mark.backends
-def test_tensorflow_and_jax_give_the_same_conv3_features(tmp_path):
+@pytest.mark.parametrize("other", ["jax", "torch"])
+def test_tensorflow_and_another_backend_give_the_same_conv3_features(tmp_path, other):
+    """JAX runs in CI (the test extra installs it); PyTorch where it is installed."""
     pytest.importorskip("tensorflow")
-    pytest.importorskip("jax")
+    pytest.importorskip(other)
     tf_feats, tf_rt = _worker("tensorflow", tmp_path / "tf")
-    jax_feats, jax_rt = _worker("jax", tmp_path / "jax")
-    assert tf_feats.shape == jax_feats.shape == (6, 13, 13, 384)
-    assert (tf_rt["backend"], jax_rt["backend"]) == ("tensorflow", "jax")
-    assert jax_rt["compiled"] == "jax.jit" and jax_rt["matmul_precision"] == "highest"
+    feats, rt = _worker(other, tmp_path / other)
+    assert tf_feats.shape == feats.shape == (6, 13, 13, 384)
+    assert (tf_rt["backend"], rt["backend"]) == ("tensorflow", other)
+    assert rt["compiled"] == {"jax": "jax.jit", "torch": "eager (no_grad)"}[other]
+    assert rt["matmul_precision"] == "highest" and rt["tf32"] is False
     scale = np.abs(tf_feats).max()
     assert scale > 1
-    np.testing.assert_allclose(jax_feats, tf_feats, rtol=0, atol=BACKEND_RTOL * scale)
+    np.testing.assert_allclose(feats, tf_feats, rtol=0, atol=BACKEND_RTOL * scale)
 
 
 def test_packaging_declares_one_tensorflow_distribution():
