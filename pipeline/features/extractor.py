@@ -202,11 +202,12 @@ def compiled_call(model, layers: Sequence[str], backend: str):
     if backend == "jax":
         import jax
 
-        trainable = [v.value for v in model.trainable_variables]
-        fixed = [v.value for v in model.non_trainable_variables]
         jitted = jax.jit(lambda tv, ntv, x: _as_dict(model.stateless_call(tv, ntv, x, training=False)[0],
                                                        layers))
-        return lambda x: jitted(trainable, fixed, x)
+        # the variables' current values at each call: Keras may donate and replace the buffers
+        # (model.predict does), so values taken once could be deleted by then
+        return lambda x: jitted([v.value for v in model.trainable_variables],
+                                [v.value for v in model.non_trainable_variables], x)
     import torch
 
     def call(x):
