@@ -10,8 +10,12 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
+# An older .venv holds tensorflow-cpu: it shares the tensorflow/ folder with tensorflow, so
+# both go before tensorflow is installed again (never the two side by side).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if $(PY) -m pip show -q tensorflow-cpu >/dev/null 2>&1; then \
+		$(PY) -m pip uninstall -y -q tensorflow-cpu tensorflow; fi
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 

@@ -7,6 +7,7 @@ python scripts/run_features.py --data-dir ~/vim1 --weights /data/bvlc_alexnet.np
 python scripts/run_features.py --variant tfutils --preprocess tf2019 --retina-warp compat
 python scripts/run_features.py --layers conv3,conv5,fc6 --batch-size auto
 python scripts/run_features.py --model keras:/models/cornet.keras --layers V4_output
+python scripts/run_features.py --backend jax --device gpu --precision strict --batch-size auto
 
 Weights: random:SEED (seeded random, for tests and demos); bvlc_alexnet.npy (a pickle:
 loading it can run code, so only name a file you trust); a TF1/TF2 checkpoint prefix
@@ -21,6 +22,7 @@ import json
 from _common import run_main
 
 from pipeline.features.alexnet.layers import VARIANTS
+from pipeline.features.backend import BACKENDS, DEVICES, PRECISIONS
 from pipeline.features.config import FeatureConfig
 from pipeline.preprocess.images import CHAINS
 from tracker.cli.progress import ProgressBars, err_console
@@ -47,6 +49,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--retina-warp",
                    help="default | compat | default:max_ratio=10,in_size=500 (default: none)")
     p.add_argument("--batch-size", default="64", help="images per batch, or auto (fit to free memory)")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="Keras backend (default $KERAS_BACKEND, else tensorflow)")
+    p.add_argument("--precision", default="strict", choices=PRECISIONS,
+                   help="strict (default: full float32, TF32 off) or fast (TF32 allowed on GPUs)")
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="auto (default: a GPU when visible), cpu, or gpu (an error when none is visible)")
     p.add_argument("--force", action="store_true", help="recompute even if a finished run exists")
     p.add_argument("--json", action="store_true", help="print the run document as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -56,7 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def feature_config(args: argparse.Namespace) -> FeatureConfig:
     """The FeatureConfig the flags describe (:func:`tracker.record.workflows.feature_config`)."""
     return workflows.feature_config(args.model, args.variant, args.layer, args.weights, args.weights_map,
-                                    args.preprocess, args.retina_warp, args.batch_size)
+                                    args.preprocess, args.retina_warp, args.batch_size, args.backend,
+                                    args.precision, args.device)
 
 
 def main(argv=None) -> int:

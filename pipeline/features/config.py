@@ -26,6 +26,7 @@ from pipeline.core.errors import ConfigError
 from pipeline.core.keys import content_key
 from pipeline.features.alexnet.checkpoints import normalize_name_map
 from pipeline.features.alexnet.layers import LAYERS, VARIANTS, get_variant
+from pipeline.features.backend import DEVICES, PRECISIONS, check_choice, resolve_backend
 from pipeline.preprocess.images import CHAINS
 from pipeline.preprocess.retinawarp import RetinaWarpConfig
 
@@ -42,6 +43,9 @@ MODELS: dict[str, tuple[str, ...]] = {"alexnet": tuple(VARIANTS), "keras": ()}
 _SPLIT_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _LAYER_RE = re.compile(r"[A-Za-z0-9_.\-]+")
 _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+#: fields left out of to_dict (and the key) at these values
+_OMITTED_DEFAULTS = {"retina_warp": None, "weights_map": None, "backend": None, "precision": "strict",
+                     "device": "auto"}
 
 
 # --------------------------------------------------------------------------- config
@@ -86,9 +90,17 @@ class FeatureConfig:
         in canonical form). Warps the full-resolution image to the network input size in
         place of the chain's resize.
     weights_map : TensorFlow checkpoints only: ``{layer: [kernel_var, bias_var]}``.
+    backend : "tensorflow", "jax" or "torch"; None (default): ``$KERAS_BACKEND``, else
+        TensorFlow, resolved when the extractor is built (:mod:`pipeline.features.backend`)
+    precision : "strict" (default: full float32, TF32 off) or "fast" (TF32 allowed on GPUs)
+    device : "auto" (default: a GPU when the backend sees one), "cpu" or "gpu" (an error
+        when no GPU is visible)
 
-    ``retina_warp`` and ``weights_map`` appear in :meth:`to_dict` (and so in the key) only
-    when set, so configs without them keep the keys they always had.
+    ``retina_warp``, ``weights_map``, ``backend``, ``precision`` and ``device`` appear in
+    :meth:`to_dict` (and so in :meth:`key`) only when not at their defaults, so configs
+    without them keep the keys they always had. The feature *run* keys on the resolved
+    runtime (backend, version, device, precision) as well: see
+    :func:`pipeline.features.backend.runtime_identity`.
     """
 
     model: str = "alexnet"
@@ -99,9 +111,16 @@ class FeatureConfig:
     batch_size: int | str = 64
     retina_warp: str | None = None
     weights_map: tuple | None = None
+    backend: str | None = None
+    precision: str = "strict"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        if self.backend is not None:
+            set_(self, "backend", resolve_backend(self.backend))
+        set_(self, "precision", check_choice(self.precision, PRECISIONS, "precision"))
+        set_(self, "device", check_choice(self.device, DEVICES, "device"))
         for name in ("model", "variant", "preprocess"):
             value = getattr(self, name)
             if not isinstance(value, (str, Path)):
@@ -225,11 +244,12 @@ class FeatureConfig:
         return cls(**dict(data))
 
     def to_dict(self) -> dict:
-        """Plain JSON-able dict of the fields; ``retina_warp`` and ``weights_map`` only when
-        set (``weights_map`` as ``{layer: [kernel_var, bias_var]}``)."""
+        """Plain JSON-able dict of the fields; ``retina_warp``, ``weights_map``, ``backend``,
+        ``precision`` and ``device`` only when not at their defaults (``weights_map`` as
+        ``{layer: [kernel_var, bias_var]}``)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("retina_warp", "weights_map"):
-            if out[name] is None:
+        for name, default in _OMITTED_DEFAULTS.items():
+            if out[name] == default:
                 del out[name]
         if "weights_map" in out:
             out["weights_map"] = {layer: list(pair) for layer, pair in self.weights_map}

@@ -1,4 +1,6 @@
-"""Devices: the CPU name, GPU memory via ``nvidia-smi`` or TensorFlow, and ``batch_size="auto"``.
+"""Devices: the CPU name, GPU name, driver and memory via ``nvidia-smi``, and ``batch_size="auto"``.
+
+The backend's own view of its devices is in :mod:`pipeline.features.backend`.
 """
 
 from __future__ import annotations
@@ -53,16 +55,6 @@ def auto_batch_size(
 
 
 # --------------------------------------------------------------------------- extractor
-
-
-def _enable_gpu_memory_growth() -> None:
-    import tensorflow as tf
-
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except (RuntimeError, ValueError):
-            pass  # already initialised: keep TensorFlow's setting
 
 
 def _cpu_name() -> str:

@@ -1,7 +1,9 @@
 """The Keras feature extractor: a batched forward pass from raw vim-1 images to features.
 
-:func:`build_extractor` builds the AlexNet (or loads a user's Keras model) for a
-:class:`~pipeline.features.config.FeatureConfig`; TensorFlow is imported inside
+:func:`build_extractor` activates the config's Keras backend (TensorFlow, JAX or PyTorch:
+:mod:`pipeline.features.backend`), then builds the AlexNet (or loads a user's Keras model)
+for a :class:`~pipeline.features.config.FeatureConfig`. The forward pass is compiled the
+backend's way (:func:`compiled_call`). Keras and the backends are imported inside
 functions only.
 """
 
@@ -17,21 +19,15 @@ from pipeline.core.errors import ConfigError, DataFormatError
 from pipeline.features.alexnet.checkpoints import read_keras_h5
 from pipeline.features.alexnet.model import _lrn_layer_class, build_alexnet
 from pipeline.features.alexnet.weights import weights_sha256
+from pipeline.features.backend import activate, free_gpu_memory, gpu_visible
 from pipeline.features.config import _LAYER_RE, FeatureConfig, _split_layers
-from pipeline.features.device import (
-    AUTO_CAP,
-    AUTO_MEMORY_FRACTION,
-    _available_memory,
-    _cpu_name,
-    _enable_gpu_memory_growth,
-    _nvidia_smi,
-    auto_batch_size,
-)
+from pipeline.features.device import AUTO_CAP, AUTO_MEMORY_FRACTION, _available_memory, auto_batch_size
 from pipeline.preprocess.images import CHAINS, Chain
 
 __all__ = [
     "Extractor",
     "build_extractor",
+    "compiled_call",
     "extractor_from_model",
 ]
 
@@ -56,6 +52,8 @@ class Extractor:
     config : FeatureConfig or None
     batch_size : int (resolved when "auto" was asked for)
     batch_size_rule : "fixed" or a description of the "auto" choice
+    runtime : dict, the backend's runtime identity (:func:`pipeline.features.backend.activate`:
+        backend, version, device, precision, compilation); default: the backend Keras runs
     """
 
     def __init__(
@@ -67,32 +65,23 @@ class Extractor:
         weights_sha256: str = "",
         config: FeatureConfig | None = None,
         batch_size: int | str = 64,
+        runtime: dict | None = None,
     ) -> None:
-        import tensorflow as tf
-
         self.model = model
         self.layers = _split_layers(layer)
         self.layer = self.layers[0]
         self.chain = chain
         self.weights_sha256 = weights_sha256
         self.config = config
-        size = chain.input_size
-        self._fn = tf.function(
-            self._forward_graph,
-            input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)],
-        )
-        outputs = self._fn.get_concrete_function().structured_outputs
-        self.output_shapes = {name: tuple(int(d) for d in outputs[name].shape[1:]) for name in self.layers}
+        if runtime is None:
+            settings = (config.precision, config.device) if config is not None else ()
+            runtime = activate(_backend_of(config), *settings)
+        self.runtime = runtime
+        self._fn = compiled_call(model, self.layers, self.runtime["backend"])
+        self.output_shapes = _output_shapes(model, self.layers, chain.input_size)
         self.output_shape = self.output_shapes[self.layer]
         if not isinstance(batch_size, bool) and (batch_size == "auto" or batch_size == 0):
-            device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
-            per_image = self.per_image_bytes()
-            free = _available_memory(device)
-            self.batch_size = auto_batch_size(per_image, free, device)
-            self.batch_size_rule = (
-                f"auto: {device} free {free} B x {AUTO_MEMORY_FRACTION} / {per_image} B per image, "
-                f"power of two, cap {AUTO_CAP.get(device, 64)}"
-            )
+            self.batch_size, self.batch_size_rule = self._auto_batch_size()
         else:
             if (
                 isinstance(batch_size, bool)
@@ -102,6 +91,17 @@ class Extractor:
                 raise ConfigError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}.")
             self.batch_size = int(batch_size)
             self.batch_size_rule = "fixed"
+
+    def _auto_batch_size(self) -> tuple[int, str]:
+        """``batch_size="auto"``: from the free memory of the device the backend runs on."""
+        device = "GPU" if gpu_visible(self.runtime) else "CPU"
+        per_image = self.per_image_bytes()
+        free = free_gpu_memory(self.runtime) if device == "GPU" else _available_memory("CPU")
+        rule = (
+            f"auto: {device} free {free} B x {AUTO_MEMORY_FRACTION} / {per_image} B per image, "
+            f"power of two, cap {AUTO_CAP.get(device, 64)}"
+        )
+        return auto_batch_size(per_image, free, device), rule
 
     def per_image_bytes(self) -> int:
         """Working-memory estimate for one image: 2 x (input + every layer output) x 4 bytes."""
@@ -113,14 +113,6 @@ class Extractor:
             except (AttributeError, ValueError, TypeError):
                 continue
         return 2 * 4 * max(total, 1)
-
-    def _forward_graph(self, x):
-        out = self.model(x, training=False)
-        if isinstance(out, Mapping):
-            return {name: out[name] for name in self.layers}
-        if isinstance(out, (list, tuple)):
-            return dict(zip(self.layers, out, strict=False))
-        return {self.layer: out}
 
     def preprocess(self, raw: np.ndarray) -> np.ndarray:
         """(B, H, W) raw -> (B, S, S, 3) float32 network input (see :mod:`pipeline.preprocess.images`)."""
@@ -150,44 +142,80 @@ class Extractor:
         return self.forward(self.preprocess(raw))
 
     def device_info(self) -> dict:
-        """Where the model runs: ``{device: "CPU"|"GPU", name, memory (bytes or None),
-        tensorflow, keras, driver, cuda, cudnn, cpu_count, tf32, batch_size,
-        batch_size_rule}`` (plain JSON)."""
-        import keras
-        import tensorflow as tf
-
-        build = dict(tf.sysconfig.get_build_info())
-        info = {
-            "device": "CPU",
-            "name": _cpu_name(),
-            "memory": None,
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "driver": None,
-            "cuda": build.get("cuda_version"),
-            "cudnn": build.get("cudnn_version"),
-            "cpu_count": os.cpu_count(),
-            "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()),
-            "batch_size": self.batch_size,
-            "batch_size_rule": self.batch_size_rule,
-        }
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            details = tf.config.experimental.get_device_details(gpus[0])
-            info.update(
-                device="GPU",
-                name=details.get("device_name", gpus[0].name),
-                compute_capability=".".join(str(v) for v in details.get("compute_capability", ())) or None,
-                n_gpus=len(gpus),
-            )
-            smi = _nvidia_smi()
-            info.update({k: v for k, v in smi.items() if k != "free" and (k != "name" or not info["name"])})
-        else:
+        """Where and how the model runs (plain JSON): ``device`` ("CPU"|"GPU"), ``name``,
+        ``memory``, ``driver``, ``cuda``, ``backend``, ``backend_version`` (also under the
+        backend's own name, e.g. ``tensorflow``), ``keras``, ``precision``, ``tf32``,
+        ``matmul_precision``, ``compiled``, ``xla``, ``cpu_count``, ``batch_size``,
+        ``batch_size_rule``."""
+        rt = self.runtime
+        dev = dict(rt["device"])
+        info = {"device": dev.pop("kind"), **dev, rt["backend"]: rt["backend_version"],
+                **{k: v for k, v in rt.items() if k != "device"},
+                "cpu_count": os.cpu_count(), "batch_size": self.batch_size,
+                "batch_size_rule": self.batch_size_rule}
+        if info["device"] == "CPU":
             try:
                 info["memory"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
             except (ValueError, OSError, AttributeError):
                 pass
         return info
+
+
+def _backend_of(config: FeatureConfig | None) -> str | None:
+    """The backend a config asks for, else the one Keras already runs (else the default)."""
+    import sys
+
+    if config is not None and config.backend:
+        return config.backend
+    keras = sys.modules.get("keras")
+    return keras.backend.backend() if keras is not None else None
+
+
+def _as_dict(out, layers: tuple[str, ...]) -> dict:
+    if isinstance(out, Mapping):
+        return {name: out[name] for name in layers}
+    if isinstance(out, (list, tuple)):
+        return dict(zip(layers, out, strict=False))
+    return {layers[0]: out}
+
+
+def _output_shapes(model, layers: tuple[str, ...], size: int) -> dict[str, tuple[int, ...]]:
+    """{layer: output shape without the batch axis}, from the model's symbolic outputs."""
+    import keras
+
+    spec = model.compute_output_spec(keras.KerasTensor((None, size, size, 3), dtype="float32"))
+    return {name: tuple(int(d) for d in t.shape[1:]) for name, t in _as_dict(spec, layers).items()}
+
+
+def compiled_call(model, layers: Sequence[str], backend: str):
+    """``fn(x (B, S, S, 3) float32 numpy) -> {layer: array}``: the model's inference call,
+    compiled the backend's way (TensorFlow ``tf.function``, JAX ``jax.jit`` of the
+    stateless call; PyTorch eager under ``no_grad``, outputs copied to the CPU)."""
+    layers = tuple(layers)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        shape = [None, *model.inputs[0].shape[1:]] if model.inputs else [None, None, None, 3]
+        fn = tf.function(lambda x: _as_dict(model(x, training=False), layers),
+                         input_signature=[tf.TensorSpec(shape, tf.float32)])
+        return fn
+    if backend == "jax":
+        import jax
+
+        jitted = jax.jit(lambda tv, ntv, x: _as_dict(model.stateless_call(tv, ntv, x, training=False)[0],
+                                                       layers))
+        # the variables' current values at each call: Keras may donate and replace the buffers
+        # (model.predict does), so values taken once could be deleted by then
+        return lambda x: jitted([v.value for v in model.trainable_variables],
+                                [v.value for v in model.non_trainable_variables], x)
+    import torch
+
+    def call(x):
+        with torch.no_grad():
+            out = _as_dict(model(x, training=False), layers)
+        return {name: value.detach().cpu().numpy() for name, value in out.items()}
+
+    return call
 
 
 def _model_input_size(model) -> int | None:
@@ -214,6 +242,7 @@ def extractor_from_model(
     batch_size: int | str = 64,
     retina_warp: str | None = None,
     config: FeatureConfig | None = None,
+    runtime: dict | None = None,
 ) -> Extractor:
     """An :class:`Extractor` for any Keras model and one or more of its layers by name.
 
@@ -243,12 +272,12 @@ def extractor_from_model(
     chain = chain.with_warp(retina_warp)
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     sub = keras.Model(inputs, {name: model.get_layer(name).output for name in layers})
-    return Extractor(sub, layers, chain, weights_sha256=weights_sha256, config=config, batch_size=batch_size)
+    return Extractor(sub, layers, chain, weights_sha256=weights_sha256, config=config, batch_size=batch_size,
+                     runtime=runtime)
 
 
 def _load_keras_model(config: FeatureConfig):
     import keras
-
 
     path = Path(config.variant).expanduser()
     if not path.is_file():
@@ -284,22 +313,19 @@ def _load_keras_model(config: FeatureConfig):
     return model
 
 
-def build_extractor(config: FeatureConfig, *, tf32: bool = False) -> Extractor:
+def build_extractor(config: FeatureConfig) -> Extractor:
     """Build the model of ``config`` up to its layer(s), with its weights and chain.
 
-    Weights from a ``.npy`` file are unpickled (``bvlc_alexnet.npy``): only for a path the
-    user names. ``tf32=False`` (default) switches TensorFloat-32 off process-wide, so GPU
-    features are full float32 like CPU ones (TensorFlow enables TF32 on Ampere and newer
-    GPUs, which changes features by about 1e-3 relative). GPU memory growth is enabled
-    when possible. A Keras model file is loaded with ``safe_mode`` (no Python lambdas).
+    First activates the config's backend, device and precision
+    (:func:`pipeline.features.backend.activate`: GPU memory growth before the backend
+    starts; ``precision="strict"``, the default, keeps TF32 off so GPU features are full
+    float32 like CPU ones). Weights from a ``.npy`` file are unpickled
+    (``bvlc_alexnet.npy``): only for a path the user names. A Keras model file is loaded
+    with ``safe_mode`` (no Python lambdas).
     """
     if not isinstance(config, FeatureConfig):
         raise ConfigError(f"config must be a FeatureConfig, got {type(config).__name__}.")
-    import tensorflow as tf
-
-
-    _enable_gpu_memory_growth()
-    tf.config.experimental.enable_tensor_float_32_execution(bool(tf32))
+    runtime = activate(config.backend, config.precision, config.device)
     wsha = weights_sha256(config.weights, config.variant)
     if config.is_keras:
         model = _load_keras_model(config)
@@ -311,6 +337,7 @@ def build_extractor(config: FeatureConfig, *, tf32: bool = False) -> Extractor:
             batch_size=config.batch_size,
             retina_warp=config.retina_warp,
             config=config,
+            runtime=runtime,
         )
     model = build_alexnet(config.variant, config.layers, config.weights, config.weights_map)
     return Extractor(
@@ -320,4 +347,5 @@ def build_extractor(config: FeatureConfig, *, tf32: bool = False) -> Extractor:
         weights_sha256=wsha,
         config=config,
         batch_size=config.batch_size,
+        runtime=runtime,
     )

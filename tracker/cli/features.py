@@ -37,6 +37,12 @@ def features_cmd(
         help="default | compat | default:max_ratio=10,in_size=500 (default: none).")] = None,
     batch_size: Annotated[str, typer.Option(
         help="Images per batch, or auto (fit to free memory).")] = "64",
+    backend: Annotated[str | None, typer.Option(
+        help="Keras backend: tensorflow, jax or torch (default $KERAS_BACKEND, else tensorflow).")] = None,
+    precision: Annotated[str, typer.Option(
+        help="strict (full float32, TF32 off) or fast (TF32 allowed on GPUs).")] = "strict",
+    device: Annotated[str, typer.Option(
+        help="auto (a GPU when visible), cpu, or gpu (an error when no GPU is visible).")] = "auto",
     force: Annotated[bool, typer.Option(
         "--force", help="Recompute even if a finished run exists.")] = False,
     as_json: RunJsonOpt = False,
@@ -48,9 +54,11 @@ def features_cmd(
     config on the same data is reused (--force recomputes).
 
     Example: [bold]tracker features --data-dir demo_data --layers conv3,conv5 --batch-size auto[/bold]
+
+    On a GPU: [bold]tracker features --backend jax --device gpu --batch-size auto[/bold]
     """
     config = workflows.feature_config(model, variant, layers, weights, weights_map, preprocess,
-                                      retina_warp, batch_size)
+                                      retina_warp, batch_size, backend, precision, device)
     settings = settings_of(ctx)
     if data_dir is not None:
         settings = dataclasses.replace(settings, data_dir=data_dir)

@@ -21,7 +21,7 @@ from tracker.db.security import redact_argv
 
 PACKAGES = (
     "numpy", "scipy", "h5py", "scikit-learn", "tensorflow", "tensorflow-cpu", "keras",
-    "pymongo", "secantusdb", "matplotlib", "vimtrack",
+    "jax", "jaxlib", "torch", "pymongo", "secantusdb", "matplotlib", "vimtrack",
 )
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -62,17 +62,43 @@ def verify_feature_file(output: dict[str, Any], settings: Settings) -> Path:
     return path
 
 
+def feature_runtime(config: Any) -> dict[str, Any]:
+    """The runtime identity a feature config runs under here (activates its Keras backend):
+    backend and version, device, precision switches, compilation
+    (:func:`pipeline.features.backend.runtime_identity`)."""
+    from pipeline.features.backend import runtime_identity
+
+    return runtime_identity(config.backend, config.precision, config.device)
+
+
+def runtime_key_fields(runtime: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a runtime identity that change the numbers (free memory and counts left out)."""
+    device = runtime.get("device", {})
+    return {
+        "backend": runtime.get("backend"), "backend_version": runtime.get("backend_version"),
+        "keras": runtime.get("keras"),
+        "device": {k: device.get(k) for k in ("kind", "name", "driver", "cuda")},
+        "precision": runtime.get("precision"), "tf32": runtime.get("tf32"),
+        "matmul_precision": runtime.get("matmul_precision"), "compiled": runtime.get("compiled"),
+        "xla": runtime.get("xla"),
+    }
+
+
 def feature_key(store: Store, data_dir: Path, config: Any) -> tuple[str, dict[str, Any], str]:
     """``(config_key, dataset document, weights sha256)`` of a feature extraction.
 
-    The key covers the config, the weights' bytes (not only their path) and the data's
-    content, so the same work anywhere has the same key.
+    The key covers the config, the weights' bytes (not only their path), the data's
+    content and what changes the numbers where it runs (backend and version, device,
+    float32 matmul precision, compilation: :func:`runtime_key_fields`), so the same work
+    on the same kind of machine has the same key.
     """
     from pipeline.features.alexnet.weights import weights_sha256
 
     dataset = register_dataset(store, data_dir)
     wsha = weights_sha256(config.weights, config.variant)
-    return content_key("features", config.to_dict(), wsha, dataset["content_sha256"]), dataset, wsha
+    runtime = runtime_key_fields(feature_runtime(config))
+    key = content_key("features", config.to_dict(), wsha, dataset["content_sha256"], runtime)
+    return key, dataset, wsha
 
 
 def fit_key(feature_config_key: str, config: Any, subject: str, roi: str, responses: str) -> str:
@@ -107,6 +133,7 @@ def extract_and_log(
         return Outcome(existing, True)
 
     doc = documents.feature_run_doc(config.to_dict(), key, dataset, provenance.collect())
+    doc["runtime"] = feature_runtime(config)
     out_dir = settings.feature_root
     out_dir.mkdir(parents=True, exist_ok=True)
     out_path = (out_dir / f"{key[:12]}_{doc['_id']}.h5").resolve()
@@ -129,6 +156,7 @@ def extract_and_log(
             "device": info_dict.get("device"),
             "timings": {"seconds": info_dict.get("seconds"), "images_per_s": info_dict.get("images_per_s")},
             "weights_sha256": wsha,
+            "runtime": extractor.runtime,
         }
         rec.complete(fields, replace=force)
     return _outcome(rec)
@@ -347,6 +375,9 @@ def feature_config(
     preprocess: str | None = None,
     retina_warp: str | None = None,
     batch_size: str = "64",
+    backend: str | None = None,
+    precision: str = "strict",
+    device: str = "auto",
 ) -> Any:
     """The :class:`pipeline.features.config.FeatureConfig` that command-line options describe.
 
@@ -366,11 +397,15 @@ def feature_config(
         Checkpoint variable names as JSON text, or None.
     batch_size
         Images per batch (a whole number as text), or ``auto``.
+    backend, precision, device
+        ``--backend`` tensorflow|jax|torch (None: ``$KERAS_BACKEND``, else TensorFlow),
+        ``--precision`` strict|fast, ``--device`` auto|cpu|gpu.
     """
     from pipeline.features.config import FeatureConfig
 
     batch = batch_size if batch_size == "auto" else _whole(batch_size, "--batch-size")
-    extra: dict[str, Any] = {"retina_warp": retina_warp}
+    extra: dict[str, Any] = {"retina_warp": retina_warp, "backend": backend, "precision": precision,
+                             "device": device}
     if weights_map:
         try:
             extra["weights_map"] = json.loads(weights_map)

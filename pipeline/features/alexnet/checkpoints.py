@@ -176,8 +176,7 @@ def read_checkpoint(
 
 def _open_checkpoint(prefix: str):
     """(reader, {variable name: shape}) of a checkpoint (TensorFlow imported here)."""
-    import tensorflow as tf
-
+    tf = _tensorflow_for_checkpoints(prefix)
     try:
         reader = tf.train.load_checkpoint(prefix)
         var_shapes = reader.get_variable_to_shape_map()
@@ -219,6 +218,33 @@ def _layer_variables(layer: str, mapped: Mapping, var_shapes: Mapping, names: li
     if kernel is None or bias is None:
         return None, why_k or why_b
     return (kernel, bias), ""
+
+
+def _tensorflow_for_checkpoints(prefix: str):
+    """TensorFlow, for reading a checkpoint on any Keras backend (one clear error without it).
+
+    On the JAX or PyTorch backend TensorFlow only reads the file: its GPUs are hidden, so
+    it never takes GPU memory from the backend that runs the model.
+    """
+    import sys
+
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        keras = sys.modules.get("keras")
+        backend = keras.backend.backend() if keras is not None else "tensorflow"
+        raise ConfigError(
+            f"checkpoint {prefix}: reading a TF1/TF2 checkpoint needs TensorFlow, also on the {backend} "
+            f"backend ({exc}); pip install tensorflow, or give the weights as a .weights.h5 or "
+            f"bvlc_alexnet.npy file instead."
+        ) from None
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != "tensorflow":
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:
+            pass  # TensorFlow already started its devices elsewhere in this process
+    return tf
 
 
 def _var_order(key: str):

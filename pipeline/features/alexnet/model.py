@@ -1,6 +1,7 @@
 """The Keras AlexNet: the LRN layer, :func:`build_alexnet` and :func:`set_weights`.
 
-Keras and TensorFlow are imported inside functions only.
+Keras is imported inside functions only (after the backend is chosen: see
+:mod:`pipeline.features.backend`); the model uses Keras layers and ``keras.ops`` only.
 """
 
 from __future__ import annotations
@@ -26,14 +27,19 @@ _LRN_CLASS = None
 
 
 def _lrn_layer_class():
-    """A Keras layer wrapping ``tf.nn.local_response_normalization`` (created lazily)."""
+    """The Keras LRN layer, written in ``keras.ops`` so it runs on every backend (created
+    lazily: Keras picks its backend when first imported)."""
     global _LRN_CLASS
     if _LRN_CLASS is None:
         import keras
-        import tensorflow as tf
 
         class LocalResponseNormalization(keras.layers.Layer):
-            """TensorFlow LRN over the channel axis (channels-last)."""
+            """Local response normalisation over the channel axis (channels-last).
+
+            ``out = x / (bias + alpha * sum_{|k - c| <= depth_radius} x_k^2) ** beta``: the
+            definition of TensorFlow's ``tf.nn.local_response_normalization`` (its results
+            agree to float32 rounding).
+            """
 
             def __init__(self, depth_radius=2, bias=1.0, alpha=2e-5, beta=0.75, **kwargs):
                 super().__init__(**kwargs)
@@ -43,13 +49,15 @@ def _lrn_layer_class():
                 self.beta = float(beta)
 
             def call(self, inputs):
-                return tf.nn.local_response_normalization(
-                    inputs,
-                    depth_radius=self.depth_radius,
-                    bias=self.bias,
-                    alpha=self.alpha,
-                    beta=self.beta,
-                )
+                ops = keras.ops
+                radius = self.depth_radius
+                channels = inputs.shape[-1]
+                squared = ops.square(inputs)
+                padded = ops.pad(squared, [[0, 0]] * (len(inputs.shape) - 1) + [[radius, radius]])
+                window = padded[..., 0:channels]
+                for k in range(1, 2 * radius + 1):
+                    window = window + padded[..., k : k + channels]
+                return inputs * ops.power(self.bias + self.alpha * window, -self.beta)
 
             def compute_output_shape(self, input_shape):
                 return input_shape
