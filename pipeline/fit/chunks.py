@@ -263,15 +263,7 @@ def fit_voxels(
         run.fit_model(model)
     run.report("done")
     run.timings["total"] = time.perf_counter() - t_start
-    return FitResult(
-        config=config,
-        splits=run.scores,
-        predictions=run.predictions,
-        timings=run.timings,
-        n_alpha_at_edge=run.at_edge,
-        feature_subset=None,
-        n_features=prepared.n_features,
-    )
+    return FitResult.from_run(config, run, None, prepared.n_features)
 
 
 class _BlockRun:

@@ -130,15 +130,7 @@ def run_fit(
         run.fit_model(model_name, fit_idx, jobs)
     run.report("done")
     run.timings["total"] = time.perf_counter() - t_start
-    return FitResult(
-        config=config,
-        splits=run.scores,
-        predictions=run.predictions,
-        timings=run.timings,
-        n_alpha_at_edge=run.at_edge,
-        feature_subset=feature_subset,
-        n_features=int(X_train.shape[1]),
-    )
+    return FitResult.from_run(config, run, feature_subset, X_train.shape[1])
 
 
 def _fit_prepared(X_train, X_val, Y_train, Y_val, config: FitConfig, progress, t_start: float

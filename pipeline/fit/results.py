@@ -107,6 +107,15 @@ class FitResult:
     feature_subset: np.ndarray | None = None
     n_features: int = 0
 
+    @classmethod
+    def from_run(cls, config: FitConfig, run, feature_subset: np.ndarray | None,
+                 n_features: int) -> FitResult:
+        """The result of a finished protocol run (its ``scores``, ``predictions``,
+        ``timings`` and ``at_edge``)."""
+        return cls(config=config, splits=run.scores, predictions=run.predictions,
+                   timings=run.timings, n_alpha_at_edge=run.at_edge,
+                   feature_subset=feature_subset, n_features=int(n_features))
+
     def split(self, name: str) -> SplitScores:
         """The scores of the split called ``name`` (ConfigError if absent)."""
         for s in self.splits:

@@ -95,8 +95,9 @@ def collect_garbage(store: Store, settings: Settings, delete: bool = False) -> d
     root = settings.feature_root
     outputs, unreadable = store.feature_outputs_everywhere()
     spooled = Spool(settings.spool_dir, store.db_name).pending_runs("feature_runs")
-    outputs += [{"db": d.get("db", "spool"), "id": d["_id"], "status": d.get("status"),
-                 "output": d["output"]} for d in spooled if d.get("output", {}).get("path")]
+    spooled_ids = {str(d["_id"]) for d in spooled}
+    outputs += [{"db": "spool", "id": d["_id"], "status": d.get("status"), "output": d["output"]}
+                for d in spooled if d.get("output", {}).get("path")]
     referenced: set[str] = set()
     referenced_ids = {str(o["id"]) for o in outputs}
     missing: list[dict[str, Any]] = []
@@ -104,7 +105,7 @@ def collect_garbage(store: Store, settings: Settings, delete: bool = False) -> d
         try:
             referenced.add(str(resolve_feature_path(item["output"], settings).resolve()))
         except IntegrityError:
-            if item["db"] == store.db_name and not any(s["_id"] == item["id"] for s in spooled):
+            if item["db"] == store.db_name and str(item["id"]) not in spooled_ids:
                 missing.append({"id": item["id"], "path": item["output"]["path"], "status": item["status"]})
     files = sorted(root.glob("*.h5")) if root.is_dir() else []
     # a file is kept when any run of any database on this server, or in the spool, names
