@@ -48,10 +48,10 @@ def main() -> int:
         t = stage("fits (2 subjects x ridge/PLS x voxels/V4 average x raw/warped)", t)
     with Store.open(settings) as store:
         for split in ("test", "validation"):
-            rows = queries.compare(store, ["subject", "method", "preprocessing"], roi="V4",
-                                   split=split, metric="r")
-            print_table(rows, ["subject", "method", "preprocessing", "n", "mean", "sem", "median",
-                               "chance_r2_corr"], title=f"Pearson r, V4 voxels, {split} images")
+            rows, by = queries.compare_series(store, ["subject", "method", "preprocessing"],
+                                              roi="V4", split=split, metric="r")
+            print_table(rows, [*by, "n", "mean", "sem", "median", "untrained"],
+                        title=f"Pearson r, V4 voxels, {split} images")
         t = stage("comparison", t)
         paths = make_all(store, settings.plots_dir)
         t = stage("plots", t)

@@ -40,8 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"AlexNet variant: {', '.join(VARIANTS)} (default caffe)")
     p.add_argument("--layers", "--layer", dest="layer", default="conv3",
                    help="layer(s), comma-separated, extracted in one pass (default conv3)")
-    p.add_argument("--weights", default="random:0",
-                   help="random:SEED, bvlc_alexnet.npy, a checkpoint prefix or a .weights.h5 file")
+    p.add_argument("--weights", default=None,
+                   help="bvlc_alexnet.npy, a checkpoint prefix or a .weights.h5 file; random:SEED "
+                        "for untrained features on purpose (required except on the synthetic demo data)")
     p.add_argument("--weights-map", help="checkpoint variable names as JSON: "
                    '{"conv1": ["conv1/weights", "conv1/biases"], ...}')
     p.add_argument("--preprocess",
@@ -71,6 +72,8 @@ def feature_config(args: argparse.Namespace) -> FeatureConfig:
 def main(argv=None) -> int:
     args = parse_args(argv)
     settings = load_settings(data_dir=args.data_dir)
+    args.weights = workflows.resolve_weights(args.weights, workflows.default_data_dir(settings),
+                                             args.model)
     config = feature_config(args)
     with Store.open(settings) as store, ProgressBars(enabled=not args.quiet) as bars:
         outcome = workflows.extract_and_log(store, settings, workflows.default_data_dir(settings), config,

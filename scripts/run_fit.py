@@ -68,9 +68,10 @@ def main(argv=None) -> int:
             err_console.print(f"the database could not be reached: {len(spooled)} run(s) are safe in the "
                               f"spool at {settings.spool_dir}; `tracker sync` uploads them")
             return 0
-        rows = queries.compare(store, ["subject", "method", "preprocessing"], roi=args.roi,
-                               split="validation", metric="r")
-    print_table(rows, ["subject", "method", "preprocessing", "n_runs", "n", "mean", "sem", "median"],
+        rows, by = queries.compare_series(
+            store, ["subject", "method", "preprocessing"], roi=args.roi, split="validation",
+            metric="r", target=None, extra={"_id": {"$in": [o.run_id for o in outcomes]}})
+    print_table(rows, [*by, "n_runs", "n", "mean", "sem", "median"],
                 title=f"Pearson r on validation images, {args.roi} voxels")
     return 0
 

@@ -22,7 +22,7 @@ from pipeline.evaluation.splits import holdout_split, index_hash
 from pipeline.fit.checks import _check_features
 from pipeline.fit.config import FitConfig, _is_int
 from pipeline.fit.methods import _estimator
-from pipeline.fit.results import FitResult, SplitScores
+from pipeline.fit.results import FitResult, SplitScores, held_out
 from pipeline.models.kernels import linear_kernel
 from pipeline.models.pls import PLSKernel
 from pipeline.models.ridge import RidgeKernel
@@ -346,6 +346,7 @@ class _BlockRun:
             r2_corr=r * r, r2=r2, hyper=hyper, hyper_name=config.hyper_name,
             n_train=int(model.fit_idx.size), n_test=int(y_true.shape[0]),
             train_indices_hash=train_hash, p=p_values, significant=significant, n_permutations=n_perm,
+            **held_out(kind, y_true, y_pred),
         )
 
 
@@ -392,9 +393,11 @@ def merge_results(parts: list[FitResult]) -> FitResult:
             return np.concatenate([np.atleast_1d(getattr(c, attr)) for c in col])
 
         p = None if s0.p is None else cat("p")
+        held = {k: None if getattr(s0, k) is None else
+                np.concatenate([getattr(c, k) for c in col], axis=1) for k in ("y_true", "y_pred")}
         splits.append(dataclasses.replace(
             s0, r=cat("r"), r2_corr=cat("r2_corr"), r2=cat("r2"), hyper=cat("hyper"), p=p,
-            significant=None if p is None else fdr_significant(p, config.fdr_q),
+            significant=None if p is None else fdr_significant(p, config.fdr_q), **held,
         ))
     timings: dict[str, float] = {}
     for part in parts:

@@ -69,7 +69,7 @@ from pipeline.fit.checks import _check_inputs
 from pipeline.fit.chunks import Prepared, _prepare, chunkable, fit_voxels
 from pipeline.fit.config import FitConfig
 from pipeline.fit.methods import METHODS, _hyper
-from pipeline.fit.results import FitResult, SplitScores
+from pipeline.fit.results import FitResult, SplitScores, held_out
 
 __all__ = [
     "run_fit",
@@ -260,4 +260,5 @@ class _PlanRun:
             p=p_values,
             significant=significant,
             n_permutations=n_perm,
+            **held_out(kind, y_true, y_pred),
         )

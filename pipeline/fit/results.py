@@ -15,7 +15,17 @@ from pipeline.fit.config import FitConfig
 __all__ = [
     "FitResult",
     "SplitScores",
+    "held_out",
 ]
+
+
+def held_out(kind: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndarray | None]:
+    """``y_true`` / ``y_pred`` fields of a :class:`SplitScores`: float32 copies for the
+    validation images, None for any other kind of split."""
+    if kind != "validation":
+        return {"y_true": None, "y_pred": None}
+    return {"y_true": np.asarray(y_true, dtype=np.float32).copy(),
+            "y_pred": np.asarray(y_pred, dtype=np.float32).copy()}
 
 
 
@@ -54,6 +64,10 @@ class SplitScores:
         where p is NaN); None when ``p`` is None.
     n_permutations : int
         Permutations behind ``p`` (0 when there is none).
+    y_true, y_pred : ndarray of float32, shape (n_test, n_targets), or None
+        Measured and predicted responses of the validation images (kind "validation"
+        only: every fit shares those images, so two fits can be tested voxel by voxel on
+        them later, :func:`pipeline.evaluation.paired.swap_test`); None otherwise.
     """
 
     name: str
@@ -70,6 +84,8 @@ class SplitScores:
     p: np.ndarray | None = None
     significant: np.ndarray | None = None
     n_permutations: int = 0
+    y_true: np.ndarray | None = None
+    y_pred: np.ndarray | None = None
 
     @property
     def test_hash(self) -> str | None:

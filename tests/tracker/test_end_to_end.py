@@ -198,9 +198,10 @@ def test_significance_is_stored_and_counted(world, tiny_vim1_dir):
     assert run["summary"]["validation"]["n_significant"] == int(sig.sum())
     # every V4 voxel carries planted signal: most survive BH at n = 40
     assert sig.mean() > 0.5
-    (row,) = queries.compare(store, ["subject"], roi="V4", split="validation", n_boot=200,
-                             extra={"subject": "S1"})  # the run_fit.py test logs an S2 fit here
-    assert row["n_significant"] >= int(sig.sum())  # ridge's plus PLS's
+    rows = queries.compare(store, ["subject", "method"], roi="V4", split="validation", n_boot=200,
+                           extra={"subject": "S1", "config.protocol": "recommended"})
+    ridge = next(r for r in rows if r["method"] == "ridge")
+    assert ridge["n_significant"] == int(sig.sum()) and ridge["n"] == sig.size
 
 
 def test_noise_ceilings_are_estimated_stored_and_applied(world, tiny_vim1_dir):
@@ -220,7 +221,7 @@ def test_noise_ceilings_are_estimated_stored_and_applied(world, tiny_vim1_dir):
     assert np.median(np.abs(test_c[signal] - truth.ceiling_train[signal])) < 0.07
     assert np.all(test_c[signal] <= est[signal])
     (row,) = queries.compare(store, ["subject"], roi="V4", split="validation", n_boot=100,
-                             extra={"subject": "S1"})  # the run_fit.py test logs an S2 fit here
+                             extra={"_id": fits[("ridge", "voxels")].run_id})
     _, r = _val_r(store, fits[("ridge", "voxels")].run_id)
     assert row["ceiling"] is not None and 0.3 < row["frac_ceiling"] < 1.2
 
@@ -252,7 +253,8 @@ def test_retina_warped_features_are_grouped_as_their_own_preprocessing(world, ti
     assert warped.run_id != feat.run_id and warped.run["config"]["retina_warp"] == "default"
     assert warped.run["output"]["image_hashes_digest"] != feat.run["output"]["image_hashes_digest"]
     fit_and_log(store, settings, warped.run_id, "S1", "V4", FitConfig(method="ridge"))
-    rows = queries.compare(store, ["method", "preprocessing"], roi="V4", n_boot=50)
+    rows = queries.compare(store, ["method", "preprocessing"], roi="V4", n_boot=50,
+                           extra={"config.protocol": "recommended", "subject": "S1"})
     assert ("ridge", "caffe+retinawarp") in {(r["method"], r["preprocessing"]) for r in rows}
 
 

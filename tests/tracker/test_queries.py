@@ -42,13 +42,20 @@ def test_compare_pools_voxels_of_completed_runs_only(store, seeded):
         assert row["chance_r2_corr"] == pytest.approx(1 / 119)
 
 
-def test_compare_by_method_pools_across_subjects_and_metric(store, seeded):
-    rows = queries.compare(store, ["method"], roi="V4", split="test", metric="r2_corr")
+def test_compare_by_method_pools_subjects_and_counts_each_voxel_once(store, seeded):
+    # raw and retina-warped ridge fits of the same voxels: refused unless named or averaged
+    with pytest.raises(ConfigError, match=r"preprocessing \(caffe, caffe\+retinawarp\)"):
+        queries.compare(store, ["method"], roi="V4", split="test", metric="r2_corr")
+    rows = queries.compare(store, ["method"], roi="V4", split="test", metric="r2_corr",
+                           over=["preprocessing"])
     ridge = next(r for r in rows if r["method"] == "ridge")
-    pooled = np.concatenate([v[0] for k, v in seeded.items() if k[1] == "ridge"]) ** 2
-    assert ridge["n"] == pooled.size == 36 and ridge["n_runs"] == 4
-    assert ridge["mean"] == pytest.approx(pooled.mean())
-    assert ridge["median"] == pytest.approx(np.median(pooled))
+    per_voxel = np.concatenate([(seeded[(s, "ridge", "caffe")][0] ** 2
+                                 + seeded[(s, "ridge", "caffe+retinawarp")][0] ** 2) / 2
+                                for s in ("S1", "S2")])
+    assert ridge["n"] == per_voxel.size == 18 and ridge["n_runs"] == 4
+    assert ridge["mean"] == pytest.approx(per_voxel.mean())
+    assert ridge["median"] == pytest.approx(np.median(per_voxel))
+    assert ridge["pooling"] == "18/18 voxels: mean of up to 2 fits (preprocessing)"
 
 
 def test_compare_rejects_unknown_fields(store):

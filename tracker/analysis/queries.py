@@ -21,21 +21,24 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pipeline.core.errors import ConfigError
 from pipeline.core.vocab import METRICS, SPLITS
-from tracker.analysis.ceilings import CeilingTable, ceiling_summary
+from tracker.analysis import conditions, pooling
+from tracker.analysis.ceilings import CeilingTable, fraction
 from tracker.analysis.fields import GROUP_FIELDS, RUN_KINDS, check_choice, get_path
 from tracker.analysis.filters import parse_where
-from tracker.analysis.scores import load_scores, pooled
-from tracker.db.documents import summarize
+from tracker.analysis.pooling import Pooled, pool
+from tracker.analysis.scores import RunScores, load_scores
+from tracker.db.documents import preprocessing_label, summarize
 from tracker.db.store import Store
 
 #: above this many resampled values a bootstrap gives way to analytic intervals
-BOOT_BUDGET = 60_000_000
+BOOT_BUDGET = 10_000_000
 
 
 def run_filter(where: Iterable[str] | None = None, **exact: str | None) -> dict[str, Any]:
@@ -78,20 +81,12 @@ def completed_fits(store: Store, roi: str | None = None, target: str | None = "v
     return store.find_runs("fit_runs", query, projection=projection)
 
 
-def group_runs(runs: Iterable[dict], by: Sequence[str]) -> dict[tuple, list[dict]]:
-    """Runs keyed by their values of the ``by`` fields, keys in sorted order."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for run in runs:
-        groups[tuple(get_path(run, GROUP_FIELDS[b]) for b in by)].append(run)
-    return {k: groups[k] for k in sorted(groups, key=lambda k: tuple(str(x) for x in k))}
-
-
 def intervals(values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
               ) -> dict[str, Any]:
     """Confidence intervals of the mean and median over voxels.
 
     A seeded percentile bootstrap (:func:`pipeline.evaluation.intervals.bootstrap_ci`); when
-    ``n * n_boot`` exceeds :data:`BOOT_BUDGET` (millions of pooled voxels) the mean gets
+    ``n * n_boot`` exceeds :data:`BOOT_BUDGET` (10,000 voxels at 1000 resamples) the mean gets
     ``mean +- z * SEM`` and the median the distribution-free binomial order-statistic
     interval instead (``ci_method`` says which). ``n_boot=0`` gives no intervals.
     """
@@ -123,7 +118,7 @@ def intervals(values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: floa
 def compare(
     store: Store,
     by: Sequence[str],
-    roi: str | None = "V4",
+    roi: str | Sequence[str] | None = "V4",
     split: str = "validation",
     metric: str = "r",
     target: str = "voxels",
@@ -131,69 +126,188 @@ def compare(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    over: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """Pool per-voxel scores of completed fits by ``by`` and summarise each group.
+    """Per-voxel statistics of groups of completed fits, one group per condition.
+
+    Every identity field (:mod:`tracker.analysis.conditions`) that varies among the
+    selected fits must be in ``by`` (one group per value) or ``over`` (averaged per
+    voxel); otherwise a ConfigError names each varying field and its values. Inside a
+    group each (subject, voxel) counts once (:func:`tracker.analysis.pooling.pool`).
 
     Parameters
     ----------
     store
         The database.
     by
-        ``GROUP_FIELDS`` names to group by.
+        Fields to group by: condition fields, ``subject``, ``roi``, ``feature_run``.
     roi, target, extra
-        Which fits: ROI (None: all), target, and any further filter (``run_filter``).
+        Which fits: ROI (a name, several names, or None: all), target, and any further
+        filter (``run_filter``).
     split, metric
         ``test`` / ``validation``; ``r``, ``r2_corr`` or ``r2``.
     n_boot, seed, level
         Bootstrap intervals of the mean and median (see :func:`intervals`); 0 skips.
+    over
+        Condition fields allowed to vary inside a group: their fits are averaged per
+        voxel first (e.g. ``("seed",)``).
 
     Returns
     -------
     rows
-        One dict per group: the group fields, ``n_runs``, ``n`` (voxels pooled),
+        One dict per group: the group fields, ``n_runs``, ``n`` (distinct voxels),
         ``mean``, ``sem``, ``std``, ``median``, quantiles, ``max``, interval bounds
         ``mean_low`` ... ``median_high``, ``n_significant`` / ``frac_significant``
-        (None unless every run stored BH flags), ``ceiling`` and ``frac_ceiling``
-        (mean score / mean ceiling over voxels with a noise ceiling; None where no
-        ceiling is recorded), the chance level of r^2 (1/(n_test-1)), and the run ids.
+        (None unless every fit stored BH flags), ``ceiling`` and ``frac_ceiling``
+        (None where no ceiling is recorded), ``chance_r2_corr``, ``pooling`` (what was
+        done to keep one value per voxel), ``untrained`` (``untrained (random:SEED)``
+        or None), ``condition`` (the fields held fixed) and the run ids.
     """
     check_choice("metric", metric, METRICS)
-    check_choice("split", split, SPLITS)
-    runs = completed_fits(store, roi, target, extra, fields=(
-        *(GROUP_FIELDS[b] for b in by), "dataset_id", "subject", f"summary.{split}.chance_r2_corr"))
-    groups = group_runs(runs, by)
-    if not groups:
+    sel = select_conditions(store, by, roi, split, target, extra, over)
+    if not sel.groups:
         return []
-    table = CeilingTable(store, split)
-    need_ids = any(table.known(r) for r in runs)  # voxel ids only to match ceilings
-    scores = load_scores(store, [r["_id"] for r in runs], split, [metric, "significant"],
-                         ids=need_ids)
-    return [{**dict(zip(by, key)), **_pooled_row(store, members, scores, split, metric, table,
-                                                  n_boot, seed, level)}
-            for key, members in groups.items()]
+    pools = sel.pool(store, metric)
+    rows = []
+    for key, members in sel.groups.items():
+        p = pools[key]
+        rows.append({**dict(zip(by, key)), **pooled_row(p, members, sel, split, metric,
+                                                          n_boot, seed, level, over)})
+    return rows
 
 
-def _pooled_row(store: Store, members: list[dict], scores: Mapping[str, Any], split: str, metric: str,
-                table: CeilingTable, n_boot: int, seed: int, level: float) -> dict[str, Any]:
-    """The :func:`compare` row of one group of runs (without its group fields)."""
-    got = [scores[r["_id"]] for r in members if r["_id"] in scores]
-    values = pooled(got, metric)
+def pooled_row(p: Pooled, members: list[dict], sel: Selection, split: str, metric: str,
+               n_boot: int, seed: int, level: float, over: Sequence[str]) -> dict[str, Any]:
+    """The :func:`compare` row of one pooled group (without its group fields)."""
+    values = p.finite
     chance = [c for r in members if (c := get_path(r, f"summary.{split}.chance_r2_corr")) is not None]
-    sig = None
-    if got and all("significant" in s.values for s in got):
-        sig = int(np.sum(pooled(got, "significant") == 1.0))
+    sig = None if p.significant is None else int(p.significant.sum())
+    ceil, frac = (None, None) if p.ceiling is None else fraction(p.values, p.ceiling)
+    idents = [sel.idents[r["_id"]] for r in members]
     return {
-        "n_runs": len(members),
+        "n_runs": p.n_runs,
         **summarize(values),
         **intervals(values, n_boot, seed, level),
         "n_significant": sig,
         "frac_significant": sig / values.size if sig is not None and values.size else None,
-        **ceiling_summary(store, members, got, metric, table),
+        "ceiling": ceil, "frac_ceiling": frac,
         "metric": metric,
         "split": split,
         "chance_r2_corr": float(np.mean(chance)) if chance else None,
+        "pooling": p.policy(over),
+        "untrained": next((u for i in idents if (u := conditions.untrained(i))), None),
+        "condition": conditions.held_fixed(idents),
         "run_ids": [r["_id"] for r in members],
     }
+
+
+@dataclass
+class Selection:
+    """Completed fits grouped into conditions (:func:`select_conditions`)."""
+
+    runs: list[dict]
+    idents: dict[str, dict[str, str]]
+    groups: dict[tuple, list[dict]]
+    split: str
+
+    def pool(self, store: Store, metric: str) -> dict[tuple, Pooled]:
+        """Each group pooled to one ``metric`` value per distinct (subject, voxel)."""
+        scores, ids = read_scores(store, self.runs, self.split, metric)
+        table = CeilingTable(store, self.split)
+        known = any(table.known(r) for r in self.runs)
+
+        def ceiling(run, vid):
+            return table.for_run(run, vid, metric) if known else None
+
+        return {key: pool(members, scores, ids, metric, ceiling if known else None)
+                for key, members in self.groups.items()}
+
+
+def select_conditions(store: Store, by: Sequence[str], roi: str | Sequence[str] | None,
+                      split: str, target: str | None, extra: Mapping[str, Any] | None,
+                      over: Sequence[str] = (), by_hint: bool = True) -> Selection:
+    """Completed fits grouped by ``by``, refused if a group mixes conditions."""
+    check_choice("split", split, SPLITS)
+    if isinstance(roi, (list, tuple)):
+        roi_q: Any = {"$in": list(roi)} if len(roi) != 1 else roi[0]
+    else:
+        roi_q = roi
+    fields = (*conditions.READ_FIELDS, f"summary.{split}.chance_r2_corr")
+    runs = completed_fits(store, roi_q, target, extra, fields=fields)
+    idents = conditions.identities(store, runs)
+    choices = conditions.by_choices(idents.values())
+    conditions.check_names("--by", by, choices)
+    conditions.check_names("--over", over, choices)
+    both = sorted(set(by) & set(over))
+    if both:
+        raise ConfigError(f"--by and --over both name {', '.join(both)}: a field is either "
+                          "a group (--by) or averaged over (--over)")
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for run in runs:
+        groups[tuple(conditions.by_value(run, idents[run["_id"]], b) for b in by)].append(run)
+    groups = {k: groups[k] for k in sorted(groups)}
+    conditions.check_groups({k: [idents[r["_id"]] for r in g] for k, g in groups.items()}, by, over,
+                            by_hint)
+    return Selection(runs, idents, groups, split)
+
+
+def series_by(store: Store, by: Sequence[str], roi: str | Sequence[str] | None,
+              target: str | None, extra: Mapping[str, Any] | None, split: str = "validation"
+              ) -> tuple[list[str], dict[str, str]]:
+    """``by`` plus every identity field that varies among the selected fits, and the
+    fields held fixed: the grouping of a figure that shows one condition per series.
+
+    Fields that follow from another varying one (a method's grid) are left out of the
+    grouping (they change with it). Returns ``(by fields, held-fixed fields)``.
+    """
+    query: dict[str, Any] = {"status": "COMPLETED", **(extra or {})}
+    if roi is not None:
+        query["roi"] = {"$in": list(roi)} if isinstance(roi, (list, tuple)) else roi
+    if target is not None:
+        query["target"] = target
+    runs = store.find_runs("fit_runs", query, projection={f: 1 for f in conditions.READ_FIELDS})
+    idents = list(conditions.identities(store, runs).values())
+    vary = conditions.varying(idents, by)
+    primary, _ = conditions.primary_fields(idents, vary)
+    return [*by, *primary], conditions.held_fixed(idents, exclude=(*by, *vary))
+
+
+def compare_series(store: Store, by: Sequence[str], roi: str | Sequence[str] | None = "V4",
+                   split: str = "validation", metric: str = "r", target: str = "voxels",
+                   extra: Mapping[str, Any] | None = None, **kw: Any) -> tuple[list[dict], list[str]]:
+    """:func:`compare` grouped by ``by`` plus whatever else varies (:func:`series_by`), for
+    summaries that must never refuse: returns ``(rows, by fields used)``."""
+    fields, _ = series_by(store, by, roi, target, extra, split)
+    return compare(store, fields, roi=roi, split=split, metric=metric, target=target,
+                   extra=extra, **kw), fields
+
+
+def read_scores(store: Store, runs: Sequence[dict], split: str, metric: str
+                ) -> tuple[dict[str, RunScores], dict[str, np.ndarray]]:
+    """``metric`` (and BH flags) of ``runs`` on ``split``, and each run's voxel ids.
+
+    Voxel ids are read once per voxel set (:func:`tracker.analysis.pooling.voxel_sets`:
+    fits of one response file, ROI and target scored the same voxels in the same order).
+    """
+    sets = pooling.voxel_sets(runs)
+    first = [v[0] for v in sets.values()]
+    rest = [rid for v in sets.values() for rid in v[1:]]
+    scores = load_scores(store, first, split, [metric, "significant"], ids=True)
+    if rest:
+        scores.update(load_scores(store, rest, split, [metric, "significant"], ids=False))
+    ids = {}
+    for members in sets.values():
+        head = scores.get(members[0])
+        for rid in members:
+            s = scores.get(rid)
+            if s is None:
+                continue
+            if head is None or head.voxel_ids.size != s.values[metric].size:
+                # the first fit of the set has no scores here: read this one's ids
+                head = load_scores(store, [rid], split, [metric], ids=True)[rid]
+                scores[rid] = RunScores(rid, split, head.voxel_ids, s.chunk, s.values)
+            ids[rid] = head.voxel_ids
+    return scores, ids
 
 
 # ----------------------------------------------------------------- server-side pipelines
@@ -303,7 +417,9 @@ def list_runs(store: Store, kind: str = "fit", status: str | None = None,
             cfg = d.get("config", {})
             row.update(
                 model=cfg.get("model"), variant=cfg.get("variant"), layer=cfg.get("layer"),
-                preprocess=cfg.get("preprocess"), weights=cfg.get("weights"),
+                preprocess=preprocessing_label(cfg),
+                weights=(f"untrained ({w})" if str(w := cfg.get("weights")).startswith("random:")
+                         else w),
                 images_per_s=get_path(d, "timings.images_per_s"),
                 path=get_path(d, "output.path"),
             )

@@ -6,7 +6,8 @@ With no ``TRACKER_MONGO_URI`` the embedded server is started (or reused) on
 One module per noun, all wired here: ``features`` and ``fit`` (the work itself),
 ``runs``, ``db``, ``data``, ``sweep``, ``scores``, ``plot``, ``export`` / ``report``,
 ``sync`` / ``gc`` (:mod:`tracker.cli.maint`) and the questions across runs
-(``compare``, ``summaries``, ``runs diff``: :mod:`tracker.cli.analysis`).
+(``compare``, ``summaries``, ``runs diff``: :mod:`tracker.cli.analysis`; ``contrast``,
+``best``: :mod:`tracker.cli.contrasts`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Annotated
 import typer
 
 from tracker.cli.analysis import compare_cmd, diff_cmd, summaries_cmd
+from tracker.cli.contrasts import best_cmd, contrast_cmd
 from tracker.cli.data import data_app
 from tracker.cli.db import db_app
 from tracker.cli.export import export_cmd, report_cmd
@@ -57,6 +59,8 @@ app.add_typer(plot_app, name="plot")
 app.command("features")(features_cmd)
 app.command("fit")(fit_cmd)
 app.command("compare")(compare_cmd)
+app.command("contrast")(contrast_cmd)
+app.command("best")(best_cmd)
 app.command("summaries")(summaries_cmd)
 app.command("export")(export_cmd)
 app.command("report")(report_cmd)

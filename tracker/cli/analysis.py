@@ -7,19 +7,23 @@ from typing import Annotated
 import typer
 
 from tracker.analysis import queries
-from tracker.analysis.fields import GROUP_FIELDS, parse_by
+from tracker.analysis.conditions import by_choices
+from tracker.analysis.fields import parse_by
 from tracker.analysis.rundiff import diff_runs
 from tracker.cli.common import JsonOpt, cli_errors, err, open_store
+from tracker.cli.contrasts import rois
 from tracker.cli.listing import CsvOpt, MethodOpt, MetricOpt, SplitOpt, SubjectOpt, WhereOpt, emit
 
+BY_CHOICES = by_choices()
 COMPARE_COLUMNS = ["n_runs", "n", "mean", "mean_low", "mean_high", "median", "median_low",
-                   "median_high", "n_significant", "frac_ceiling", "chance_r2_corr"]
+                   "median_high", "n_significant", "frac_ceiling", "chance_r2_corr", "pooling"]
 
 
 @cli_errors
 def compare_cmd(
     ctx: typer.Context,
-    by: Annotated[str, typer.Option(help=f"Comma-separated fields: {', '.join(GROUP_FIELDS)}.")]
+    by: Annotated[str, typer.Option(
+        help=f"Comma-separated fields: {', '.join(BY_CHOICES)}, or any fit-config field.")]
     = "subject,method,preprocessing",
     roi: Annotated[str, typer.Option(help="ROI name (V1, V2, V3, V3A, V3B, V4, LO, other, all).")] = "V4",
     split: SplitOpt = "validation",
@@ -28,24 +32,33 @@ def compare_cmd(
     where: WhereOpt = None, subject: SubjectOpt = None, method: MethodOpt = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs (0: none).")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    over: Annotated[str | None, typer.Option(
+        "--over", help="Condition fields averaged per voxel inside a group (e.g. seed).")] = None,
     as_json: JsonOpt = False, as_csv: CsvOpt = False,
 ) -> None:
-    """Compare groups of fits: pooled voxels, mean/median with bootstrap 95% CIs.
+    """Compare conditions: one value per distinct voxel, mean/median with bootstrap 95% CIs.
 
+    A group must be one condition: every identity field of the fits (model, weights,
+    layer, preprocessing, method, protocol, grid, CV, seed, dataset ...) that varies
+    must be in --by, filtered with --where, or averaged per voxel with --over; else the
+    command names the varying fields and exits 2. Each (subject, voxel) counts once.
     Also n significant (BH-FDR, when stored) and fraction of the noise ceiling (when known).
 
-    Example: [bold]tracker compare --by subject,method --roi V4 --split validation[/bold]
+    Example: [bold]tracker compare --by subject,method,preprocessing --roi V4 --split validation[/bold]
     """
-    fields = parse_by(by)
+    fields = [t.strip() for t in by.split(",") if t.strip()]
     extra = queries.run_filter(where, subject=subject, method=method)
     with open_store(ctx) as store:
-        rows = queries.compare(store, fields, roi=roi, split=split, metric=metric, target=target,
-                               extra=extra, n_boot=n_boot, seed=seed)
+        rows = queries.compare(store, fields, roi=rois(roi), split=split, metric=metric,
+                               target=target, extra=extra, n_boot=n_boot, seed=seed,
+                               over=[t.strip() for t in (over or "").split(",") if t.strip()])
     if not rows and not (as_json or as_csv):
         err.print(f"no completed fits for ROI {roi} / target {target}")
         raise typer.Exit(1)
+    notes = sorted({u for r in rows if (u := r.get("untrained"))})
     emit(rows, [*fields, *COMPARE_COLUMNS], as_json, as_csv,
-         title=f"{metric} on {split} images, {roi} ({target}); n/a (-): not stored / no ceiling")
+         title=f"{metric} on {split} images, {roi} ({target}); n/a (-): not stored / no ceiling"
+               + "".join(f"; {u}" for u in notes))
 
 
 @cli_errors

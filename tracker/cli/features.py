@@ -26,9 +26,10 @@ def features_cmd(
     variant: Annotated[str, typer.Option(help="AlexNet variant: caffe or tfutils.")] = "caffe",
     layers: Annotated[str, typer.Option(
         "--layers", "--layer", help="Layer(s), comma-separated, extracted in one pass.")] = "conv3",
-    weights: Annotated[str, typer.Option(
-        help="random:SEED, bvlc_alexnet.npy (a pickle: only a file you trust), a checkpoint "
-             "prefix or a .weights.h5 file.")] = "random:0",
+    weights: Annotated[str | None, typer.Option(
+        help="bvlc_alexnet.npy (a pickle: only a file you trust), a checkpoint prefix or a "
+             ".weights.h5 file; random:SEED for untrained features on purpose. Required except "
+             "on the synthetic demo data.")] = None,
     weights_map: Annotated[str | None, typer.Option(
         help='Checkpoint variable names as JSON: {"conv1": ["conv1/weights", "conv1/biases"]}.')] = None,
     preprocess: Annotated[str | None, typer.Option(
@@ -57,11 +58,12 @@ def features_cmd(
 
     On a GPU: [bold]tracker features --backend jax --device gpu --batch-size auto[/bold]
     """
-    config = workflows.feature_config(model, variant, layers, weights, weights_map, preprocess,
-                                      retina_warp, batch_size, backend, precision, device)
     settings = settings_of(ctx)
     if data_dir is not None:
         settings = dataclasses.replace(settings, data_dir=data_dir)
+    weights = workflows.resolve_weights(weights, workflows.default_data_dir(settings), model)
+    config = workflows.feature_config(model, variant, layers, weights, weights_map, preprocess,
+                                      retina_warp, batch_size, backend, precision, device)
     with open_store(ctx) as store, ProgressBars(enabled=not (quiet or as_json)) as bars:
         outcome = workflows.extract_and_log(store, settings, workflows.default_data_dir(settings), config,
                                             force=force, progress=bars.update)

@@ -63,10 +63,11 @@ def fit_cmd(
             data_dir=data_dir, force=force, progress=bars.update, log=err.print)
         if as_json:
             return print_json([o.run for o in outcomes])
-        rows = queries.compare(store, ["subject", "method", "preprocessing"], roi=roi,
-                               split="validation", metric="r")
+        rows, by = queries.compare_series(
+            store, ["subject", "method", "preprocessing"], roi=roi, split="validation", metric="r",
+            target=None, extra={"_id": {"$in": [o.run_id for o in outcomes]}})
     for o in outcomes:
         console.print(o.run_id + (" (reused)" if o.reused else ""))
-    print_table(rows, ["subject", "method", "preprocessing", "n_runs", "n", "mean", "sem", "median"],
+    print_table(rows, [*by, "n_runs", "n", "mean", "sem", "median"],
                 title=f"Pearson r on validation images, {roi} voxels")
     return None

@@ -113,3 +113,33 @@ def plot_volume(ctx: typer.Context, run: Annotated[str, typer.Argument(help="Fit
     with open_store(ctx) as store:
         data = figure_data.volume_data(store, run, split, metric)
     _save(ctx, out, f"volume_{data['run']['run_id']}_{split}_{metric}", draw.draw_volume(data), as_json)
+
+
+@plot_app.command("winners")
+@cli_errors
+def plot_winners(ctx: typer.Context,
+                 over: Annotated[str, typer.Option(
+                     help="Candidates: layer, model, preprocessing, method ...")] = "layer",
+                 roi: Annotated[str, typer.Option(help="ROI names (V1,V4,LO) or all.")] = "all",
+                 split: SplitOpt = "validation", metric: MetricOpt = "r", where: WhereOpt = None,
+                 out: OutOpt = None, as_json: JsonOpt = False) -> None:
+    """Which candidate wins: share of voxels per ROI, and a winner map per subject."""
+    from tracker.analysis.winners import best
+    from tracker.cli.contrasts import rois
+    from tracker.figures import winners as wfig
+
+    with open_store(ctx) as store:
+        rows = best(store, over, roi=rois(roi), split=split, metric=metric,
+                    extra=queries.run_filter(where), n_boot=200, voxels=True)
+    if not rows:
+        raise ConfigError(f"no completed fits for ROI {roi}")
+    folder = Path(out or settings_of(ctx).plots_dir)
+    paths = standard.save(wfig.draw_winner_share(rows), folder / f"winners_{over}_{split}_{metric}")
+    for subject in sorted({s for r in rows for s in r["subjects"]}):
+        paths += standard.save(wfig.draw_winner_map(rows, subject),
+                               folder / f"winner_map_{over}_{subject}_{split}_{metric}")
+    if as_json:
+        return print_json([str(p) for p in paths])
+    for p in paths:
+        console.print(str(p))
+    return None

@@ -111,6 +111,7 @@ def fit_run_doc(
             "variant": fconf.get("variant"),
             "layer": fconf.get("layer"),
             "weights": fconf.get("weights"),
+            "weights_sha256": feature_run.get("weights_sha256"),
             "preprocess": fconf.get("preprocess"),
             "preprocessing": preprocessing_label(fconf),
             "config_key": feature_run["config_key"],
@@ -229,6 +230,39 @@ def score_buckets(
             data = np.ascontiguousarray(values[sl], dtype=dtypes[name]).tobytes()
             docs.append({**base, "field": name, "chunk": chunk, "n": n, "dtype": dtypes[name],
                          "data": Binary(data)})
+    return docs
+
+
+#: bytes per held-out prediction document (at most; BSON allows 16 MiB)
+PREDICTION_DOC_BYTES = 4 * 1024 * 1024
+#: the per-image fields of a split (``prediction_docs``)
+PREDICTION_FIELDS = ("y_true", "y_pred")
+
+
+def prediction_docs(run_id: str, subject: str, roi: str, split: Any,
+                    chunk_bytes: int = PREDICTION_DOC_BYTES) -> list[dict[str, Any]]:
+    """Measured and predicted held-out responses of one split as ``voxel_columns`` documents.
+
+    Only splits that carry them (``split.y_true``: the validation images). One document
+    per field (``y_true``, ``y_pred``) and block of voxels: ``data`` is float32,
+    voxel-major (``n`` voxels x ``n_images``, C order), blocks in voxel order (the order of
+    the split's ``voxel_ids``), each at most ``chunk_bytes``.
+    """
+    from bson import Binary
+
+    if getattr(split, "y_true", None) is None or getattr(split, "y_pred", None) is None:
+        return []
+    base = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "subject": subject, "roi": roi,
+            "split": split.name}
+    n_images, v = split.y_true.shape
+    step = max(1, chunk_bytes // (4 * max(n_images, 1)))
+    docs = []
+    for name in PREDICTION_FIELDS:
+        values = np.asarray(getattr(split, name), dtype="<f4")
+        for chunk, start in enumerate(range(0, v, step)):
+            block = np.ascontiguousarray(values[:, start:start + step].T)
+            docs.append({**base, "field": name, "chunk": chunk, "n": int(block.shape[0]),
+                         "n_images": int(n_images), "dtype": "<f4", "data": Binary(block.tobytes())})
     return docs
 
 

@@ -294,7 +294,7 @@ class Store:
         """
         ids = list(run_ids)
         projection = {"_id": 0, "run_id": 1, "split": 1, "field": 1, "chunk": 1, "dtype": 1,
-                      "data": 1}
+                      "data": 1, "n_images": 1}
         out: list[dict] = []
         for split in dict.fromkeys(splits):
             for field in dict.fromkeys(fields):

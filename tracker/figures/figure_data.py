@@ -27,14 +27,32 @@ def bars_data(store: Store, subject: str, roi: str = "V4", metric: str = "r2_cor
     voxels with its seeded bootstrap 95% CI, std, SEM, n, chance level and, where a
     noise ceiling exists, the fraction of it (``frac_ceiling``)."""
     rows = []
+    by, fixed = queries.series_by(store, ["method", "preprocessing"], roi, "voxels",
+                                  {"subject": subject})
     for split in SPLITS:
-        for row in queries.compare(store, ["method", "preprocessing"], roi=roi, split=split,
-                                   metric=metric, extra={"subject": subject}, n_boot=n_boot, seed=seed):
+        for row in queries.compare(store, by, roi=roi, split=split, metric=metric,
+                                   extra={"subject": subject}, n_boot=n_boot, seed=seed):
             if row["n"]:
                 rows.append({"split": split, **{k: row[k] for k in (
                     "method", "preprocessing", "mean", "mean_low", "mean_high", "std", "sem", "n",
-                    "n_runs", "median", "chance_r2_corr", "frac_ceiling")}})
+                    "n_runs", "median", "chance_r2_corr", "frac_ceiling", "untrained")},
+                    "condition": condition_label(row, by[2:]), "fixed": fixed})
     return rows
+
+
+def condition_label(row: Mapping[str, Any], extra_fields: list[str]) -> str:
+    """The part of a bar's condition beyond method and preprocessing (``protocol=cs431``)."""
+    return ", ".join(f"{f}={row[f]}" for f in extra_fields)
+
+
+def caption(fixed: Mapping[str, str], n: int | None = None) -> str:
+    """``Held fixed: model alexnet, layer conv3, ...; n voxels`` for a figure caption."""
+    keep = [f"{k} {v}" for k, v in fixed.items()
+            if k in ("model", "weights", "layer", "preprocessing", "method", "protocol", "target")]
+    text = "held fixed: " + ", ".join(keep) if keep else ""
+    if any(k == "weights" and v.startswith("random:") for k, v in fixed.items()):
+        text += f" (untrained {fixed['weights']})"
+    return text + (f"; {n} voxels" if n is not None else "")
 
 
 def roi_average_data(store: Store, subject: str, roi: str = "V4", split: str = "validation") -> list[dict]:
@@ -115,13 +133,16 @@ def layer_data(store: Store, split: str = "validation", metric: str = "r",
                query: Mapping[str, Any] | None = None, n_boot: int = 1000) -> list[dict[str, Any]]:
     """Score vs layer per ROI (and method): median over pooled voxels with bootstrap CI,
     plus ``frac_ceiling`` where ceilings exist. Empty unless some ROI has 2+ layers."""
-    rows = queries.compare(store, ["roi", "method", "layer"], roi=None, split=split, metric=metric,
-                           extra=query, n_boot=n_boot)
-    keep = {k for k in {(r["roi"], r["method"]) for r in rows}
-            if len({r["layer"] for r in rows if (r["roi"], r["method"]) == k}) > 1}
-    out = [{k: r[k] for k in ("roi", "method", "layer", "n", "n_runs", "median", "median_low",
-                              "median_high", "mean", "frac_ceiling")}
-           for r in rows if (r["roi"], r["method"]) in keep and r["n"]]
+    by, fixed = queries.series_by(store, ["roi", "method", "layer"], None, "voxels", query)
+    rows = queries.compare(store, by, roi=None, split=split, metric=metric, extra=query,
+                           n_boot=n_boot)
+    for r in rows:  # one series per condition but its layer
+        r["series"] = " ".join(str(r[f]) for f in by if f not in ("roi", "layer"))
+    keep = {k for k in {(r["roi"], r["series"]) for r in rows}
+            if len({r["layer"] for r in rows if (r["roi"], r["series"]) == k}) > 1}
+    out = [{**{k: r[k] for k in ("roi", "method", "layer", "n", "n_runs", "median", "median_low",
+                                 "median_high", "mean", "frac_ceiling", "series")}, "fixed": fixed}
+           for r in rows if (r["roi"], r["series"]) in keep and r["n"]]
     return sorted(out, key=lambda r: (r["roi"], r["method"], layer_sort_key(r["layer"])))
 
 

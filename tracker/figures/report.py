@@ -73,8 +73,8 @@ def report_tables(store: Store, roi: str = "V4", metric: str = "r", query: Mappi
     preprocessing``) for both splits and ``summaries-validation`` (per fit)."""
     out = {}
     for split in queries.SPLITS:
-        out[f"compare-{split}"] = queries.compare(store, list(COMPARE_BY), roi=roi, split=split,
-                                                  metric=metric, extra=query, n_boot=n_boot)
+        out[f"compare-{split}"], _ = queries.compare_series(
+            store, list(COMPARE_BY), roi=roi, split=split, metric=metric, extra=query, n_boot=n_boot)
     out["summaries-validation"] = queries.fit_summaries(store, {**(query or {}), "roi": roi},
                                                         "validation", metric)
     return out

@@ -290,6 +290,7 @@ def _fit_record(run_id: str, subject: str, roi: str, config: Any, clean: Any, ff
     summary = {}
     for split in result.splits:
         buckets += documents.score_buckets(run_id, subject, roi, split, voxel_ids)
+        buckets += documents.prediction_docs(run_id, subject, roi, split)
         thr = r_threshold(split.n_test, 0.05) if split.n_test > 2 else None
         summary[split.name] = documents.split_summary(split, thr)
     fields = {
@@ -366,6 +367,26 @@ def standard_comparison(
 
 
 # ------------------------------------------------- command-line options -> configs
+def resolve_weights(weights: str | None, data_dir: Path, model: str = "alexnet") -> str:
+    """The ``--weights`` to use: as given; else seeded random weights only where that is
+    the point (the synthetic demo data, or a Keras model file's own weights).
+
+    Untrained features are never the silent default on real data: there a ConfigError
+    asks for a weights file, or ``random:SEED`` to extract untrained features on purpose.
+    """
+    from pipeline.data.layout import GROUND_TRUTH_FILE
+
+    if weights is not None:
+        return weights
+    if model.startswith("keras:") or (Path(data_dir) / GROUND_TRUTH_FILE).is_file():
+        return "random:0"
+    raise ConfigError(
+        f"--weights is required for {data_dir} (not the synthetic demo data): give a weights "
+        "file (bvlc_alexnet.npy, a TensorFlow checkpoint prefix or a Keras .weights.h5), or "
+        "random:SEED to extract untrained features on purpose (every table then says "
+        "'untrained (random:SEED)')")
+
+
 def feature_config(
     model: str = "alexnet",
     variant: str = "caffe",
