@@ -140,11 +140,14 @@ def bench_ours(store: Store, n_fits: int, n_voxels: int, repeats: int) -> dict:
            "compare_voxels": sum(r["n"] for r in rows)}
     out["compare_ci_s"] = timed(lambda: run(n_boot=1000), 1)[0]
     ridge = {"config.method": "ridge"}
+    fitted = [x for x in LAYERS if x in {r["layer"] for r in rows}]
+    a, b = (fitted[-1], fitted[-2]) if len(fitted) > 1 else (fitted[0], fitted[0])
+    out["contrast_layers"] = f"{a} - {b}"
     out["contrast_s"], crow = timed(lambda: contrasts.contrast(
-        store, ["layer=conv4"], ["layer=conv3"], extra=ridge, over=["seed"], **common), repeats)
+        store, [f"layer={a}"], [f"layer={b}"], extra=ridge, over=["seed"], **common), repeats)
     out["contrast_fits"] = sum(1 for _ in store.find_runs(
         "fit_runs", {"status": "COMPLETED", "config.method": "ridge",
-                     "features.layer": {"$in": ["conv3", "conv4"]}}, {"_id": 1}))
+                     "features.layer": {"$in": [a, b]}}, {"_id": 1}))
     out["contrast_voxels"] = crow[0]["n"]
     out["best_s"], brow = timed(lambda: winners.best(
         store, "layer", extra=ridge, average=["seed"], **common), repeats)
@@ -274,7 +277,7 @@ def _print(res: dict) -> None:
           f"{o['compare_fits']} fits, {o['compare_groups']} conditions, seeds averaged: "
           f"{o['compare_voxels']} distinct voxels)")
     print(f"  compare with bootstrap CI: {o['compare_ci_s']:.3f} s")
-    print(f"  contrast conv4 - conv3:    {o['contrast_s']:.3f} s   (target < 3 s; "
+    print(f"  contrast {o['contrast_layers']}:    {o['contrast_s']:.3f} s   (target < 3 s; "
           f"{o['contrast_fits']} fits, seeds averaged, {o['contrast_voxels']} voxels)")
     print(f"  best layer:                {o['best_s']:.3f} s   (target < 3 s; {o['best_fits']} fits; "
           f"best {o['best_layer']})")

@@ -16,8 +16,6 @@ import numpy as np
 
 from pipeline.core.vocab import SPLITS, layer_sort_key
 from tracker.analysis import fields, queries, voxels
-from tracker.analysis.ceilings import CeilingTable
-from tracker.analysis.scores import load_scores
 from tracker.db.store import Store
 
 
@@ -84,38 +82,39 @@ def scatter_data(store: Store, run_a: str, run_b: str, split: str = "validation"
 def distribution_data(store: Store, split: str = "validation", metric: str = "r",
                       query: Mapping[str, Any] | None = None, by: str = "method",
                       normalise: bool = False) -> list[dict[str, Any]]:
-    """Per-voxel score distributions per (ROI, ``by`` value), pooled over runs.
+    """Per-voxel score distributions per (ROI, ``by`` value) and whatever else varies
+    (one condition per box), one value per distinct voxel.
 
     ``normalise`` divides each voxel's score by its noise ceiling (voxels without one
     are left out). Rows: ``roi``, ``group``, ``values`` (sorted ndarray), ``n``,
-    ``median``, ``q25``, ``q75``; ROIs in name order.
+    ``median``, ``q25``, ``q75``, ``fixed`` (fields held fixed), ``pooling``; ROIs in
+    name order.
     """
-    by = fields.parse_by(by)[0]
-    runs = queries.completed_fits(store, None, "voxels", query)
-    scores = load_scores(store, [r["_id"] for r in runs], split, [metric])
-    table = CeilingTable(store, split)
-    pooled: dict[tuple, list[np.ndarray]] = {}
-    for run in runs:
-        s = scores.get(run["_id"])
-        if s is None:
-            continue
-        v = s.values[metric]
-        if normalise:
-            c = table.for_run(run, s.voxel_ids, metric)
-            if c is None:
-                continue
-            # voxels whose ceiling is 0 (no detectable signal) have no normalised score
-            v = np.divide(v, c, out=np.full_like(v, np.nan), where=c > 0)
-        key = (run["roi"], str(fields.get_path(run, fields.GROUP_FIELDS[by])))
-        pooled.setdefault(key, []).append(v)
+    by_fields, fixed = queries.series_by(store, ["roi", by], None, "voxels", query, split)
+    sel = queries.select_conditions(store, by_fields, None, split, "voxels", query)
+    pools = sel.pool(store, metric)
+    # a box is labelled by the fields that vary among its ROI's boxes (the by field always)
+    label_at: dict[str, list[int]] = {}
+    for roi in {k[0] for k in pools}:
+        keys = [k for k in pools if k[0] == roi]
+        label_at[roi] = [i for i in range(1, len(by_fields))
+                         if i == 1 or len({k[i] for k in keys}) > 1]
     rows = []
-    for (roi, group), parts in sorted(pooled.items()):
-        v = np.concatenate(parts)
+    for key, p in sorted(pools.items()):
+        v = p.values
+        if normalise:
+            if p.ceiling is None:
+                continue
+            c = p.ceiling
+            # voxels whose ceiling is 0 (no detectable signal) have no normalised score
+            v = np.divide(v, c, out=np.full_like(v, np.nan), where=np.isfinite(c) & (c > 0))
         v = np.sort(v[np.isfinite(v)])
         if v.size:
             q25, med, q75 = np.quantile(v, [0.25, 0.5, 0.75])
-            rows.append({"roi": roi, "group": group, "values": v, "n": int(v.size),
-                         "median": float(med), "q25": float(q25), "q75": float(q75)})
+            rows.append({"roi": key[0], "group": " ".join(str(key[i]) for i in label_at[key[0]]),
+                         "values": v,
+                         "n": int(v.size), "median": float(med), "q25": float(q25),
+                         "q75": float(q75), "fixed": fixed, "pooling": p.policy()})
     return rows
 
 
