@@ -409,6 +409,7 @@ def list_runs(store: Store, kind: str = "fit", status: str | None = None,
                 method=get_path(d, "config.method"), protocol=get_path(d, "config.protocol"),
                 layer=get_path(d, "features.layer"),
                 preprocessing=get_path(d, "features.preprocessing"),
+                weights=_weights_label(get_path(d, "features.weights")),
                 n_voxels=d.get("n_voxels"),
                 val_median_r=get_path(d, "summary.validation.r.median"),
                 test_median_r=get_path(d, "summary.test.r.median"),
@@ -418,10 +419,14 @@ def list_runs(store: Store, kind: str = "fit", status: str | None = None,
             row.update(
                 model=cfg.get("model"), variant=cfg.get("variant"), layer=cfg.get("layer"),
                 preprocess=preprocessing_label(cfg),
-                weights=(f"untrained ({w})" if str(w := cfg.get("weights")).startswith("random:")
-                         else w),
+                weights=_weights_label(cfg.get("weights")),
                 images_per_s=get_path(d, "timings.images_per_s"),
                 path=get_path(d, "output.path"),
             )
         rows.append(row)
     return rows
+
+
+def _weights_label(weights: Any) -> Any:
+    """``untrained (random:SEED)`` for seeded random weights, else the weights as stored."""
+    return f"untrained ({weights})" if str(weights).startswith("random:") else weights

@@ -51,7 +51,7 @@ def runs_list(
     if as_json:
         return print_json(rows)
     cols = (["id", "status", "subject", "roi", "target", "method", "preprocessing", "layer",
-             "n_voxels", "test_median_r", "val_median_r", "created"] if kind == "fit" else
+             "weights", "n_voxels", "test_median_r", "val_median_r", "created"] if kind == "fit" else
             ["id", "status", "model", "variant", "layer", "preprocess", "weights", "images_per_s", "created"])
     print_table(rows, cols, title=f"{kind} runs")
 
