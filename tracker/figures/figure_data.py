@@ -28,13 +28,23 @@ def bars_data(store: Store, subject: str, roi: str = "V4", metric: str = "r2_cor
     noise ceiling exists, the fraction of it (``frac_ceiling``)."""
     rows = []
     for split in SPLITS:
+        thresholds = r_thresholds(store, subject, roi, split)
         for row in queries.compare(store, ["method", "preprocessing"], roi=roi, split=split,
                                    metric=metric, extra={"subject": subject}, n_boot=n_boot, seed=seed):
             if row["n"]:
+                found = [thresholds[i] for i in row["run_ids"] if thresholds.get(i) is not None]
                 rows.append({"split": split, **{k: row[k] for k in (
                     "method", "preprocessing", "mean", "mean_low", "mean_high", "std", "sem", "n",
-                    "n_runs", "median", "chance_r2_corr", "frac_ceiling")}})
+                    "n_runs", "median", "chance_r2_corr", "frac_ceiling")},
+                    "r_threshold_p05": float(np.mean(found)) if found else None})
     return rows
+
+
+def r_thresholds(store: Store, subject: str, roi: str, split: str) -> dict[str, float | None]:
+    """Run id -> the stored critical r at p < .05 on ``split`` (None where not stored)."""
+    path = f"summary.{split}.r_threshold_p05"
+    runs = queries.completed_fits(store, roi, "voxels", {"subject": subject}, fields=(path,))
+    return {r["_id"]: fields.get_path(r, path) for r in runs}
 
 
 def roi_average_data(store: Store, subject: str, roi: str = "V4", split: str = "validation") -> list[dict]:
@@ -42,7 +52,7 @@ def roi_average_data(store: Store, subject: str, roi: str = "V4", split: str = "
     runs = queries.completed_fits(store, roi, target="roi_mean", extra={"subject": subject})
     out = []
     for run in store.find_runs("fit_runs", {"_id": {"$in": [r["_id"] for r in runs]}},
-                               projection={"predictions": 1, "config.method": 1,
+                               projection={"predictions": 1, "config.method": 1, "n_voxels": 1,
                                            "features.preprocessing": 1, "summary": 1}):
         pred = (run.get("predictions") or {}).get(split)
         if not pred:
@@ -51,7 +61,7 @@ def roi_average_data(store: Store, subject: str, roi: str = "V4", split: str = "
             "run_id": run["_id"], "method": run["config"]["method"],
             "preprocessing": run["features"]["preprocessing"],
             "y_true": pred["y_true"], "y_pred": pred["y_pred"],
-            "r": fields.get_path(run, f"summary.{split}.r.mean"),
+            "r": fields.get_path(run, f"summary.{split}.r.mean"), "n_voxels": run.get("n_voxels"),
         })
     return sorted(out, key=lambda d: (d["method"], d["preprocessing"]))
 
@@ -96,7 +106,7 @@ def distribution_data(store: Store, split: str = "validation", metric: str = "r"
         v = np.sort(v[np.isfinite(v)])
         if v.size:
             q25, med, q75 = np.quantile(v, [0.25, 0.5, 0.75])
-            rows.append({"roi": roi, "group": group, "values": v, "n": int(v.size),
+            rows.append({"roi": roi, "by": by, "group": group, "values": v, "n": int(v.size),
                          "median": float(med), "q25": float(q25), "q75": float(q75)})
     return rows
 
@@ -104,7 +114,7 @@ def distribution_data(store: Store, split: str = "validation", metric: str = "r"
 def volume_data(store: Store, run_id: str, split: str = "validation", metric: str = "r") -> dict[str, Any]:
     """A run's per-voxel scores in the 64 x 64 x 18 volume (NaN elsewhere) and the axial
     slices (k) that hold voxels."""
-    _, run = store.get_run(run_id)
+    run = voxels.voxel_fit(*store.get_run(run_id), run_id)
     vol = voxels.volume(store, run, split, metric)
     slices = [int(k) for k in np.flatnonzero(np.isfinite(vol).any(axis=(0, 1)))]
     return {"run": voxels.run_info(run), "split": split, "metric": metric, "volume": vol,
