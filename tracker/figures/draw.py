@@ -272,8 +272,7 @@ def draw_volume(data: dict[str, Any], normalised: bool = False):
                              squeeze=False, layout="constrained")
     finite = vol[fitted]
     metric = data["metric"]
-    cmap = plt.get_cmap(colormap_for(metric, normalised)).copy()
-    cmap.set_bad("#e6e6e6")
+    cmap = plt.get_cmap(colormap_for(metric, normalised)).with_extremes(bad="#e6e6e6")
     if metric in NON_NEGATIVE:
         vmin, vmax = 0.0, float(np.max(finite)) if finite.size and np.max(finite) > 0 else 1.0
     else:
