@@ -137,7 +137,7 @@ def runs_delete(
         _, doc = store.get_run(run_id)
         if yes and doc["_id"] != run_id:
             raise ConfigError(f"--yes needs the full run id: {run_id!r} is a prefix of {doc['_id']}")
-        if not yes and not typer.confirm(f"delete run {short_label(doc)}?", default=False):
+        if not yes and not typer.confirm(f"delete run {short_label(doc)}?", default=False, err=True):
             console.print("nothing deleted")
             raise typer.Exit(1)
         report = delete_run(store, settings_of(ctx), doc["_id"], with_files=with_files)
