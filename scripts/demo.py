@@ -46,7 +46,7 @@ def main(argv=None) -> int:
 
     def fit_log(message: str) -> None:  # the feature run was reported above, once
         if "feature run" not in message:
-            err_console.print(message, highlight=False)
+            err_console.print(message, highlight=False, soft_wrap=True)
 
     t = time.perf_counter()
     with Store.open(settings) as store, ProgressBars(enabled=not args.quiet) as bars:
@@ -58,7 +58,8 @@ def main(argv=None) -> int:
         for config in feature_configs:
             feat = extract_and_log(store, settings, data_dir, config, progress=bars.update)
             err_console.print(("reusing finished" if feat.reused else "extracted") +
-                              f" feature run {feat.run_id} ({feat.run['output']['path']})", highlight=False)
+                              f" feature run {feat.run_id} ({feat.run['output']['path']})", highlight=False,
+                              soft_wrap=True)
         t = stage("features (AlexNet conv3, raw and retina-warped)", t)
         configs = [FitConfig(method=m, target=tg) for m in ("ridge", "pls") for tg in ("voxels", "roi_mean")]
         for config in feature_configs:
@@ -88,25 +89,37 @@ def main(argv=None) -> int:
     print_table([{"stage": n, "seconds": s} for n, s in timings] +
                 [{"stage": "total", "seconds": sum(s for _, s in timings)}],
                 ["stage", "seconds"], title="demo timings")
-    print(next_steps(settings, db_location(settings)))
+    print(next_steps(settings, db_location(settings), tracker_command()))
     return 0
 
 
-def next_steps(settings, location: str) -> str:
+def tracker_command() -> str:
+    """How to call ``tracker`` from here: plain when it is on PATH, else the venv's."""
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    if shutil.which("tracker"):
+        return "tracker"
+    local = Path(sys.executable).parent / "tracker"
+    return os.path.relpath(local) if local.exists() else "tracker"
+
+
+def next_steps(settings, location: str, tracker: str = "tracker") -> str:
     """What is running and what to try next (the demo's last lines)."""
-    running = ("The embedded database server keeps running in the background: "
-               "`tracker db stop` stops it (the next command starts it again)."
+    running = (f"The embedded database server keeps running in the background: `{tracker} db stop` "
+               "stops it (the next command starts it again)."
                if not settings.mongo_uri else "Runs are in your MongoDB server.")
-    return f"""
-Data: {location}.
-{running}
-Next:
-  tracker runs list                                      # every run recorded
-  tracker compare --by subject,method,preprocessing      # pooled V4 voxels, 95% CIs
-  tracker compare --by roi --roi all --metric r2_corr    # (fits of other ROIs: tracker fit --roi V1)
-  tracker report --out report.html                       # tables, figures, definitions
-  tracker plot bars --subject S2 --ceiling               # a figure as a fraction of the noise ceiling
-  make clean-demo                                        # stop the server, delete .tracker and demo_data"""
+    steps = [("runs list", "every run recorded"),
+             ("compare --by subject,method,preprocessing", "pooled V4 voxels, 95% CIs"),
+             ("scores top --roi V4 --n 10", "the best voxels"),
+             ("report --out report.html", "tables, figures, definitions in one file"),
+             ("plot bars --subject S2 --ceiling", "scores as a fraction of the noise ceiling")]
+    width = max(len(c) for c, _ in steps) + len(tracker) + 3
+    lines = [f"  {tracker + ' ' + c:<{width}}# {why}" for c, why in steps]
+    lines.append(f"  {'make clean-demo':<{width}}# stop the server, delete .tracker and demo_data")
+    return "\n".join(["", f"Data: {location}.", running, "Next:", *lines])
 
 
 if __name__ == "__main__":

@@ -100,12 +100,15 @@ def test_a_new_home_and_a_started_server_are_announced(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TRACKER_HOME", str(home))
     try:
-        first = runner.invoke(app, ["runs", "list"])
-        assert first.exit_code == 1  # empty, and it says where it looked
+        first = runner.invoke(app, ["runs", "list", "--json"])
+        assert first.exit_code == 0 and first.stdout == "[]\n"  # an empty database: right answer
+        said = f"no fit runs yet in database vimtrack of the embedded server in {home.resolve()}"
+        assert said in first.stderr
         assert f"no tracker database in {home.resolve()}" in first.stderr
         assert "started the embedded database server" in first.stderr
         assert "tracker db stop" in first.stderr and str(home / "db") in first.stderr
-        second = runner.invoke(app, ["runs", "list"])
+        second = runner.invoke(app, ["runs", "list", "--subject", "S1"])
+        assert second.exit_code == 1 and "subject=S1" in second.stderr
         assert "started the embedded" not in second.stderr and "no tracker database" not in second.stderr
         assert str((home / "db").resolve()) in second.stderr
     finally:
@@ -121,6 +124,9 @@ def test_plain_progress_lines_for_a_log_file():
             bars._line("train", done, 100, now=t)
         for t, done in ((20.0, 5), (21.0, 100)):  # the same stage again: a new series
             bars._line("train", done, 100, now=t)
+        for t in (30.0, 45.0):  # a sub-stage that reports 0 once per fit, fits 15 s apart
+            bars._line("fit:test", 0, 4, now=t)
+        bars._line("done", 4, 4, now=46.0)  # a stage that finishes as it starts: no line
     assert out.getvalue().splitlines() == [
         "train: 50/100 (50%), about 13 s left",  # first line after 10 s; 40 in 10.5 s -> 50 in 13 s
         "train: 100/100 done (12 s)",

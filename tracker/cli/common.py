@@ -93,6 +93,8 @@ def describe_query(query: Any) -> str:
     if isinstance(query, dict):
         parts = []
         for key, value in query.items():
+            if value is None:
+                continue
             if key in ("$and", "$or"):
                 parts.append(f" {key[1:]} ".join(f"({describe_query(q)})" for q in value))
             elif isinstance(value, dict):

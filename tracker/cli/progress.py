@@ -2,7 +2,8 @@
 functions accept: rich bars on a terminal, periodic plain lines in a log file or pipe.
 
 Piped output (``make demo > demo.log``, CI) gets plain lines instead: at most one every
-:data:`LINE_INTERVAL_S` seconds per running stage, and one when the stage finishes::
+:data:`LINE_INTERVAL_S` seconds per running stage, and one when a stage that ran for a
+second or more finishes::
 
     features: 512/1870 (27%), 14 s elapsed, about 37 s left
 """
@@ -82,15 +83,19 @@ class ProgressBars:
         self._progress.update(task, completed=done, total=total)
 
     def _line(self, stage: str, done: int, total: int, now: float | None = None) -> None:
-        """A plain line when the stage finishes, or every LINE_INTERVAL_S while it runs; a
-        stage whose count goes back (the same stage of the next fit) starts a new series."""
+        """A plain line every LINE_INTERVAL_S while a stage runs, and one when it finishes
+        if it ran a second or more; a stage whose count goes back to 0 or down (the same
+        stage of the next fit) starts a new series."""
         now = time.monotonic() if now is None else now
         state = self._lines.get(stage)
-        if state is None or state[3] or done < state[4]:
+        if state is None or state[3] or done == 0 or done < state[4]:
             state = (now, done, now, False, done)
-        start, done0, last, ended, _ = state
+        start, done0, last, _, _ = state
         finished = total > 0 and done >= total
-        due = finished or now - last >= LINE_INTERVAL_S
+        if finished:
+            due = now - start >= 1.0 or last > start  # quick stages finish silently
+        else:
+            due = now - last >= LINE_INTERVAL_S
         self._lines[stage] = (start, done0, now if due else last, finished, done)
         if due:
             self.console.print(plain_line(stage, done, total, now - start, done - done0),

@@ -16,6 +16,8 @@ from tracker.cli.common import (
     JsonOpt,
     cli_errors,
     console,
+    db_location,
+    err,
     nothing_matched,
     open_store,
     print_json,
@@ -60,9 +62,11 @@ def runs_list(
             rows = rows[:limit] if limit else rows
         else:
             rows = queries.list_runs(store, kind, status, subject, limit)
-    if not rows:
-        query = {"status": status, "subject": subject} if status or subject else {}
-        nothing_matched(ctx, f"{kind} runs", {k: v for k, v in query.items() if v} | filt)
+    if not rows and (status or subject or filt):
+        nothing_matched(ctx, f"{kind} runs", {"status": status, "subject": subject} | filt)
+    if not rows:  # an empty database: the right answer, and where it is
+        err.print(f"no {kind} runs yet in {db_location(settings_of(ctx))}", highlight=False,
+                  markup=False, soft_wrap=True)
     cols = (["id", "status", "subject", "roi", "target", "method", "preprocessing", "layer",
              "n_voxels", "test_median_r", "val_median_r", "created"] if kind == "fit" else
             ["id", "status", "model", "variant", "layer", "preprocess", "weights", "images_per_s", "created"])

@@ -207,7 +207,8 @@ def draw_distributions(rows: list[dict], split: str, metric: str, normalised: bo
             if m:
                 data.append(m[0]["values"])
                 pos.append(ri + (gi - (len(groups) - 1) / 2) * width)
-        bp = ax.boxplot(data, positions=pos, widths=width * 0.9, showfliers=False, patch_artist=True)
+        bp = ax.boxplot(data, positions=pos, widths=width * 0.9, showfliers=False, patch_artist=True,
+                        medianprops={"color": "k"})
         for patch in bp["boxes"]:
             patch.set_facecolor(colors[gi % len(colors)])
         ax.plot([], [], "s", color=colors[gi % len(colors)],
