@@ -188,3 +188,11 @@ def test_voxel_commands_on_an_roi_average_run_say_what_it_is(env, seeded, tmp_pa
     for args in (["plot", "volume", rid, "--out", str(tmp_path)], ["scores", "top", "--run", rid]):
         res = fails(2, *args)
         assert "ROI-average fit (target roi_mean)" in res.stderr and "voxel ids must" not in res.stderr
+
+
+def test_tables_of_r_show_the_r_threshold_not_the_r2_chance(env, seeded):
+    summaries = ok("summaries", "--roi", "V4").stdout
+    assert "r_threshold_p05" in summaries and "chance_r2_corr" not in summaries
+    assert "0.15" in summaries  # the stored threshold of the seeded fits
+    assert "chance_r2_corr" not in ok("compare", "--n-boot", "0").stdout
+    assert "chance_r2_corr" in ok("compare", "--n-boot", "0", "--metric", "r2_corr").stdout

@@ -87,7 +87,8 @@ def summaries_cmd(
         else:
             rows = queries.fit_summaries(store, query, split, metric)
             cols = ["run_id", "subject", "roi", "target", "method", "preprocessing", "layer", "n",
-                    "mean", "median", "q75", "max", "n_above_p05", "n_significant"]
+                    "mean", "median", "q75", "max", *(["r_threshold_p05"] if metric == "r" else []),
+                    "n_above_p05", "n_significant"]
     if not rows:
         nothing_matched(ctx, "completed fits with stored summaries", query)
     emit(rows, cols, as_json, as_csv, title=f"{metric} on {split} images (stored summaries)")
