@@ -190,7 +190,10 @@ def test_voxel_commands_on_an_roi_average_run_say_what_it_is(env, seeded, tmp_pa
         assert "ROI-average fit (target roi_mean)" in res.stderr and "voxel ids must" not in res.stderr
 
 
-def test_tables_of_r_show_the_r_threshold_not_the_r2_chance(env, seeded):
+def test_tables_of_r_show_the_r_threshold_not_the_r2_chance(env, seeded, monkeypatch):
+    from tracker.cli import common
+
+    monkeypatch.setattr(common.console, "width", 400)  # room for every header unfolded
     summaries = ok("summaries", "--roi", "V4").stdout
     assert "r_threshold_p05" in summaries and "chance_r2_corr" not in summaries
     assert "0.15" in summaries  # the stored threshold of the seeded fits
