@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from _common import run_main
+from _common import quiet_backends, run_main
 
 from pipeline.features.alexnet.layers import VARIANTS
 from pipeline.features.backend import BACKENDS, DEVICES, PRECISIONS
 from pipeline.features.config import FeatureConfig
 from pipeline.preprocess.images import CHAINS
+from tracker.analysis import names
 from tracker.cli.progress import ProgressBars, err_console
 from tracker.db.settings import load_settings
 from tracker.db.store import Store
@@ -59,7 +60,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="recompute even if a finished run exists")
     p.add_argument("--json", action="store_true", help="print the run document as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p.parse_args(argv)
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow / XLA / absl logging")
+    args = p.parse_args(argv)
+    args.layer = ",".join(names.resolve_layer(n) for n in args.layer.split(",") if n.strip())
+    return args
 
 
 def feature_config(args: argparse.Namespace) -> FeatureConfig:
@@ -71,9 +75,11 @@ def feature_config(args: argparse.Namespace) -> FeatureConfig:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_backends(args.verbose)
     settings = load_settings(data_dir=args.data_dir)
-    args.weights = workflows.resolve_weights(args.weights, workflows.default_data_dir(settings),
-                                             args.model)
+    given, args.weights = args.weights, args.weights or "random:0"
+    feature_config(args)  # every option checked before --weights is asked for
+    args.weights = workflows.resolve_weights(given, workflows.default_data_dir(settings), args.model)
     config = feature_config(args)
     with Store.open(settings) as store, ProgressBars(enabled=not args.quiet) as bars:
         outcome = workflows.extract_and_log(store, settings, workflows.default_data_dir(settings), config,

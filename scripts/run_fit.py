@@ -19,11 +19,10 @@ import json
 
 from _common import run_main
 
-from pipeline.data.layout import SUBJECTS
+from pipeline.core.errors import ConfigError
 from pipeline.features.config import FeatureConfig
 from pipeline.fit.config import FitConfig
-from pipeline.fit.methods import METHODS
-from tracker.analysis import queries
+from tracker.analysis import names, queries
 from tracker.cli.common import print_table
 from tracker.cli.progress import ProgressBars, err_console
 from tracker.db.settings import load_settings
@@ -31,15 +30,31 @@ from tracker.db.store import Store
 from tracker.record import workflows
 
 
+def _name(kind: str, many: bool = False):
+    """An argparse ``type``: the name resolved as every command resolves it (``v4`` -> ``V4``)."""
+    def resolve_name(text: str) -> str:
+        try:
+            if many:
+                found = names.resolve_many(kind, text)
+                return "all" if found is None else ",".join(found)
+            return names.resolve(kind, text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+    resolve_name.__name__ = kind
+    return resolve_name
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--features", metavar="RUN_ID", help="feature run id (or unique prefix)")
-    p.add_argument("--subject", choices=SUBJECTS, help="subject (default: both)")
-    p.add_argument("--roi", default="V4", help="ROI: V1 V2 V3 V3A V3B V4 LO other all (default V4)")
-    p.add_argument("--method", choices=sorted(METHODS), help="fitting method (default: ridge and pls)")
-    p.add_argument("--target", choices=["voxels", "roi_mean"],
-                   help="per-voxel models or one model of the ROI average (default: both)")
-    p.add_argument("--protocol", default="recommended",
+    p.add_argument("--subject", type=_name("subject"), help="subject: S1 or S2 (default: both)")
+    p.add_argument("--roi", default="V4", type=_name("roi"),
+                   help=f"ROI: {' '.join(names.ROIS)} all (default V4)")
+    p.add_argument("--method", type=_name("method"),
+                   help=f"fitting method: {', '.join(names.VOCABULARY['method'])} (default: all)")
+    p.add_argument("--target", type=_name("target"),
+                   help="voxels (per-voxel models) or roi_mean (the ROI average) (default: both)")
+    p.add_argument("--protocol", default="recommended", type=_name("protocol"),
                    help="recommended (CV inside training) or cs431 (the 2019 protocol)")
     p.add_argument("--seed", type=int, default=0, help="split seed")
     p.add_argument("--data-dir", help="vim-1 directory (default: the feature run's, or $TRACKER_DATA_DIR)")
@@ -69,8 +84,9 @@ def main(argv=None) -> int:
                               f"spool at {settings.spool_dir}; `tracker sync` uploads them")
             return 0
         rows, by = queries.compare_series(
-            store, ["subject", "method", "preprocessing"], roi=args.roi, split="validation",
-            metric="r", target=None, extra={"_id": {"$in": [o.run_id for o in outcomes]}})
+            store, ["subject", "method", "preprocessing"], roi=None if args.roi == "all" else args.roi,
+            split="validation", metric="r", target=None,
+            extra={"_id": {"$in": [o.run_id for o in outcomes]}})
     print_table(rows, [*by, "n_runs", "n", "mean", "sem", "median"],
                 title=f"Pearson r on validation images, {args.roi} voxels")
     return 0

@@ -82,8 +82,8 @@ def test_scores_top_and_voxel(env, seeded, store):
 
 
 def test_export_formats(env, seeded, tmp_path):
-    res = json.loads(invoke("export", "voxels", "--subject", "S1", "--out", str(tmp_path / "v.csv"),
-                            "--json").stdout)
+    res = json.loads(invoke("export", "voxels", "--subject", "S1", "--split", "all", "--out",
+                            str(tmp_path / "v.csv"), "--json").stdout)
     assert res["rows"] == 2 * 2 * 8  # 2 runs x 2 splits x 8 voxels
     rows = list(csv.DictReader((tmp_path / "v.csv").open()))
     assert {r["method"] for r in rows} == {"ridge", "pls"} and rows[0]["voxel_id"] == "1"
@@ -92,7 +92,7 @@ def test_export_formats(env, seeded, tmp_path):
     pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    invoke("export", "voxels", "--subject", "S1", "--out", str(tmp_path / "v.parquet"))
+    invoke("export", "voxels", "--subject", "S1", "--split", "all", "--out", str(tmp_path / "v.parquet"))
     table = pq.read_table(tmp_path / "v.parquet").to_pydict()
     assert len(table["r"]) == 32 and table["r"][:8] == pytest.approx([float(r["r"]) for r in rows[:8]])
 

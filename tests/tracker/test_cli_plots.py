@@ -80,5 +80,5 @@ def test_plot_data_and_files(env, seeded, store, tmp_path):
     res = runner.invoke(app, ["plot", "--out", str(tmp_path / "figs")])
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in (tmp_path / "figs").iterdir())
-    assert "bars_S1_V4_r2_corr.png" in names and "roi_average_S2_V4.svg" in names
+    assert "bars_S1_V4_r.png" in names and "roi_average_S2_V4.svg" in names
     assert draw.chance_level("r2_corr", 1 / 119) == pytest.approx(1 / 119)

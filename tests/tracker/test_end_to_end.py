@@ -135,7 +135,7 @@ def test_compare_and_figures_from_database(world, tmp_path):
         _, r = _val_r(store, fits[(row["method"], "voxels")].run_id)
         assert row["n"] == r.size and row["mean"] == pytest.approx(r.mean())
     paths = make_all(store, tmp_path)
-    assert {p.name for p in paths} >= {"bars_S1_V4_r2_corr.png", "roi_average_S1_V4.svg"}
+    assert {p.name for p in paths} >= {"bars_S1_V4_r.png", "roi_average_S1_V4.svg"}
 
 
 def test_changed_feature_file_is_refused(world, tmp_path):

@@ -45,11 +45,12 @@ def add_feature_run(store, settings, name: str | None, status: str = "COMPLETED"
 def test_delete_fit_removes_the_run_and_its_buckets_only(store, settings, env):
     keep = add_fit(store, "S1", "ridge", [0.1] * 5, [0.2] * 5)
     gone = add_fit(store, "S1", "pls", [0.1] * 5, [0.2] * 5)
-    res = runner.invoke(app, ["runs", "delete", gone["_id"][:9], "--json"])
+    res = runner.invoke(app, ["runs", "delete", gone["_id"][:9], "--json"], input="y\n")  # asks first
     assert res.exit_code == 0, res.output
     # 5 voxels / 4 -> 2 chunks x 5 fields (ids, r, r2_corr, r2, hyper) x 2 splits
-    assert json.loads(res.output) == {"id": gone["_id"], "collection": "fit_runs", "runs": 1,
-                                      "buckets": 20, "files": []}
+    printed = res.stdout[res.stdout.index("{"):]  # after the runner's echo of the answer
+    assert json.loads(printed) == {"id": gone["_id"], "collection": "fit_runs", "runs": 1,
+                                   "buckets": 20, "files": []}
     assert store.db.fit_runs.count_documents({}) == 1
     assert store.db.voxel_columns.count_documents({"run_id": keep["_id"]}) == 20
     assert store.db.voxel_columns.count_documents({"run_id": gone["_id"]}) == 0

@@ -47,20 +47,31 @@ def _cell(value: Any) -> Any:
 
 
 def table_of(store: Store, what: str, query: Mapping[str, Any] | None = None, roi: str | None = None,
-             split: str = "validation", metric: str = "r", by: Sequence[str] = ("subject", "method"),
-             n_boot: int = 1000) -> Table:
-    """The table ``what`` (see module doc) for the fits matching ``query`` and ``roi``."""
+             split: str = "validation", metric: str | None = None,
+             by: Sequence[str] = ("subject", "method"), n_boot: int = 1000) -> Table:
+    """The table ``what`` (see module doc) for the fits matching ``query`` and ``roi``.
+
+    ``split`` and ``metric`` hold for every table: ``voxels`` has the rows of ``split``
+    only (``"all"``: every split), and of the score columns only ``metric`` when one is
+    given (``summaries`` and ``compare`` summarise ``metric``, default ``r``).
+    """
     fields.check_choice("what", what, WHAT)
+    fields.check_choice("split", split, (*queries.SPLITS, "all") if what == "voxels" else queries.SPLITS)
     query = dict(query or {})
     if roi is not None:
         query["roi"] = roi
     if what == "summaries":
-        return rows_to_columns(queries.fit_summaries(store, query, split, metric))
+        return rows_to_columns(queries.fit_summaries(store, query, split, metric or "r"))
     if what == "compare":
-        return rows_to_columns(queries.compare(store, by, roi=None, split=split, metric=metric,
+        return rows_to_columns(queries.compare(store, by, roi=None, split=split, metric=metric or "r",
                                                extra=query, n_boot=n_boot))
     runs = voxels.select_runs(store, query=query)
-    return voxels.voxel_table(store, runs)
+    table = voxels.voxel_table(store, runs, queries.SPLITS if split == "all" else [split])
+    if metric is not None:
+        fields.check_choice("metric", metric, queries.METRICS)
+        drop = [m for m in queries.METRICS if m != metric]
+        table = {k: v for k, v in table.items() if k not in drop}
+    return table
 
 
 def write_table(table: Table, path: Path, fmt: str | None = None) -> int:

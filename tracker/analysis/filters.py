@@ -28,6 +28,7 @@ from typing import Any
 
 from pipeline.core.errors import ConfigError, check_utf8
 from tracker.analysis.fields import WHERE_FIELDS
+from tracker.analysis.names import FIELD_KINDS, resolve
 
 #: how deep ``--where`` parentheses may nest (deeper is refused, never a RecursionError)
 MAX_NESTING = 32
@@ -162,7 +163,10 @@ class _Parser:
         if text.startswith("$"):
             raise self.fail(f"value {text!r} for {name!r}: values may not start with '$'")
         if vtype is str:
-            return text.upper() if name == "status" else text
+            if name == "status":
+                return text.upper()
+            kind = FIELD_KINDS.get(name)
+            return resolve(kind, text, f"--where {name}") if kind is not None else text
         try:
             number = float(text)
         except ValueError:

@@ -28,10 +28,11 @@ import numpy as np
 
 from pipeline.core.errors import ConfigError
 from pipeline.core.vocab import METRICS, SPLITS
-from tracker.analysis import conditions, pooling
+from tracker.analysis import conditions, names, pooling
 from tracker.analysis.ceilings import CeilingTable, fraction
 from tracker.analysis.fields import GROUP_FIELDS, RUN_KINDS, check_choice, get_path
 from tracker.analysis.filters import parse_where
+from tracker.analysis.names import FIELD_KINDS
 from tracker.analysis.pooling import Pooled, pool
 from tracker.analysis.scores import RunScores, load_scores
 from tracker.db.documents import preprocessing_label, summarize
@@ -41,7 +42,8 @@ from tracker.db.store import Store
 BOOT_BUDGET = 10_000_000
 
 
-def run_filter(where: Iterable[str] | None = None, **exact: str | None) -> dict[str, Any]:
+def run_filter(where: Iterable[str] | None = None, **exact: str | Sequence[str] | None
+               ) -> dict[str, Any]:
     """A fit-run filter from ``--where`` expressions and exact-match options.
 
     Parameters
@@ -49,17 +51,48 @@ def run_filter(where: Iterable[str] | None = None, **exact: str | None) -> dict[
     where
         Expressions of the safe ``--where`` grammar (:func:`tracker.analysis.filters.parse_where`).
     **exact
-        ``GROUP_FIELDS`` names -> value (None ignored), e.g. ``subject="S1"``.
+        ``GROUP_FIELDS`` names -> value (None ignored), e.g. ``subject="s1"``: names are
+        resolved by :mod:`tracker.analysis.names` (``s1`` -> ``S1``); ``roi`` also takes
+        several comma-separated ROIs or ``all`` (no ROI condition).
+
+    Raises
+    ------
+    ConfigError
+        An unknown name, or a ``--where`` on a field that one of the options also sets
+        (``--roi V4 --where 'roi=V1'``: which one was meant?).
     """
     query: dict[str, Any] = {}
     for name, value in exact.items():
-        if value is not None:
-            query[GROUP_FIELDS[name]] = value
+        if value is None:
+            continue
+        kind = FIELD_KINDS.get(name)
+        values = (names.resolve_many(kind, value, f"--{name}") if kind is not None
+                  else [value] if isinstance(value, str) else list(value))
+        if values is None:  # all
+            continue
+        query[GROUP_FIELDS[name]] = values[0] if len(values) == 1 else {"$in": values}
     where = [w for w in (where or []) if w.strip()]
     if where:
         parsed = parse_where(where, "fit")
+        clash = sorted(set(query) & filter_paths(parsed))
+        if clash:
+            opts = [n for n in exact if exact[n] is not None and GROUP_FIELDS[n] in clash]
+            raise ConfigError(f"--where names {', '.join(clash)}, which "
+                              f"{', '.join('--' + o for o in opts)} also sets: use one of them")
         query = {"$and": [query, parsed]} if query else parsed
     return query
+
+
+def filter_paths(query: Mapping[str, Any]) -> set[str]:
+    """The document paths a filter names (at any depth of ``$and`` / ``$or``)."""
+    out: set[str] = set()
+    for key, value in query.items():
+        if key in ("$and", "$or"):
+            for part in value:
+                out |= filter_paths(part)
+        elif not key.startswith("$"):
+            out.add(key)
+    return out
 
 
 def completed_fits(store: Store, roi: str | None = None, target: str | None = "voxels",
@@ -326,7 +359,8 @@ def fit_summary_pipeline(query: Mapping[str, Any], split: str, metric: str,
             "q75": f"{base}.q75", "max": f"{base}.max",
             "n_above_p05": f"$summary.{split}.n_above_p05",
             "n_significant": f"$summary.{split}.n_significant",
-            "chance_r2_corr": f"$summary.{split}.chance_r2_corr", "created": 1,
+            "chance_r2_corr": f"$summary.{split}.chance_r2_corr",
+            "r_threshold_p05": f"$summary.{split}.r_threshold_p05", "created": 1,
         }},
         {"$sort": {sort: -1, "run_id": 1}},
     ]
@@ -350,7 +384,7 @@ def fit_summaries(store: Store, query: Mapping[str, Any] | None = None, split: s
 
 _SUMMARY_COLUMNS = ("run_id", "subject", "roi", "target", "method", "protocol", "preprocessing",
                     "layer", "model", "n", "mean", "sem", "median", "q25", "q75", "max",
-                    "n_above_p05", "n_significant", "chance_r2_corr", "created")
+                    "n_above_p05", "n_significant", "chance_r2_corr", "r_threshold_p05", "created")
 
 
 def group_summary_pipeline(by: Sequence[str], query: Mapping[str, Any], split: str,

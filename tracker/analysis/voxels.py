@@ -33,14 +33,19 @@ def select_runs(store: Store, run_ids: Sequence[str] = (), query: Mapping[str, A
                 roi: str | None = None, target: str | None = "voxels") -> list[dict]:
     """Completed fits named by id (or unique prefix), or else matching a filter."""
     if run_ids:
-        docs = []
-        for rid in run_ids:
-            collection, doc = store.get_run(rid)
-            if collection != "fit_runs":
-                raise ConfigError(f"run {rid!r} is a feature run: per-voxel scores belong to fits")
-            docs.append(doc)
-        return docs
+        return [voxel_fit(*store.get_run(rid), rid) for rid in run_ids]
     return queries.completed_fits(store, roi, target, query)
+
+
+def voxel_fit(collection: str, doc: dict, asked: str) -> dict:
+    """``doc`` if it is a per-voxel fit, else a ConfigError saying what the run is."""
+    if collection != "fit_runs":
+        raise ConfigError(f"run {asked!r} is a feature run: per-voxel scores belong to fits")
+    if doc.get("target") == "roi_mean":
+        raise ConfigError(f"run {doc['_id']} is an ROI-average fit (target roi_mean): it scores "
+                          f"one {doc.get('roi')} average, not voxels; `tracker runs show "
+                          f"{doc['_id']}` shows its scores")
+    return doc
 
 
 def top_voxels(store: Store, runs: Sequence[dict], split: str = "validation", metric: str = "r",
@@ -155,6 +160,7 @@ def paired_scores(store: Store, run_a: dict, run_b: dict, split: str = "validati
 
     fields.check_choice("metric", metric, METRICS)
     fields.check_choice("split", split, queries.SPLITS)
+    check_pairable(run_a, run_b)
     scores = load_scores(store, [run_a["_id"], run_b["_id"]], split, [metric])
     missing = [r["_id"] for r in (run_a, run_b) if r["_id"] not in scores]
     if missing:
@@ -165,6 +171,22 @@ def paired_scores(store: Store, run_a: dict, run_b: dict, split: str = "validati
     return {"voxel_ids": ids.tolist(), "a": _floats(a), "b": _floats(b), "metric": metric,
             "split": split, "run_a": run_info(run_a), "run_b": run_info(run_b),
             "stats": paired_comparison(a, b, n_boot=1000, seed=0).to_dict()}
+
+
+def check_pairable(run_a: Mapping[str, Any], run_b: Mapping[str, Any]) -> None:
+    """Refuse to pair voxels of two runs that do not score the same voxels: another
+    subject (voxel ids are per subject), another ROI, or another target."""
+    for field, why in (("target", "an ROI-average fit has no voxels to pair"),
+                       ("subject", "voxel ids are per subject: the same id is another voxel"),
+                       ("roi", "the two runs fit different voxels")):
+        a, b = run_a.get(field), run_b.get(field)
+        if a != b:
+            raise ConfigError(f"runs {run_a['_id']} ({field} {a}) and {run_b['_id']} ({field} {b}) "
+                              f"cannot be paired voxel by voxel: {why}; pick two runs of the same "
+                              "subject, ROI and target")
+    if run_a.get("target") == "roi_mean":
+        raise ConfigError(f"runs {run_a['_id']} and {run_b['_id']} are ROI-average fits "
+                          "(target roi_mean): there are no voxels to pair")
 
 
 def volume(store: Store, run: dict, split: str = "validation", metric: str = "r") -> np.ndarray:

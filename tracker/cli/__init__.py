@@ -69,6 +69,18 @@ app.command("gc")(gc_cmd)
 runs_app.command("diff")(diff_cmd)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("vimtrack")
+        except PackageNotFoundError:
+            number = "unknown (not installed)"
+        typer.echo(f"tracker (vimtrack) {number}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
@@ -78,6 +90,8 @@ def main_options(
                                                 help="Database name.")] = None,
     home: Annotated[Path | None, typer.Option(envvar="TRACKER_HOME",
                                               help="Tracker state directory (default ./.tracker).")] = None,
+    _show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False,
 ) -> None:
     ctx.obj = load_settings(mongo_uri=uri, db_name=db_name, home=home)
 

@@ -10,9 +10,19 @@ from tracker.analysis import queries
 from tracker.analysis.conditions import by_choices
 from tracker.analysis.fields import parse_by
 from tracker.analysis.rundiff import diff_runs
-from tracker.cli.common import JsonOpt, cli_errors, err, open_store
-from tracker.cli.contrasts import rois
-from tracker.cli.listing import CsvOpt, MethodOpt, MetricOpt, SplitOpt, SubjectOpt, WhereOpt, emit
+from tracker.cli.common import JsonOpt, cli_errors, nothing_matched, open_store
+from tracker.cli.listing import (
+    CsvOpt,
+    MethodOpt,
+    MetricOpt,
+    RoiOpt,
+    SplitOpt,
+    SubjectOpt,
+    TargetOpt,
+    WhereOpt,
+    emit,
+    name_callback,
+)
 
 BY_CHOICES = by_choices()
 COMPARE_COLUMNS = ["n_runs", "n", "mean", "mean_low", "mean_high", "median", "median_low",
@@ -25,10 +35,12 @@ def compare_cmd(
     by: Annotated[str, typer.Option(
         help=f"Comma-separated fields: {', '.join(BY_CHOICES)}, or any fit-config field.")]
     = "subject,method,preprocessing",
-    roi: Annotated[str, typer.Option(help="ROI name (V1, V2, V3, V3A, V3B, V4, LO, other, all).")] = "V4",
+    roi: Annotated[str | None, typer.Option(
+        help="ROIs: comma-separated (V1,V2,V3,V3A,V3B,V4,LO,other) or all; default V4, or all "
+             "with --by roi or a --where on roi.", callback=name_callback("roi", many=True))] = None,
     split: SplitOpt = "validation",
     metric: MetricOpt = "r",
-    target: Annotated[str, typer.Option(help="voxels or roi_mean.")] = "voxels",
+    target: TargetOpt = "voxels",
     where: WhereOpt = None, subject: SubjectOpt = None, method: MethodOpt = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs (0: none).")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
@@ -47,18 +59,21 @@ def compare_cmd(
     Example: [bold]tracker compare --by subject,method,preprocessing --roi V4 --split validation[/bold]
     """
     fields = [t.strip() for t in by.split(",") if t.strip()]
-    extra = queries.run_filter(where, subject=subject, method=method)
+    extra = queries.run_filter(where, subject=subject, method=method, roi=roi)
+    if roi is None and "roi" not in fields and "roi" not in queries.filter_paths(extra):
+        roi = "V4"
+        extra = queries.run_filter(where, subject=subject, method=method, roi=roi)
     with open_store(ctx) as store:
-        rows = queries.compare(store, fields, roi=rois(roi), split=split, metric=metric,
-                               target=target, extra=extra, n_boot=n_boot, seed=seed,
+        rows = queries.compare(store, fields, roi=None, split=split, metric=metric, target=target,
+                               extra=extra, n_boot=n_boot, seed=seed,
                                over=[t.strip() for t in (over or "").split(",") if t.strip()])
-    if not rows and not (as_json or as_csv):
-        err.print(f"no completed fits for ROI {roi} / target {target}")
-        raise typer.Exit(1)
+    if not rows:
+        nothing_matched(ctx, "completed fits", {"target": target, **extra})
+    columns = [c for c in COMPARE_COLUMNS if metric != "r" or c != "chance_r2_corr"]
     notes = sorted({u for r in rows if (u := r.get("untrained"))})
-    emit(rows, [*fields, *COMPARE_COLUMNS], as_json, as_csv,
-         title=f"{metric} on {split} images, {roi} ({target}); n/a (-): not stored / no ceiling"
-               + "".join(f"; {u}" for u in notes))
+    emit(rows, [*fields, *columns], as_json, as_csv,
+         title=f"{metric} on {split} images, {roi or 'ROIs of the filter'} ({target}); "
+               "n/a (-): not stored / no ceiling" + "".join(f"; {u}" for u in notes))
 
 
 @cli_errors
@@ -67,7 +82,7 @@ def summaries_cmd(
     split: SplitOpt = "validation", metric: MetricOpt = "r",
     by: Annotated[str | None, typer.Option(help="Group fits server-side by these fields.")] = None,
     where: WhereOpt = None, subject: SubjectOpt = None, method: MethodOpt = None,
-    roi: Annotated[str | None, typer.Option(help="Only this ROI.")] = None,
+    roi: RoiOpt = None,
     as_json: JsonOpt = False, as_csv: CsvOpt = False,
 ) -> None:
     """Per-fit summaries (or groups of them with --by), computed and sorted by the server.
@@ -82,8 +97,11 @@ def summaries_cmd(
             cols = [*fields, "n_runs", "n", "mean", "median_of_medians", "best_median", "max"]
         else:
             rows = queries.fit_summaries(store, query, split, metric)
-            cols = ["run_id", "subject", "roi", "method", "preprocessing", "layer", "n", "mean",
-                    "median", "q75", "max", "n_significant"]
+            cols = ["run_id", "subject", "roi", "target", "method", "preprocessing", "layer", "n",
+                    "mean", "median", "q75", "max", *(["r_threshold_p05"] if metric == "r" else []),
+                    "n_above_p05", "n_significant"]
+    if not rows:
+        nothing_matched(ctx, "completed fits with stored summaries", query)
     emit(rows, cols, as_json, as_csv, title=f"{metric} on {split} images (stored summaries)")
 
 

@@ -34,7 +34,27 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def open_store(ctx: typer.Context, init: bool = True) -> Store:
-    return Store.open(settings_of(ctx), init=init)
+    """Connect as the settings say; on stderr, say so when this created a new tracker home
+    or started the embedded server (it keeps running: ``tracker db stop``)."""
+    settings = settings_of(ctx)
+    if settings.mongo_uri:
+        return Store.open(settings, init=init)
+    from tracker.db.server import EmbeddedServer
+
+    fresh = not settings.embedded_db_dir.exists()
+    was_running = EmbeddedServer(settings.embedded_db_dir).running(probe=False)
+    store = Store.open(settings, init=init)
+    if fresh:
+        err.print(f"note: no tracker database in {settings.home.resolve()}: created a new, empty one "
+                  "(set TRACKER_HOME or --home to use another)", highlight=False, markup=False,
+                  soft_wrap=True)
+    if was_running is None:
+        info = EmbeddedServer(settings.embedded_db_dir).running(probe=False)
+        pid = f" (pid {info.pid})" if info is not None else ""
+        err.print(f"note: started the embedded database server{pid} on {settings.embedded_db_dir}; it "
+                  "keeps running for the next commands: `tracker db stop` stops it",
+                  highlight=False, markup=False, soft_wrap=True)
+    return store
 
 
 def cli_errors(fn):
@@ -54,6 +74,49 @@ def cli_errors(fn):
             err.print("terminated by SIGTERM (the run is recorded as INTERRUPTED)", highlight=False)
             raise typer.Exit(143) from None
     return wrapper
+
+
+def db_location(settings: Settings) -> str:
+    """Where the data lives, in words: the database name and its server or directory."""
+    if settings.mongo_uri:
+        from tracker.db.security import redact_uri
+
+        return f"database {settings.db_name} on {redact_uri(settings.mongo_uri)}"
+    return (f"database {settings.db_name} of the embedded server in "
+            f"{settings.embedded_db_dir.resolve()} (TRACKER_HOME={settings.home})")
+
+
+def describe_query(query: Any) -> str:
+    """A filter as short readable text (``subject=S1, roi in [V1, V2]``)."""
+    if not query:
+        return "(no filter)"
+    if isinstance(query, dict):
+        parts = []
+        for key, value in query.items():
+            if value is None:
+                continue
+            if key in ("$and", "$or"):
+                parts.append(f" {key[1:]} ".join(f"({describe_query(q)})" for q in value))
+            elif isinstance(value, dict):
+                ops = {"$in": "in", "$nin": "not in", "$ne": "!=", "$gt": ">", "$gte": ">=",
+                       "$lt": "<", "$lte": "<=", "$eq": "="}
+                parts += [f"{key} {ops.get(op, op)} {_listed(v)}" for op, v in value.items()]
+            else:
+                parts.append(f"{key}={value}")
+        return ", ".join(parts)
+    return str(query)
+
+
+def _listed(value: Any) -> str:
+    return f"[{', '.join(map(str, value))}]" if isinstance(value, (list, tuple)) else str(value)
+
+
+def nothing_matched(ctx: typer.Context, what: str, query: Any = None, hint: str = "") -> None:
+    """Say on stderr what was looked for and where, then exit 1 (an empty answer is not a
+    success: a misspelt filter must not look like "no such runs")."""
+    err.print(f"no {what} matched {describe_query(query)} in {db_location(settings_of(ctx))}"
+              + (f"; {hint}" if hint else ""), highlight=False, soft_wrap=True, markup=False)
+    raise typer.Exit(1)
 
 
 def jsonable(obj: Any) -> Any:

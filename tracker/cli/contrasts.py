@@ -6,14 +6,16 @@ from typing import Annotated
 
 import typer
 
-from tracker.analysis import contrasts, winners
+from tracker.analysis import contrasts, names, winners
 from tracker.cli.common import JsonOpt, cli_errors, err, open_store, print_json, print_table
-from tracker.cli.listing import CsvOpt, SplitOpt, WhereOpt, emit
+from tracker.cli.listing import CsvOpt, SplitOpt, WhereOpt, emit, name_callback
 
 RoisOpt = Annotated[str, typer.Option(
-    "--roi", help="ROI name, several (V1,V2,V4) or all.")]
-TargetOpt = Annotated[str, typer.Option(help="voxels or roi_mean.")]
-MetricROpt = Annotated[str, typer.Option(help="r (Pearson), r2_corr (r squared) or r2 (R^2).")]
+    "--roi", help="ROI name, several (V1,V2,V4) or all.", callback=name_callback("roi", many=True))]
+TargetOpt = Annotated[str, typer.Option(help="voxels or roi_mean.",
+                                        callback=name_callback("target"))]
+MetricROpt = Annotated[str, typer.Option(help="r (Pearson), r2_corr (r squared) or r2 (R^2).",
+                                         callback=name_callback("metric"))]
 AverageOpt = Annotated[str | None, typer.Option(
     "--average", "--over-seeds", help="Condition fields averaged per voxel first (e.g. seed).")]
 CONTRAST_COLUMNS = ["a", "b", "n", "mean_diff", "mean_diff_low", "mean_diff_high", "median_diff",
@@ -21,11 +23,11 @@ CONTRAST_COLUMNS = ["a", "b", "n", "mean_diff", "mean_diff_low", "mean_diff_high
 
 
 def rois(text: str) -> str | list[str] | None:
-    """``--roi`` text -> one name, a list, or None for ``all``."""
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if not names or any(n.lower() == "all" for n in names):
+    """``--roi`` text -> one name, a list, or None for ``all`` (names validated)."""
+    found = names.resolve_rois(text)
+    if found is None:
         return None
-    return names[0] if len(names) == 1 else names
+    return found[0] if len(found) == 1 else found
 
 
 def _names(text: str | None) -> list[str]:

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from tracker.cli.common import JsonOpt, cli_errors, console, print_json, print_table, settings_of
+from tracker.cli.common import (
+    JsonOpt,
+    cli_errors,
+    console,
+    db_location,
+    open_store,
+    print_json,
+    print_table,
+    settings_of,
+)
 from tracker.db.store import Store
 
 db_app = typer.Typer(help="The database: status, schema, the embedded server.", no_args_is_help=True)
@@ -20,10 +29,13 @@ def db_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     from tracker.record.maintenance import database_status
 
     settings = settings_of(ctx)
-    with Store.open(settings, init=False) as store:
+    with open_store(ctx, init=False) as store:
         status = database_status(store, settings)
+    status["home"] = str(settings.home.resolve())
+    status["location"] = db_location(settings)
     if as_json:
         return print_json(status)
+    console.print(f"data: {status['location']}", highlight=False, markup=False, soft_wrap=True)
     console.print(f"server {status['uri']} ({'embedded' if status['embedded'] else 'external'}, version "
                   f"{status['server_version']}), database [bold]{status['database']}[/bold], "
                   f"schema version {status['schema_version']}")

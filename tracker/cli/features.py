@@ -61,6 +61,9 @@ def features_cmd(
     settings = settings_of(ctx)
     if data_dir is not None:
         settings = dataclasses.replace(settings, data_dir=data_dir)
+    options = (variant, layers, weights or "random:0", weights_map, preprocess, retina_warp,
+               batch_size, backend, precision, device)
+    workflows.feature_config(model, *options)  # every option checked before --weights is asked for
     weights = workflows.resolve_weights(weights, workflows.default_data_dir(settings), model)
     config = workflows.feature_config(model, variant, layers, weights, weights_map, preprocess,
                                       retina_warp, batch_size, backend, precision, device)

@@ -19,8 +19,14 @@ from tracker.cli.common import (
     settings_of,
 )
 from tracker.cli.features import QuietOpt, RunJsonOpt
+from tracker.cli.listing import name_callback
 from tracker.cli.progress import ProgressBars
 from tracker.record import workflows
+
+
+def _roi_or_all(value: str) -> str:
+    """One ROI (resolved: ``v4`` -> ``V4``) or ``all``."""
+    return "all" if value.strip().lower() == "all" else name_callback("roi")(value)
 
 
 @cli_errors
@@ -30,14 +36,19 @@ def fit_cmd(
         "--features", metavar="RUN_ID",
         help="Feature run id (or unique prefix); none: the standard comparison on the "
              "configured data (features extracted first unless a finished run matches).")] = None,
-    subject: Annotated[str | None, typer.Option(help="S1 or S2 (default: both).")] = None,
-    roi: Annotated[str, typer.Option(help="ROI: V1 V2 V3 V3A V3B V4 LO other all.")] = "V4",
+    subject: Annotated[str | None, typer.Option(help="S1 or S2 (default: both).",
+                                                callback=name_callback("subject"))] = None,
+    roi: Annotated[str, typer.Option(help="ROI: V1 V2 V3 V3A V3B V4 LO other all.",
+                                     callback=_roi_or_all)] = "V4",
     method: Annotated[str | None, typer.Option(
-        help="Fitting method, e.g. ridge or pls (default: ridge and pls).")] = None,
+        help="Fitting method, e.g. ridge or pls (default: ridge and pls).",
+        callback=name_callback("method"))] = None,
     target: Annotated[str | None, typer.Option(
-        help="voxels (per-voxel models) or roi_mean (the ROI average); default: both.")] = None,
+        help="voxels (per-voxel models) or roi_mean (the ROI average); default: both.",
+        callback=name_callback("target"))] = None,
     protocol: Annotated[str, typer.Option(
-        help="recommended (CV inside training) or cs431 (the 2019 protocol).")] = "recommended",
+        help="recommended (CV inside training) or cs431 (the 2019 protocol).",
+        callback=name_callback("protocol"))] = "recommended",
     seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
     data_dir: Annotated[Path | None, typer.Option(
         help="vim-1 directory (default: the feature run's, or $TRACKER_DATA_DIR).")] = None,
@@ -64,8 +75,9 @@ def fit_cmd(
         if as_json:
             return print_json([o.run for o in outcomes])
         rows, by = queries.compare_series(
-            store, ["subject", "method", "preprocessing"], roi=roi, split="validation", metric="r",
-            target=None, extra={"_id": {"$in": [o.run_id for o in outcomes]}})
+            store, ["subject", "method", "preprocessing"], roi=None if roi == "all" else roi,
+            split="validation", metric="r", target=None,
+            extra={"_id": {"$in": [o.run_id for o in outcomes]}})
     for o in outcomes:
         console.print(o.run_id + (" (reused)" if o.reused else ""))
     print_table(rows, [*by, "n_runs", "n", "mean", "sem", "median"],

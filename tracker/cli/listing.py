@@ -7,20 +7,52 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
+from pipeline.core.errors import ConfigError
+from tracker.analysis import names
 from tracker.analysis.export import rows_to_columns
-from tracker.cli.common import print_json, print_table
+from tracker.cli.common import err, print_json, print_table
+
+
+def name_callback(kind: str, many: bool = False):
+    """A Typer option callback resolving a name (:mod:`tracker.analysis.names`): ``v4`` ->
+    ``V4``; ``many``: comma-separated names or ``all``. Unknown -> the one-line error of
+    every command (``error: --roi 'V9': unknown roi; choose from ...``, exit 2)."""
+    def resolve_value(value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            if many:
+                found = names.resolve_many(kind, value)
+                return "all" if found is None else ",".join(found)
+            return names.resolve(kind, value)
+        except ConfigError as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+    return resolve_value
+
 
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")]
 WhereOpt = Annotated[list[str] | None, typer.Option(
-    "--where", help="Filter, repeatable (ANDed): 'subject=S1', 'method in [ridge,pls]', "
-                    "'layer=conv3 or layer=conv4'. Fields: `tracker runs fields`.")]
-SubjectOpt = Annotated[str | None, typer.Option(help="Only this subject.")]
-MethodOpt = Annotated[str | None, typer.Option(help="Only this method (ridge, pls, ...).")]
-RoiOpt = Annotated[str | None, typer.Option(help="Only this ROI (V1 ... V4, LO, other); default all.")]
-SplitOpt = Annotated[str, typer.Option(help="test (held out of training) or validation.")]
-MetricOpt = Annotated[str, typer.Option(help="r (Pearson), r2_corr (r squared) or r2 (R^2).")]
-
+    "--where", help=escape("Filter, repeatable (ANDed): 'subject=S1', 'method in [ridge,pls]', "
+                           "'layer=conv3 or layer=conv4'. Fields: `tracker runs fields`. A field "
+                           "an option also sets (--subject, --roi, ...) is an error."))]
+SubjectOpt = Annotated[str | None, typer.Option(help="Only this subject (S1, S2).",
+                                                callback=name_callback("subject"))]
+MethodOpt = Annotated[str | None, typer.Option(help="Only this method (ridge, pls).",
+                                               callback=name_callback("method"))]
+RoiOpt = Annotated[str | None, typer.Option(
+    help="Only these ROIs: comma-separated (V1,V2,V3,V3A,V3B,V4,LO,other) or all; default all.",
+    callback=name_callback("roi", many=True))]
+OneRoiOpt = Annotated[str, typer.Option("--roi", help="ROI (V1, V2, V3, V3A, V3B, V4, LO, other).",
+                                        callback=name_callback("roi"))]
+SplitOpt = Annotated[str, typer.Option(help="test (held out of training) or validation.",
+                                       callback=name_callback("split"))]
+MetricOpt = Annotated[str, typer.Option(help="r (Pearson), r2_corr (r squared) or r2 (R^2).",
+                                        callback=name_callback("metric"))]
+TargetOpt = Annotated[str, typer.Option(help="voxels (per-voxel models) or roi_mean (the ROI "
+                                             "average).", callback=name_callback("target"))]
 
 def emit(rows: list[dict[str, Any]], columns: list[str], as_json: bool = False, as_csv: bool = False,
          title: str | None = None) -> None:

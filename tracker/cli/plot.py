@@ -9,8 +9,25 @@ import typer
 
 from pipeline.core.errors import ConfigError
 from tracker.analysis import queries
-from tracker.cli.common import JsonOpt, cli_errors, console, err, open_store, print_json, settings_of
-from tracker.cli.listing import MethodOpt, MetricOpt, SplitOpt, SubjectOpt, WhereOpt
+from tracker.cli.common import (
+    JsonOpt,
+    cli_errors,
+    console,
+    nothing_matched,
+    open_store,
+    print_json,
+    settings_of,
+)
+from tracker.cli.listing import (
+    MethodOpt,
+    MetricOpt,
+    OneRoiOpt,
+    RoiOpt,
+    SplitOpt,
+    SubjectOpt,
+    WhereOpt,
+    name_callback,
+)
 from tracker.figures import draw, figure_data, standard
 
 plot_app = typer.Typer(help="Figures from the database (PNG and SVG). With no figure name: all "
@@ -31,8 +48,7 @@ def _save(ctx: typer.Context, out: Path | None, name: str, fig: Any, as_json: bo
 @plot_app.callback()
 @cli_errors
 def plot_all(ctx: typer.Context, out: OutOpt = None,
-             roi: Annotated[str, typer.Option(help="ROI to plot.")] = "V4",
-             metric: MetricOpt = "r2_corr", as_json: JsonOpt = False) -> None:
+             roi: OneRoiOpt = "V4", metric: MetricOpt = "r", as_json: JsonOpt = False) -> None:
     """Regenerate every standard figure (bars, ROI average, A-vs-B scatter, distributions,
     layers, volume maps; ceiling-normalised variants where ceilings exist)."""
     if ctx.invoked_subcommand is not None:
@@ -44,19 +60,20 @@ def plot_all(ctx: typer.Context, out: OutOpt = None,
     for p in paths:
         console.print(str(p))
     if not paths:
-        err.print("no completed fits to plot")
+        nothing_matched(ctx, "completed fits to plot", {"roi": roi})
 
 
 @plot_app.command("bars")
 @cli_errors
-def plot_bars(ctx: typer.Context, subject: Annotated[str, typer.Option(help="Subject.")] = "S1",
-              roi: Annotated[str, typer.Option(help="ROI.")] = "V4", metric: MetricOpt = "r2_corr",
+def plot_bars(ctx: typer.Context, subject: Annotated[str, typer.Option(
+                  help="Subject (S1, S2).", callback=name_callback("subject"))] = "S1",
+              roi: OneRoiOpt = "V4", metric: MetricOpt = "r",
               ceiling: CeilingOpt = False, out: OutOpt = None, as_json: JsonOpt = False) -> None:
     """The 2019 bars: test and validation, per method and preprocessing, CIs and chance."""
     with open_store(ctx) as store:
         rows = figure_data.bars_data(store, subject, roi, metric)
     if not rows:
-        raise ConfigError(f"no completed fits for {subject} {roi}")
+        nothing_matched(ctx, "completed per-voxel fits", {"subject": subject, "roi": roi})
     fig = draw.draw_bars(rows, subject, roi, metric, normalised=ceiling)
     _save(ctx, out, f"bars_{subject}_{roi}_{metric}{'_ceiling' if ceiling else ''}", fig, as_json)
 
@@ -79,13 +96,14 @@ def plot_scatter(ctx: typer.Context, run_a: Annotated[str, typer.Argument(help="
 def plot_distributions(ctx: typer.Context, split: SplitOpt = "validation", metric: MetricOpt = "r",
                        by: Annotated[str, typer.Option(help="One box per value of this field.")] = "method",
                        where: WhereOpt = None, subject: SubjectOpt = None, method: MethodOpt = None,
-                       ceiling: CeilingOpt = False, out: OutOpt = None, as_json: JsonOpt = False) -> None:
+                       roi: RoiOpt = None, ceiling: CeilingOpt = False, out: OutOpt = None,
+                       as_json: JsonOpt = False) -> None:
     """Per-voxel score distributions per ROI."""
-    query = queries.run_filter(where, subject=subject, method=method)
+    query = queries.run_filter(where, subject=subject, method=method, roi=roi)
     with open_store(ctx) as store:
         rows = figure_data.distribution_data(store, split, metric, query, by, normalise=ceiling)
     if not rows:
-        raise ConfigError("no per-voxel scores match" + (" (with a noise ceiling)" if ceiling else ""))
+        nothing_matched(ctx, "per-voxel scores" + (" with a noise ceiling" if ceiling else ""), query)
     fig = draw.draw_distributions(rows, split, metric, normalised=ceiling)
     _save(ctx, out, f"distributions_{split}_{metric}{'_ceiling' if ceiling else ''}", fig, as_json)
 

@@ -7,13 +7,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from tracker.cli.common import JsonOpt, cli_errors, console, open_store, print_json, print_table, settings_of
 from tracker.cli.progress import ProgressBars
 
 sweep_app = typer.Typer(help="Sweeps over many configs, on a local or remote Dask cluster.",
                         no_args_is_help=True)
-SpecArg = Annotated[Path, typer.Argument(help="Sweep spec (TOML): [sweep], [features], [fits] tables.")]
+SpecArg = Annotated[Path, typer.Argument(
+    help=escape("Sweep spec (TOML): [sweep], [features], [fits] tables."))]
 
 
 @sweep_app.command("run")

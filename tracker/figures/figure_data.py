@@ -28,14 +28,24 @@ def bars_data(store: Store, subject: str, roi: str = "V4", metric: str = "r2_cor
     by, fixed = queries.series_by(store, ["method", "preprocessing"], roi, "voxels",
                                   {"subject": subject})
     for split in SPLITS:
+        thresholds = r_thresholds(store, subject, roi, split)
         for row in queries.compare(store, by, roi=roi, split=split, metric=metric,
                                    extra={"subject": subject}, n_boot=n_boot, seed=seed):
             if row["n"]:
+                found = [thresholds[i] for i in row["run_ids"] if thresholds.get(i) is not None]
                 rows.append({"split": split, **{k: row[k] for k in (
                     "method", "preprocessing", "mean", "mean_low", "mean_high", "std", "sem", "n",
                     "n_runs", "median", "chance_r2_corr", "frac_ceiling", "untrained")},
-                    "condition": condition_label(row, by[2:]), "fixed": fixed})
+                    "condition": condition_label(row, by[2:]), "fixed": fixed,
+                    "r_threshold_p05": float(np.mean(found)) if found else None})
     return rows
+
+
+def r_thresholds(store: Store, subject: str, roi: str, split: str) -> dict[str, float | None]:
+    """Run id -> the stored critical r at p < .05 on ``split`` (None where not stored)."""
+    path = f"summary.{split}.r_threshold_p05"
+    runs = queries.completed_fits(store, roi, "voxels", {"subject": subject}, fields=(path,))
+    return {r["_id"]: fields.get_path(r, path) for r in runs}
 
 
 def condition_label(row: Mapping[str, Any], extra_fields: list[str]) -> str:
@@ -44,7 +54,7 @@ def condition_label(row: Mapping[str, Any], extra_fields: list[str]) -> str:
 
 
 def caption(fixed: Mapping[str, str], n: int | None = None) -> str:
-    """``Held fixed: model alexnet, layer conv3, ...; n voxels`` for a figure caption."""
+    """``held fixed: model alexnet, layer conv3, ...; n voxels`` for a figure caption."""
     keep = [f"{k} {v}" for k, v in fixed.items()
             if k in ("model", "weights", "layer", "preprocessing", "method", "protocol", "target")]
     text = "held fixed: " + ", ".join(keep) if keep else ""
@@ -58,7 +68,7 @@ def roi_average_data(store: Store, subject: str, roi: str = "V4", split: str = "
     runs = queries.completed_fits(store, roi, target="roi_mean", extra={"subject": subject})
     out = []
     for run in store.find_runs("fit_runs", {"_id": {"$in": [r["_id"] for r in runs]}},
-                               projection={"predictions": 1, "config.method": 1,
+                               projection={"predictions": 1, "config.method": 1, "n_voxels": 1,
                                            "features.preprocessing": 1, "summary": 1}):
         pred = (run.get("predictions") or {}).get(split)
         if not pred:
@@ -67,7 +77,7 @@ def roi_average_data(store: Store, subject: str, roi: str = "V4", split: str = "
             "run_id": run["_id"], "method": run["config"]["method"],
             "preprocessing": run["features"]["preprocessing"],
             "y_true": pred["y_true"], "y_pred": pred["y_pred"],
-            "r": fields.get_path(run, f"summary.{split}.r.mean"),
+            "r": fields.get_path(run, f"summary.{split}.r.mean"), "n_voxels": run.get("n_voxels"),
         })
     return sorted(out, key=lambda d: (d["method"], d["preprocessing"]))
 
@@ -111,9 +121,10 @@ def distribution_data(store: Store, split: str = "validation", metric: str = "r"
         v = np.sort(v[np.isfinite(v)])
         if v.size:
             q25, med, q75 = np.quantile(v, [0.25, 0.5, 0.75])
-            rows.append({"roi": key[0], "group": " ".join(str(key[i]) for i in label_at[key[0]]),
-                         "values": v,
-                         "n": int(v.size), "median": float(med), "q25": float(q25),
+            rows.append({"roi": key[0], "by": by,
+                         "group": " ".join(str(key[i]) for i in label_at[key[0]]),
+                         "parts": {by_fields[i]: key[i] for i in label_at[key[0]]},
+                         "values": v, "n": int(v.size), "median": float(med), "q25": float(q25),
                          "q75": float(q75), "fixed": fixed, "pooling": p.policy()})
     return rows
 
@@ -121,7 +132,7 @@ def distribution_data(store: Store, split: str = "validation", metric: str = "r"
 def volume_data(store: Store, run_id: str, split: str = "validation", metric: str = "r") -> dict[str, Any]:
     """A run's per-voxel scores in the 64 x 64 x 18 volume (NaN elsewhere) and the axial
     slices (k) that hold voxels."""
-    _, run = store.get_run(run_id)
+    run = voxels.voxel_fit(*store.get_run(run_id), run_id)
     vol = voxels.volume(store, run, split, metric)
     slices = [int(k) for k in np.flatnonzero(np.isfinite(vol).any(axis=(0, 1)))]
     return {"run": voxels.run_info(run), "split": split, "metric": metric, "volume": vol,

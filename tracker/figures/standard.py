@@ -28,14 +28,14 @@ from tracker.figures.figure_data import (
 )
 
 
-def make_all(store: Store, out_dir: Path, roi: str = "V4", metric: str = "r2_corr",
+def make_all(store: Store, out_dir: Path, roi: str = "V4", metric: str = "r",
              formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
     """Write every standard figure for which the database has data; returns the paths."""
     return [p for name, fig in standard_figures(store, roi, metric)
             for p in save(fig, Path(out_dir) / name, formats)]
 
 
-def standard_figures(store: Store, roi: str = "V4", metric: str = "r2_corr") -> Iterator[tuple[str, Any]]:
+def standard_figures(store: Store, roi: str = "V4", metric: str = "r") -> Iterator[tuple[str, Any]]:
     """Yield ``(name, figure)`` for every standard figure the database has data for."""
     runs = queries.completed_fits(store, roi, target=None)
     for subject in sorted({r["subject"] for r in runs}):
@@ -67,15 +67,24 @@ def standard_figures(store: Store, roi: str = "V4", metric: str = "r2_corr") -> 
                draw_volume(volume_data(store, top["run_id"], "validation", metric)))
 
 
+#: resolution of saved PNGs (print quality)
+PNG_DPI = 300
+#: rcParams for saving: SVG text stays text (editable), PDF fonts embedded as Type 42
+SAVE_RC = {"svg.fonttype": "none", "pdf.fonttype": 42}
+
+
 def save(fig: Any, stem: Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
-    """Save a figure as ``stem.<fmt>`` for each format, close it; returns the paths."""
+    """Save a figure as ``stem.<fmt>`` for each format (PNG at :data:`PNG_DPI` dpi, SVG with
+    text as ``<text>`` elements), close it; returns the paths."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
-    for fmt in formats:
-        path = stem.with_name(f"{stem.name}.{fmt}")
-        fig.savefig(path, dpi=120)
-        paths.append(path)
+    with matplotlib.rc_context(SAVE_RC):
+        for fmt in formats:
+            path = stem.with_name(f"{stem.name}.{fmt}")
+            fig.savefig(path, dpi=PNG_DPI)
+            paths.append(path)
     plt.close(fig)
     return paths

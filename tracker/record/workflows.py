@@ -236,7 +236,10 @@ def fit_and_log(
     says how it ran. Other fits ignore it. ``voxel_block`` overrides the column block
     chunks are aligned to (tests; the default is the estimator's).
     """
-    _, frun = store.get_run(feature_run_id)
+    collection, frun = store.get_run(feature_run_id)
+    if collection != "feature_runs":
+        raise ConfigError(f"--features {feature_run_id!r} is a fit run ({frun['_id']}): give a feature "
+                          "run id (fe-...; `tracker runs list --kind features` lists them)")
     subject, roi = canonical_subject(subject), canonical_roi(roi)
     data_dir = Path(data_dir) if data_dir is not None else Path(frun["data_dir"])
     dataset = register_dataset(store, data_dir)
@@ -314,6 +317,22 @@ def _fit_record(run_id: str, subject: str, roi: str, config: Any, clean: Any, ff
 def default_data_dir(settings: Settings) -> Path:
     """The configured data directory (``TRACKER_DATA_DIR``), absolute."""
     return Path(os.path.abspath(settings.data_dir))
+
+
+def check_data_dir(data_dir: Path) -> Path:
+    """``data_dir`` if it holds a readable vim-1 response file, else one clear
+    DataFormatError (missing directory, no ``EstimatedResponses.mat``, not a MATLAB file)."""
+    from pipeline.data.matfiles import mat_version
+
+    path = Path(data_dir)
+    if not path.is_dir():
+        raise DataFormatError(f"--data-dir {path}: no such directory")
+    responses = path / "EstimatedResponses.mat"
+    if not responses.is_file():
+        raise DataFormatError(f"--data-dir {path} holds no EstimatedResponses.mat: point it at a "
+                              "vim-1 download (or `tracker data synth` output)")
+    mat_version(responses)  # DataFormatError for an empty or corrupt file
+    return path
 
 
 def ensure_data(settings: Settings, preset: str = "demo", progress: ProgressFn | None = None) -> Path:
@@ -487,6 +506,8 @@ def fit_from_options(
     features of ``standard_features``, default :class:`~pipeline.features.config.FeatureConfig`
     defaults, extracted unless a finished run matches). Returns the fits' outcomes."""
     configs = list(configs)
+    if data_dir is not None:
+        check_data_dir(data_dir)
     if feature_run is not None:
         return [fit_and_log(store, settings, feature_run, s, roi, c, data_dir=data_dir, force=force,
                             progress=progress) for s in subjects for c in configs]
