@@ -54,6 +54,9 @@ class SplitScores:
         where p is NaN); None when ``p`` is None.
     n_permutations : int
         Permutations behind ``p`` (0 when there is none).
+    extra : dict of str -> ndarray, shape (n_targets,)
+        Method-specific per-target columns stored beside the scores (fwRF: the chosen
+        field, :data:`pipeline.fit.fwrf.RF_COLUMNS`); empty for ridge and PLS.
     """
 
     name: str
@@ -70,6 +73,7 @@ class SplitScores:
     p: np.ndarray | None = None
     significant: np.ndarray | None = None
     n_permutations: int = 0
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def test_hash(self) -> str | None:
