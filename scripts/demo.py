@@ -1,5 +1,5 @@
-"""The demo behind `make demo`: synthetic vim-1 -> AlexNet conv3 -> ridge/PLS -> MongoDB
--> comparison table -> figures, with the time of each stage.
+"""The demo behind `make demo`: synthetic vim-1 -> AlexNet conv3 -> ridge/PLS (and fwRF for
+S1 V4) -> MongoDB -> comparison table -> figures, with the time of each stage.
 
 Run it twice: the second run reuses the finished feature extraction and fits.
 """
@@ -46,6 +46,12 @@ def main() -> int:
             standard_comparison(store, settings, data_dir, config, configs,
                                 progress=bars.update, log=lambda m: err_console.print(m))
         t = stage("fits (2 subjects x ridge/PLS x voxels/V4 average x raw/warped)", t)
+        # fwRF: a Gaussian receptive field x channel weights per voxel (S1 V4, raw conv3); a
+        # 6 x 6 x 4 field grid keeps the demo quick (the method's default is 10 x 10 x 8)
+        fwrf = FitConfig(method="fwrf", rf_centres=6, rf_sizes=4)
+        standard_comparison(store, settings, data_dir, feature_configs[0], [fwrf], subjects=("S1",),
+                            progress=bars.update, log=lambda m: err_console.print(m))
+        t = stage("fwRF fit (S1 V4, 6 x 6 x 4 fields; RF figures below)", t)
     with Store.open(settings) as store:
         for split in ("test", "validation"):
             rows = queries.compare(store, ["subject", "method", "preprocessing"], roi="V4",

@@ -43,7 +43,7 @@ import numpy as np
 import scipy.linalg
 
 from pipeline.core.errors import ConfigError
-from pipeline.models.loo import run_chunks
+from pipeline.models.loo import n_workers, run_chunks
 
 __all__ = [
     "FieldGrid",
@@ -477,7 +477,9 @@ def fit_fwrf(
     t0 = time.perf_counter()
     bases = _prepare_bases(maps, wts, n_fits, bool(standardize), blocks, n_threads, progress)
     t1 = time.perf_counter()
-    choice = _select(maps, profiles, Y, bases, n_fits, alphas, int(voxel_block), blocks, n_threads, progress)
+    # at least one voxel block per worker thread (BLAS stays single-threaded in each)
+    voxel_block = max(1, min(int(voxel_block), -(-Y.shape[1] // n_workers(n_threads))))
+    choice = _select(maps, profiles, Y, bases, n_fits, alphas, voxel_block, blocks, n_threads, progress)
     t2 = time.perf_counter()
     if progress is not None:
         progress("fwrf:final", 0, 1)
