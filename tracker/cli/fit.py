@@ -33,7 +33,7 @@ def fit_cmd(
     subject: Annotated[str | None, typer.Option(help="S1 or S2 (default: both).")] = None,
     roi: Annotated[str, typer.Option(help="ROI: V1 V2 V3 V3A V3B V4 LO other all.")] = "V4",
     method: Annotated[str | None, typer.Option(
-        help="Fitting method, e.g. ridge or pls (default: ridge and pls).")] = None,
+        help="Fitting method: ridge, pls or fwrf (default: ridge and pls).")] = None,
     target: Annotated[str | None, typer.Option(
         help="voxels (per-voxel models) or roi_mean (the ROI average); default: both.")] = None,
     protocol: Annotated[str, typer.Option(

@@ -262,6 +262,8 @@ def fit_and_log(
             ff_maps = fwrf_maps(ff, frun, settings, config.layers)
             result = run_fit(*ff_maps, clean.train, clean.val, config, progress=report)
             execution: dict[str, Any] = {"mode": "single", "n_chunks": 1}
+            if n_chunks is not None and n_chunks > 1:
+                execution.update(requested_chunks=n_chunks, note="not split: fwRF fits run whole")
         else:
             result, execution = _run_model(ff, clean, config, n_chunks, client, voxel_block, report)
         buckets, fields = _fit_record(rec.run_id, subject, roi, config, clean, ff, result)
