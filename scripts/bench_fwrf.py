@@ -12,9 +12,9 @@ per-voxel part - ``X^T y``, pooling and GCV over every field and penalty for bot
 the final fits - one voxel at a time (``--loop-voxels`` voxels timed, extrapolated
 linearly: each voxel is independent).
 
-``--voxels N`` below 25,915 times ours on N voxels and extrapolates to 25,915: the field
-stage is a fixed cost, the rest (select, final fits, scores) is linear in voxels; the
-output says when it did.
+``--voxels N`` below 25,915 times whole fits of ours on N / 4 and N voxels and extrapolates
+to 25,915 along the line through the two (the field stage is a fixed cost, the rest about
+linear in voxels); the output says when it did.
 
 Examples
 --------
@@ -73,7 +73,7 @@ def per_voxel_loop(maps, Y, grid, alphas, n_fits, eval_rows, n_loop: int) -> dic
     wts = [core.field_weights(f, h, w, grid.extent_deg).astype(np.float32)]
     profiles = [core._profiles(f, h, w, grid.extent_deg, np.float32)]
     t0 = time.perf_counter()
-    bases = core._prepare_bases([maps], wts, n_fits, True, blocks, None, None)
+    bases = core._prepare_bases([maps], wts, n_fits, alphas, True, blocks, None, None)
     t_fields = time.perf_counter() - t0
     t0 = time.perf_counter()
     for j in range(n_loop):
@@ -89,18 +89,25 @@ def run(args) -> dict:
     cfg = FitConfig(method="fwrf", n_permutations=1000)
     grid = cfg.field_grid()
     Xtr, Xva, Ytr, Yva = make_data(args.n_train, args.n_val, args.side, args.channels, args.voxels, grid)
-    t0 = time.perf_counter()
-    result = run_fwrf(Xtr, Xva, Ytr, Yva, cfg)
-    total = time.perf_counter() - t0
+    points = []  # (voxels, seconds): two sizes when extrapolating, so the line has its own intercept
+    sizes = [args.voxels] if args.voxels >= FULL_VOXELS else [max(64, args.voxels // 4), args.voxels]
+    for v in sizes:
+        t0 = time.perf_counter()
+        result = run_fwrf(Xtr, Xva, Ytr[:, :v], Yva[:, :v], cfg)
+        points.append((v, time.perf_counter() - t0))
+    total = points[-1][1]
     timings = result.timings
-    fixed = timings["fwrf:fields"]
-    scale = FULL_VOXELS / args.voxels
+    if len(points) == 2:
+        (v1, t1), (v2, t2) = points
+        full = t2 + (t2 - t1) / (v2 - v1) * (FULL_VOXELS - v2)
+    else:
+        full = total
     out = {"voxels": args.voxels, "maps": [args.side, args.side, args.channels], "total_s": total,
-           "fields_s": fixed,
+           "points": points, "fields_s": timings["fwrf:fields"],
            "select_s": timings["fwrf:select"], "final_s": timings["fwrf:final"],
            "scores_s": timings["predict:test"] + timings["predict:validation"],
            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
-           "full_s": fixed + (total - fixed) * scale, "extrapolated": args.voxels != FULL_VOXELS,
+           "full_s": full, "extrapolated": args.voxels != FULL_VOXELS,
            "median_val_r": float(np.median(result.split("validation").r))}
     n_train = Xtr.shape[0]
     from pipeline.evaluation.splits import holdout_split
@@ -118,7 +125,8 @@ def run(args) -> dict:
 
 
 def print_result(res: dict, target_s: float = 600.0) -> None:
-    how = (f"timed on {res['voxels']:,} voxels, extrapolated linearly (fields stage fixed)"
+    how = ("extrapolated linearly through whole fits of " +
+           " and ".join(f"{v:,} voxels ({t:.0f} s)" for v, t in res["points"])
            if res["extrapolated"] else "all voxels timed")
     print(f"fwRF, full subject ({FULL_VOXELS:,} voxels, {' x '.join(map(str, res['maps']))} maps, "
           "10 x 10 x 8 fields, "

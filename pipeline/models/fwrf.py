@@ -148,6 +148,8 @@ class _Basis:
     s: np.ndarray  # (G, C) float64 eigenvalues (0 below the rank tolerance)
     A: np.ndarray  # (G, C, C) work dtype
     u: np.ndarray  # (G, C) work dtype: A @ (n * mean)
+    phi: np.ndarray  # (G, n_alphas, C) work dtype: (1 - (a / (s + a))^2) / s, 0 where s = 0
+    df: np.ndarray  # (G, n_alphas): sum_k s / (s + a), the ridge's degrees of freedom
 
 
 @dataclass
@@ -232,7 +234,7 @@ def _profiles(fields: np.ndarray, h: int, w: int, extent: float, work) -> tuple[
     return gy.astype(work), gx.astype(work)
 
 
-def _prepare_bases(maps, wts, n_fits, standardize, blocks, n_threads, progress) -> list[_Basis]:
+def _prepare_bases(maps, wts, n_fits, alphas, standardize, blocks, n_threads, progress) -> list[_Basis]:
     """Per model (training rows ``[0, n_fit)``): every candidate's statistics and eigenbasis.
 
     Nested models share the pooled features and extend the Gram matrix by their extra rows
@@ -240,8 +242,9 @@ def _prepare_bases(maps, wts, n_fits, standardize, blocks, n_threads, progress) 
     """
     work = maps[0].dtype
     G, C = wts[0].shape[0], sum(m.shape[-1] for m in maps)
-    bases = [_Basis(np.empty((G, C)), np.empty((G, C)), np.empty((G, C, C), work), np.empty((G, C), work))
-             for _ in n_fits]
+    A_ = alphas.size
+    bases = [_Basis(np.empty((G, C)), np.empty((G, C)), np.empty((G, C, C), work), np.empty((G, C), work),
+                    np.empty((G, A_, C), work), np.empty((G, A_))) for _ in n_fits]
     done = [0]
 
     def run(block) -> None:
@@ -274,6 +277,10 @@ def _prepare_bases(maps, wts, n_fits, standardize, blocks, n_threads, progress) 
                 basis.s[g0 + j], basis.A[g0 + j] = s, A
                 basis.u[g0 + j] = A @ (n * mean[j]).astype(work)
             basis.mean[g0:g1] = mean
+            s = basis.s[g0:g1][:, None, :]  # (G_b, 1, C)
+            shrink = alphas[None, :, None] / (s + alphas[None, :, None])  # (G_b, A, C)
+            basis.phi[g0:g1] = np.where(s > 0, (1.0 - shrink**2) / np.where(s > 0, s, 1.0), 0.0)
+            basis.df[g0:g1] = np.where(s > 0, 1.0 - shrink, 0.0).sum(axis=2)
         done[0] += 1
         if progress is not None:
             progress("fwrf:fields", done[0], len(blocks))
@@ -297,20 +304,17 @@ def _pool_xty(xty, shapes, profiles, block, v_b: int) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
-def _gcv_block(B, basis: _Basis, sl: slice, dy, alphas, yy, n: int) -> np.ndarray:
+def _gcv_block(B, basis: _Basis, sl: slice, dy, yy, n: int) -> np.ndarray:
     """GCV errors (G_b, n_alphas, v_b) of a block of fields from ``B = P^T (y - shift)``.
 
     ``dy`` is ``y_mean - shift`` (v_b,); ``yy`` the centred sums of squares (v_b,).
     """
     Q = np.matmul(basis.A[sl], B)  # (G_b, C, v_b): V^T D P_c^T y_c = sqrt(s) U^T y
-    Q -= basis.u[sl][:, :, None] * dy.astype(Q.dtype)[None, None, :]
+    if np.any(dy):
+        Q -= basis.u[sl][:, :, None] * dy.astype(Q.dtype)[None, None, :]
     np.square(Q, out=Q)
-    s = basis.s[sl][:, None, :]  # (G_b, 1, C)
-    shrink = alphas[None, :, None] / (s + alphas[None, :, None])  # (G_b, A, C)
-    phi = np.where(s > 0, (1.0 - shrink**2) / np.where(s > 0, s, 1.0), 0.0)
-    explained = np.matmul(phi.astype(Q.dtype), Q).astype(np.float64)  # sum_k phi_k z_k^2
-    df = np.where(s > 0, 1.0 - shrink, 0.0).sum(axis=2)  # (G_b, A)
-    denom = 1.0 - (df + 1.0) / n
+    explained = np.matmul(basis.phi[sl], Q).astype(np.float64)  # sum_k phi_k z_k^2, (G_b, A, v_b)
+    denom = 1.0 - (basis.df[sl] + 1.0) / n
     rss = np.maximum(yy[None, None, :] - explained, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = (rss / n) / (denom**2)[:, :, None]
@@ -344,7 +348,7 @@ def _select(maps, profiles, Y, bases, n_fits, alphas, voxel_block, blocks, n_thr
             gcv_best, g_best, a_best = (a[cols] for a in best[k])  # views: updated in place
             for block in blocks:
                 B = _pool_xty(xty, shapes, profiles, block, Yb.shape[1])
-                err = _gcv_block(B, bases[k], slice(block[0], block[1]), y_mean - shift, alphas, yy, n)
+                err = _gcv_block(B, bases[k], slice(block[0], block[1]), y_mean - shift, yy, n)
                 ai = np.argmin(err, axis=1)  # (G_b, v_b): first minimum, the smaller penalty
                 e = np.take_along_axis(err, ai[:, None, :], axis=1)[:, 0, :]
                 gi = np.argmin(e, axis=0)  # first minimum: the earlier field
@@ -475,7 +479,7 @@ def fit_fwrf(
     profiles = [_profiles(sorted_fields, m.shape[1], m.shape[2], float(extent_deg), work) for m in maps]
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
-    bases = _prepare_bases(maps, wts, n_fits, bool(standardize), blocks, n_threads, progress)
+    bases = _prepare_bases(maps, wts, n_fits, alphas, bool(standardize), blocks, n_threads, progress)
     t1 = time.perf_counter()
     # at least one voxel block per worker thread (BLAS stays single-threaded in each)
     voxel_block = max(1, min(int(voxel_block), -(-Y.shape[1] // n_workers(n_threads))))
