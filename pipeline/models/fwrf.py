@@ -437,12 +437,13 @@ def fit_fwrf(
     standardize : bool
         Scale pooled features to unit variance on the training rows (constant ones -> 0).
     keep_coef : bool
-        Keep each voxel's channel weights and feature scaling (for predicting new maps).
+        Keep each voxel's channel weights and pooled-feature means (to predict new maps).
     voxel_block, field_block : int
         Voxels per ``X^T Y`` block; candidates pooled together (memory bounds).
     n_threads : int or None
         Worker threads, each with single-threaded BLAS, over field and voxel blocks
-        (None: the BLAS thread count). Results do not depend on it.
+        (None: the BLAS thread count); the voxel block shrinks so that every worker gets
+        one, so other thread counts can differ at float32 rounding level.
     progress : callable, optional
         ``progress(stage, done, total)``.
     timings : dict, optional
