@@ -24,6 +24,10 @@ Rows (all with the same 25-value alpha grid, features standardised):
 "max |diff|" is the largest absolute difference of held-out predictions (the voxel
 responses have unit variance); "same hyper" the share of voxels with the same alpha.
 
+The fwRF row (``scripts/bench_fwrf.py``, in a fresh process): one full-size subject with
+conv3 maps and the 10 x 10 x 8 field grid, against a per-voxel loop of the same
+computation (``--fwrf-voxels N`` times N voxels and extrapolates; ``--no-fwrf`` skips it).
+
 Then, in a fresh process (so peak RSS is its own), the full-size timing: our ridge (LOO)
 on every voxel (25,915) with 1750 x 64,896 features, prediction of 120 images and the
 permutation p-values (1000 permutations) of those 25,915 voxels, with the same LOO
@@ -465,6 +469,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "shared box)")
     p.add_argument("--no-pls-full-size", action="store_true",
                    help="skip the full-size timing of the PLS default protocol (about 2 minutes)")
+    p.add_argument("--no-fwrf", action="store_true", help="skip the fwRF row (scripts/bench_fwrf.py)")
+    p.add_argument("--fwrf-voxels", type=int, default=25915,
+                   help="voxels the fwRF row times (25,915; fewer: extrapolated linearly, said so)")
     p.add_argument("--full-size-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--pls-full-size-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -494,6 +501,15 @@ def main(argv=None) -> int:
               flush=True)
         pls_full = run_full_size_subprocess(args, "--pls-full-size-only")
         print_full_pls(pls_full, 120.0)
+        print(flush=True)
+    if not args.no_fwrf:
+        import bench_fwrf
+
+        print("fwRF full-size row in a fresh process ...", flush=True)
+        cmd = [sys.executable, str(ROOT / "scripts" / "bench_fwrf.py"), "--json",
+               *(["--quick"] if args.quick else ["--voxels", str(args.fwrf_voxels)])]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        bench_fwrf.print_result(json.loads(out.splitlines()[0]))
         print(flush=True)
     rows = run_comparison(args)
     print_table(rows)

@@ -1,6 +1,6 @@
-"""The demo behind `make demo`: synthetic vim-1 -> AlexNet conv3 -> ridge/PLS -> MongoDB
--> noise ceilings -> comparison table -> figures, with the time of each stage, then what is
-running and what to try next.
+"""The demo behind `make demo`: synthetic vim-1 -> AlexNet conv3 -> ridge/PLS (and fwRF for
+S1 V4) -> MongoDB -> noise ceilings -> comparison table -> figures, with the time of each
+stage, then what is running and what to try next.
 
 Run it twice: the second run reuses the finished feature extraction and fits. Backend
 logging (TensorFlow, XLA, oneDNN, absl) is silenced; ``--verbose`` shows it.
@@ -66,6 +66,12 @@ def main(argv=None) -> int:
             standard_comparison(store, settings, data_dir, config, configs, progress=bars.update,
                                 log=fit_log)
         t = stage("fits (2 subjects x ridge/PLS x voxels/V4 average x raw/warped)", t)
+        # fwRF: a Gaussian receptive field x channel weights per voxel (S1 V4, raw conv3); a
+        # 6 x 6 x 4 field grid keeps the demo quick (the method's default is 10 x 10 x 8)
+        fwrf = FitConfig(method="fwrf", rf_centres=6, rf_sizes=4)
+        standard_comparison(store, settings, data_dir, feature_configs[0], [fwrf], subjects=("S1",),
+                            progress=bars.update, log=lambda m: err_console.print(m))
+        t = stage("fwRF fit (S1 V4, 6 x 6 x 4 fields; RF figures below)", t)
         try:
             ceilings = compute_ceilings(store, data_dir)
             err_console.print(f"noise ceilings stored for {len(ceilings)} (subject, split) pairs "

@@ -15,6 +15,7 @@ __all__ = [
     "LOWRES_FILE",
     "RESPONSES_FILE",
     "ROI_CODES",
+    "STIMULUS_DEG",
     "SPLITS",
     "SUBJECTS",
     "TRAIN_FULLRES_RE",
@@ -32,6 +33,8 @@ _ROI_BY_NAME["latocc"] = 7  # the name used in the vim-1 readme
 SUBJECTS = ("S1", "S2")
 SPLITS = ("train", "val")
 VOLUME_SHAPE = (64, 64, 18)
+#: side of vim-1's square stimuli in degrees of visual angle (Kay et al. 2008: 20 x 20)
+STIMULUS_DEG = 20.0
 N_VOLUME = int(np.prod(VOLUME_SHAPE))  # 73728
 RESPONSES_FILE = "EstimatedResponses.mat"
 LOWRES_FILE = "Stimuli.mat"

@@ -116,8 +116,10 @@ class Prepared:
 
 def chunkable(config: FitConfig, protocol_only: bool = False) -> bool:
     """Whether a fit splits by voxel columns: the recommended protocol (per-voxel
-    hyper-parameters) on voxel targets (``protocol_only``: ignore the target)."""
-    return config.protocol == "recommended" and (protocol_only or config.target == "voxels")
+    hyper-parameters) on voxel targets (``protocol_only``: ignore the target); fwRF fits
+    run whole (:mod:`pipeline.fit.fwrf`)."""
+    return (config.protocol == "recommended" and config.method != "fwrf"
+            and (protocol_only or config.target == "voxels"))
 
 
 def prepare(
@@ -395,9 +397,11 @@ def merge_results(parts: list[FitResult]) -> FitResult:
         p = None if s0.p is None else cat("p")
         held = {k: None if getattr(s0, k) is None else
                 np.concatenate([getattr(c, k) for c in col], axis=1) for k in ("y_true", "y_pred")}
+        extra = {k: np.concatenate([np.atleast_1d(c.extra[k]) for c in col]) for k in s0.extra}
         splits.append(dataclasses.replace(
             s0, r=cat("r"), r2_corr=cat("r2_corr"), r2=cat("r2"), hyper=cat("hyper"), p=p,
-            significant=None if p is None else fdr_significant(p, config.fdr_q), **held,
+            significant=None if p is None else fdr_significant(p, config.fdr_q), extra=extra,
+            **held,
         ))
     timings: dict[str, float] = {}
     for part in parts:

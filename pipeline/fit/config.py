@@ -28,7 +28,9 @@ __all__ = [
 PROTOCOLS = ("recommended", "cs431")
 TARGETS = ("voxels", "roi_mean")
 #: the method names (the keys of :data:`pipeline.fit.methods.METHODS`, which builds them)
-METHOD_NAMES = ("ridge", "pls")
+METHOD_NAMES = ("ridge", "pls", "fwrf")
+#: fwRF-only fields: ``to_dict`` leaves them out when unset, so other methods' keys never change
+FWRF_FIELDS = ("rf_centres", "rf_sizes", "rf_size_range", "stimulus_deg", "layers")
 
 
 #: The 2019 RidgeCV grid (one alpha shared by all voxels, unstandardised features).
@@ -49,17 +51,18 @@ class FitConfig:
 
     Parameters
     ----------
-    method : {"ridge", "pls"}
+    method : {"ridge", "pls", "fwrf"}
     protocol : {"recommended", "cs431"}
     alphas : tuple of float, optional
         Ridge penalties. Default :data:`pipeline.models.ridge.DEFAULT_ALPHAS` (recommended) or
-        :data:`CS431_ALPHAS` (cs431). Ridge only.
+        :data:`CS431_ALPHAS` (cs431). Ridge and fwRF.
     n_components : tuple of int, optional
         PLS component counts searched per voxel, default
         :data:`pipeline.models.pls.DEFAULT_N_COMPONENTS`; cs431: exactly one count (default 25).
         PLS only.
-    cv : "loo" or int, optional
-        Inner CV: ridge default "loo"; PLS default 5 folds (cs431 PLS: None, no search).
+    cv : "loo", "gcv" or int, optional
+        Inner CV: ridge default "loo"; PLS default 5 folds (cs431 PLS: None, no search);
+        fwRF: "gcv" (generalised cross-validation, the only choice).
     standardize : bool, optional
         Standardise features: default True for recommended ridge, else False.
     test_fraction : float
@@ -81,6 +84,18 @@ class FitConfig:
         ``seed``.
     fdr_q : float
         Benjamini-Hochberg FDR level of the per-split ``significant`` flags (0.05).
+    rf_centres, rf_sizes : int, optional
+        fwRF only: candidate field centres per axis (default 10: a 10 x 10 grid of cell
+        centres over the stimulus) and sizes (default 8).
+    rf_size_range : tuple of float, optional
+        fwRF only: smallest and largest Gaussian sigma in degrees, log-spaced (default
+        (0.5, 8.0)).
+    stimulus_deg : float, optional
+        fwRF only: side of the square stimulus the feature maps cover, in degrees
+        (default :data:`pipeline.data.layout.STIMULUS_DEG`, vim-1's 20).
+    layers : tuple of str, optional
+        fwRF only: layers of the feature file pooled together (each at its own
+        resolution, channels concatenated); default the file's primary layer.
     """
 
     method: str = "ridge"
@@ -97,6 +112,11 @@ class FitConfig:
     n_permutations: int | None = None
     permutation_seed: int | None = None
     fdr_q: float = DEFAULT_FDR_Q
+    rf_centres: int | None = None
+    rf_sizes: int | None = None
+    rf_size_range: tuple[float, float] | None = None
+    stimulus_deg: float | None = None
+    layers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         def put(name, value):
@@ -104,12 +124,18 @@ class FitConfig:
 
         _check_choices(self)
         cs431 = self.protocol == "cs431"
-        ridge = self.method == "ridge"
+        if self.method == "fwrf":
+            for name, value in _resolve_fwrf(self).items():
+                put(name, value)
+        else:
+            _no_fwrf_fields(self)
+        ridge = self.method in ("ridge", "fwrf")
         if ridge:
             put("alphas", _resolve_alphas(self, cs431))
         else:
             put("n_components", _resolve_components(self, cs431))
-        put("cv", _resolve_cv(self, ridge, cs431))
+        if self.method != "fwrf":
+            put("cv", _resolve_cv(self, ridge, cs431))
         put("standardize", _resolve_standardize(self, ridge, cs431))
         for name, value in _resolve_sampling(self, cs431).items():
             put(name, value)
@@ -119,15 +145,26 @@ class FitConfig:
     @property
     def hyper_name(self) -> str:
         """Name of the per-voxel hyper-parameter: "alpha" or "n_components"."""
-        return "alpha" if self.method == "ridge" else "n_components"
+        return "n_components" if self.method == "pls" else "alpha"
 
     def to_dict(self) -> dict:
-        """Plain JSON-able dict of the resolved configuration (tuples become lists)."""
+        """Plain JSON-able dict of the resolved configuration (tuples become lists); the
+        fwRF-only fields (:data:`FWRF_FIELDS`) appear only when set."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name in FWRF_FIELDS and value is None:
+                continue
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+    def field_grid(self):
+        """fwRF: the candidate fields as a :class:`pipeline.models.fwrf.FieldGrid`."""
+        from pipeline.models.fwrf import FieldGrid
+
+        if self.method != "fwrf":
+            raise ConfigError(f"method {self.method!r} has no receptive-field grid (fwrf only).")
+        return FieldGrid(self.rf_centres, self.rf_sizes, tuple(self.rf_size_range), self.stimulus_deg)
 
     @classmethod
     def from_dict(cls, data: dict) -> FitConfig:
@@ -155,11 +192,57 @@ def _check_choices(cfg: FitConfig) -> None:
         raise ConfigError(f"target must be one of {list(TARGETS)}, got {cfg.target!r}.")
 
 
+def _no_fwrf_fields(cfg: FitConfig) -> None:
+    """Ridge and PLS: the fwRF-only fields stay unset."""
+    given = [name for name in FWRF_FIELDS if getattr(cfg, name) is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to method "
+                          f"'fwrf' only; leave {'it' if len(given) == 1 else 'them'} unset for {cfg.method}.")
+
+
+def _resolve_fwrf(cfg: FitConfig) -> dict:
+    """fwRF: recommended protocol, GCV, and the field grid (defaults resolved, checked)."""
+    from pipeline.data.layout import STIMULUS_DEG
+    from pipeline.models.fwrf import FieldGrid
+
+    if cfg.protocol != "recommended":
+        raise ConfigError("method 'fwrf' runs under protocol 'recommended' only "
+                          f"(per-voxel fields and penalties), got {cfg.protocol!r}.")
+    if cfg.cv not in (None, "gcv"):
+        raise ConfigError(f"cv for method 'fwrf' is 'gcv' (generalised cross-validation), got {cfg.cv!r}.")
+    default = FieldGrid()
+    out = {"cv": "gcv",
+           "rf_centres": default.n_centres if cfg.rf_centres is None else cfg.rf_centres,
+           "rf_sizes": default.n_sizes if cfg.rf_sizes is None else cfg.rf_sizes,
+           "stimulus_deg": STIMULUS_DEG if cfg.stimulus_deg is None else cfg.stimulus_deg}
+    size_range = default.size_range if cfg.rf_size_range is None else cfg.rf_size_range
+    try:
+        out["rf_size_range"] = tuple(float(v) for v in size_range)
+        out["stimulus_deg"] = float(out["stimulus_deg"])
+    except (TypeError, ValueError):
+        raise ConfigError(f"rf_size_range must be two numbers (degrees) and stimulus_deg a number, "
+                          f"got {cfg.rf_size_range!r} and {cfg.stimulus_deg!r}.") from None
+    if len(out["rf_size_range"]) != 2:
+        raise ConfigError(f"rf_size_range must be two numbers (degrees), got {cfg.rf_size_range!r}.")
+    for name in ("rf_centres", "rf_sizes"):
+        if not _is_int(out[name]):
+            raise ConfigError(f"{name} must be a positive integer, got {out[name]!r}.")
+        out[name] = int(out[name])
+    FieldGrid(out["rf_centres"], out["rf_sizes"], out["rf_size_range"], out["stimulus_deg"])  # checks
+    layers = cfg.layers
+    if layers is not None:
+        layers = (layers,) if isinstance(layers, str) else tuple(layers)
+        if not layers or not all(isinstance(x, str) and x for x in layers):
+            raise ConfigError(f"layers must be a non-empty list of layer names, got {cfg.layers!r}.")
+    out["layers"] = layers
+    return out
+
+
 def _resolve_alphas(cfg: FitConfig, cs431: bool) -> tuple[float, ...]:
-    """Ridge: the penalty grid (default per protocol), positive and finite."""
+    """Ridge and fwRF: the penalty grid (default per protocol), positive and finite."""
     if cfg.n_components is not None:
         raise ConfigError(
-            "n_components applies to method 'pls' only; leave it unset for ridge."
+            f"n_components applies to method 'pls' only; leave it unset for {cfg.method}."
         )
     alphas = cfg.alphas
     if alphas is None:
@@ -181,7 +264,7 @@ def _resolve_alphas(cfg: FitConfig, cs431: bool) -> tuple[float, ...]:
 def _resolve_components(cfg: FitConfig, cs431: bool) -> tuple[int, ...]:
     """PLS: the sorted component counts (default per protocol; one count for cs431)."""
     if cfg.alphas is not None:
-        raise ConfigError("alphas applies to method 'ridge' only; leave it unset for pls.")
+        raise ConfigError("alphas applies to methods 'ridge' and 'fwrf' only; leave it unset for pls.")
     comps = cfg.n_components
     if comps is None:
         comps = CS431_N_COMPONENTS if cs431 else DEFAULT_N_COMPONENTS

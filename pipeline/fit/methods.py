@@ -9,6 +9,7 @@ import numpy as np
 
 from pipeline.core.errors import ConfigError
 from pipeline.fit.config import FitConfig
+from pipeline.models.fwrf_estimator import FwRF
 from pipeline.models.pls import PLS2, BatchedPLS
 from pipeline.models.ridge import KernelRidgeCV
 
@@ -43,11 +44,16 @@ def _make_pls(config: FitConfig):
     )
 
 
+def _make_fwrf(config: FitConfig) -> FwRF:
+    return FwRF(grid=config.field_grid(), alphas=config.alphas, standardize=config.standardize)
+
+
 #: method name -> factory(config) -> unfitted estimator (fit(X, Y) / predict(X)); its keys
 #: are :data:`pipeline.fit.config.METHOD_NAMES` (what FitConfig accepts).
 METHODS: dict[str, Callable[[FitConfig], object]] = {
     "ridge": _make_ridge,
     "pls": _make_pls,
+    "fwrf": _make_fwrf,  # fit(maps, Y) on feature maps; run_fit uses pipeline.fit.fwrf
 }
 
 

@@ -91,6 +91,7 @@ def run_fit(
     Parameters
     ----------
     X_train : ndarray, shape (n_train, p), float32 preferred
+        Method "fwrf": feature maps (n_train, h, w, c), or a list of them (one per layer).
     X_val : ndarray, shape (n_val, p) or None
         None skips the validation scores.
     Y_train : ndarray, shape (n_train, v) (or (n_train,)), NaN-free
@@ -116,6 +117,10 @@ def run_fit(
         if not isinstance(prepared, Prepared) or prepared.config != config:
             raise ConfigError("prepared must be the Prepared of this config (see prepare()).")
         return fit_voxels(prepared, Y_train, Y_val, progress=progress)
+    if config.method == "fwrf":  # feature maps, not flat features: its own batched protocol
+        from pipeline.fit.fwrf import run_fwrf
+
+        return run_fwrf(X_train, X_val, Y_train, Y_val, config, progress=progress)
     t_start = time.perf_counter()
     X_train, X_val, Y_train, Y_val = _check_inputs(X_train, X_val, Y_train, Y_val)
     if chunkable(config, protocol_only=True):

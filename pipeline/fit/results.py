@@ -68,6 +68,9 @@ class SplitScores:
         Measured and predicted responses of the validation images (kind "validation"
         only: every fit shares those images, so two fits can be tested voxel by voxel on
         them later, :func:`pipeline.evaluation.paired.swap_test`); None otherwise.
+    extra : dict of str -> ndarray, shape (n_targets,)
+        Method-specific per-target columns stored beside the scores (fwRF: the chosen
+        field, :data:`pipeline.fit.fwrf.RF_COLUMNS`); empty for ridge and PLS.
     """
 
     name: str
@@ -84,6 +87,7 @@ class SplitScores:
     p: np.ndarray | None = None
     significant: np.ndarray | None = None
     n_permutations: int = 0
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
     y_true: np.ndarray | None = None
     y_pred: np.ndarray | None = None
 

@@ -33,8 +33,10 @@ GROUP_FIELDS: dict[str, str] = {
     "feature_run": "feature_run_id",
 }
 RUN_KINDS = {"fit": "fit_runs", "features": "feature_runs"}
-#: per-voxel fields a fit stores (p and significant only when the fit computed them)
-SCORE_FIELDS = (*METRICS, "hyper", "p", "significant")
+#: per-voxel fields a fit stores (p and significant only when the fit computed them; the
+#: receptive field, in degrees from the stimulus centre, only for fwRF fits)
+RF_FIELDS = ("rf_x_deg", "rf_y_deg", "rf_size_deg")
+SCORE_FIELDS = (*METRICS, "hyper", "p", "significant", *RF_FIELDS)
 _STATS = ("mean", "median", "q10", "q25", "q75", "q90", "max", "n")
 
 
@@ -98,7 +100,8 @@ def get_path(doc: Mapping[str, Any], dotted: str) -> Any:
 
 
 def check_fields(fields: Iterable[str]) -> list[str]:
-    """Validate per-voxel field names (``r``, ``r2_corr``, ``r2``, ``hyper``, ``p``, ``significant``)."""
+    """Validate per-voxel field names (``r``, ``r2_corr``, ``r2``, ``hyper``, ``p``, ``significant``,
+    ``rf_x_deg``, ``rf_y_deg``, ``rf_size_deg``)."""
     names = list(fields)
     bad = [f for f in names if f not in SCORE_FIELDS]
     if bad:

@@ -41,7 +41,7 @@ def fit_cmd(
     roi: Annotated[str, typer.Option(help="ROI: V1 V2 V3 V3A V3B V4 LO other all.",
                                      callback=_roi_or_all)] = "V4",
     method: Annotated[str | None, typer.Option(
-        help="Fitting method, e.g. ridge or pls (default: ridge and pls).",
+        help="Fitting method: ridge, pls or fwrf (default: ridge and pls).",
         callback=name_callback("method"))] = None,
     target: Annotated[str | None, typer.Option(
         help="voxels (per-voxel models) or roi_mean (the ROI average); default: both.",

@@ -28,7 +28,7 @@ from tracker.cli.listing import (
     WhereOpt,
     name_callback,
 )
-from tracker.figures import draw, figure_data, standard
+from tracker.figures import draw, figure_data, rf_data, rf_draw, standard
 
 plot_app = typer.Typer(help="Figures from the database (PNG and SVG). With no figure name: all "
                             "standard figures.", invoke_without_command=True)
@@ -161,3 +161,48 @@ def plot_winners(ctx: typer.Context,
     for p in paths:
         console.print(str(p))
     return None
+@plot_app.command("rf-centres")
+@cli_errors
+def plot_rf_centres(ctx: typer.Context, subject: Annotated[str, typer.Option(help="Subject.")] = "S1",
+                    split: SplitOpt = "validation",
+                    all_voxels: Annotated[bool, typer.Option(
+                        "--all-voxels", help="Every voxel, not only the BH-significant ones.")] = False,
+                    out: OutOpt = None, as_json: JsonOpt = False) -> None:
+    """fwRF receptive-field centres on the visual field (degrees), one panel per ROI."""
+    with open_store(ctx) as store:
+        rows = rf_data.rf_data(store, subject, split, significant_only=not all_voxels)
+    if not rows:
+        raise ConfigError(f"no completed per-voxel fwrf fits with receptive fields for {subject}")
+    _save(ctx, out, f"rf_centres_{subject}", rf_draw.draw_rf_centres(rows, subject), as_json)
+
+
+@plot_app.command("rf-size")
+@cli_errors
+def plot_rf_size(ctx: typer.Context, subject: Annotated[str, typer.Option(help="Subject.")] = "S1",
+                 split: SplitOpt = "validation",
+                 all_voxels: Annotated[bool, typer.Option(
+                     "--all-voxels", help="Every voxel, not only the BH-significant ones.")] = False,
+                 out: OutOpt = None, as_json: JsonOpt = False) -> None:
+    """fwRF receptive-field size against eccentricity per ROI, with a fitted line each."""
+    with open_store(ctx) as store:
+        rows = rf_data.rf_data(store, subject, split, significant_only=not all_voxels)
+    if not rows:
+        raise ConfigError(f"no completed per-voxel fwrf fits with receptive fields for {subject}")
+    fig = rf_draw.draw_rf_size(rows, rf_data.size_fits(rows), subject)
+    _save(ctx, out, f"rf_size_{subject}", fig, as_json)
+
+
+@plot_app.command("fwrf-vs-ridge")
+@cli_errors
+def plot_fwrf_vs_ridge(ctx: typer.Context, subject: Annotated[str, typer.Option(help="Subject.")] = "S1",
+                       roi: Annotated[str, typer.Option(help="ROI.")] = "V4", split: SplitOpt = "validation",
+                       metric: MetricOpt = "r", out: OutOpt = None, as_json: JsonOpt = False) -> None:
+    """fwRF against ridge per voxel (same subject, ROI and features): share where fwRF wins,
+    paired Wilcoxon test."""
+    with open_store(ctx) as store:
+        pair = next((p for p in rf_data.fwrf_vs_ridge_pairs(store, roi) if p[0] == subject), None)
+        if pair is None:
+            raise ConfigError(f"no completed fwrf and ridge fits of {subject} {roi} on the same features")
+        data = rf_data.fwrf_vs_ridge_data(store, pair[1], pair[2], split, metric)
+    _save(ctx, out, f"fwrf_vs_ridge_{subject}_{roi}_{split}_{metric}", rf_draw.draw_fwrf_vs_ridge(data),
+          as_json)

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from tracker.analysis import queries, voxels
+from tracker.analysis.fields import RF_FIELDS
 from tracker.cli.common import JsonOpt, cli_errors, nothing_matched, open_store
 from tracker.cli.listing import (
     CsvOpt,
@@ -22,7 +23,8 @@ from tracker.cli.listing import (
 
 scores_app = typer.Typer(help="Per-voxel scores: best voxels, one voxel across runs.",
                          no_args_is_help=True)
-VOXEL_COLUMNS = ["split", "voxel_id", "i", "j", "k", "r", "r2_corr", "r2", "hyper", "p", "significant"]
+VOXEL_COLUMNS = ["split", "voxel_id", "i", "j", "k", "r", "r2_corr", "r2", "hyper", "p", "significant",
+                 *RF_FIELDS]
 
 
 @scores_app.command("top")

@@ -35,7 +35,9 @@ SCHEMA_VERSION = 1
 BUCKET_SIZE = 500_000
 #: per-voxel fields of a score-column document and how each is stored (numpy dtype strings)
 COLUMN_DTYPES = {"voxel_ids": "<i4", "r": "<f8", "r2_corr": "<f8", "r2": "<f8", "hyper": "<f8",
-                 "p": "<f8", "significant": "|u1"}
+                 "p": "<f8", "significant": "|u1",
+                 # fwRF: each voxel's receptive field (degrees; pipeline.fit.fwrf.RF_COLUMNS)
+                 "rf_x_deg": "<f8", "rf_y_deg": "<f8", "rf_size_deg": "<f8"}
 
 
 def utc_now() -> datetime:
@@ -200,7 +202,8 @@ def score_buckets(
     """Per-voxel arrays of one split as score-column documents (collection ``voxel_columns``).
 
     One document per field (``voxel_ids``, ``r``, ``r2_corr``, ``r2``, ``hyper`` and, when the
-    fit computed them, ``p`` and ``significant``) and chunk of at most ``bucket_size`` voxels:
+    fit computed them, ``p`` and ``significant``, and the split's ``extra`` columns: fwRF's
+    ``rf_x_deg``, ``rf_y_deg``, ``rf_size_deg``) and chunk of at most ``bucket_size`` voxels:
     ``{schema_version, run_id, subject, roi, split, field, chunk, n, dtype, data}`` with
     ``data`` the values as a little-endian ``bson.Binary`` array of numpy type ``dtype``
     (:data:`COLUMN_DTYPES`: the fit's float64 values exactly; ids beyond int32 are stored as
@@ -215,6 +218,10 @@ def score_buckets(
     if getattr(split, "p", None) is not None:  # permutation p and the BH flag
         columns["p"] = np.asarray(split.p, dtype=np.float64)
         columns["significant"] = np.asarray(split.significant, dtype=bool)
+    for name, values in (getattr(split, "extra", None) or {}).items():  # fwRF: receptive fields
+        if name not in COLUMN_DTYPES or name in columns:
+            raise ValueError(f"split {split.name}: unknown per-voxel column {name!r}")
+        columns[name] = np.asarray(values, dtype=np.float64)
     if any(a.shape != ids.shape for a in columns.values()):
         raise ValueError(f"split {split.name}: score arrays and voxel ids differ in length")
     dtypes = dict(COLUMN_DTYPES)

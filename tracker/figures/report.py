@@ -73,10 +73,13 @@ figure{display:inline-block;margin:.5em}img{max-width:100%}caption{font-weight:b
 .note{color:#666}"""
 
 
-def compare_columns(metric: str) -> list[str]:
-    """The comparison table's columns: no ``chance_r2_corr`` in a table of r (its chance
-    reference is the r threshold of the per-fit table)."""
-    return [c for c in COMPARE_COLUMNS if metric != "r" or c != "chance_r2_corr"]
+def compare_columns(metric: str, by: Sequence[str] = COMPARE_BY) -> list[str]:
+    """The comparison table's columns: the condition fields ``by``, the statistics (no
+    ``chance_r2_corr`` in a table of r: its chance reference is the r threshold of the
+    per-fit table), how voxels were pooled and whether weights were untrained."""
+    stats = [c for c in COMPARE_COLUMNS if c not in COMPARE_BY
+             and (metric != "r" or c != "chance_r2_corr")]
+    return [*by, *stats, "pooling", "untrained"]
 
 
 def conditions_caption(rows: Sequence[Mapping[str, Any]], by: Sequence[str]) -> str:
@@ -158,8 +161,7 @@ def build_report(store: Store, roi: str = "V4", metric: str = "r", query: Mappin
     for split in queries.SPLITS:
         rows = tables[f"compare-{split}"]
         by = tables[f"by-{split}"]
-        columns = [*by, *[c for c in compare_columns(metric) if c not in COMPARE_BY], "pooling",
-                   "untrained"]
+        columns = compare_columns(metric, by)
         fixed = conditions_caption(rows, by)
         parts.append(f"<h2>Comparison, {split} images</h2>")
         parts.append(table_html(rows, columns, f"compare-{split}",

@@ -26,6 +26,8 @@ from tracker.figures.figure_data import (
     scatter_pairs,
     volume_data,
 )
+from tracker.figures.rf_data import fwrf_vs_ridge_data, fwrf_vs_ridge_pairs, rf_data, size_fits
+from tracker.figures.rf_draw import draw_fwrf_vs_ridge, draw_rf_centres, draw_rf_size
 
 
 def make_all(store: Store, out_dir: Path, roi: str = "V4", metric: str = "r",
@@ -60,6 +62,7 @@ def standard_figures(store: Store, roi: str = "V4", metric: str = "r") -> Iterat
     layers = layer_data(store, "validation", metric)
     if layers:
         yield f"layers_validation_{metric}", draw_layers(layers, "validation", metric)
+    yield from rf_figures(store, roi)
     best = queries.fit_summaries(store, {"roi": roi, "target": "voxels"}, "validation", metric)
     for subject in sorted({b["subject"] for b in best}):
         top = next(b for b in best if b["subject"] == subject)
@@ -71,6 +74,16 @@ def standard_figures(store: Store, roi: str = "V4", metric: str = "r") -> Iterat
 PNG_DPI = 300
 #: rcParams for saving: SVG text stays text (editable), PDF fonts embedded as Type 42
 SAVE_RC = {"svg.fonttype": "none", "pdf.fonttype": 42}
+def rf_figures(store: Store, roi: str = "V4") -> Iterator[tuple[str, Any]]:
+    """The fwRF figures: RF centres and size vs eccentricity per subject (every ROI with an
+    fwRF fit), and fwRF vs ridge per voxel for ``roi``."""
+    rows = rf_data(store)
+    for subject in sorted({r["subject"] for r in rows}):
+        mine = [r for r in rows if r["subject"] == subject]
+        yield f"rf_centres_{subject}", draw_rf_centres(mine, subject)
+        yield f"rf_size_{subject}", draw_rf_size(mine, size_fits(mine), subject)
+    for subject, a, b in fwrf_vs_ridge_pairs(store, roi):
+        yield f"fwrf_vs_ridge_{subject}_{roi}", draw_fwrf_vs_ridge(fwrf_vs_ridge_data(store, a, b))
 
 
 def save(fig: Any, stem: Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:

@@ -26,7 +26,7 @@ from tracker.db.store import Store
 from tracker.record import provenance
 from tracker.record.chunked import check_voxel_chunks, chunked_fit
 from tracker.record.datasets import register_dataset, responses_sha256
-from tracker.record.feature_files import resolve_feature_path
+from tracker.record.feature_files import fwrf_maps, resolve_feature_path
 from tracker.record.runs import RunRecorder
 from tracker.record.spool import Spool
 
@@ -257,9 +257,18 @@ def fit_and_log(
     doc = documents.fit_run_doc(config.to_dict(), key, frun, subject, roi, provenance.collect(
         seeds={"split_seed": getattr(config, "seed", None)}), responses=responses)
     n_chunks = check_voxel_chunks(n_chunks, "n_chunks")
+    from pipeline.fit.protocols import run_fit
+
     with RunRecorder(store, "fit_runs", doc, spool=_spool(store, settings)) as rec:
         report = _chain(rec.progress, progress)
-        result, execution = _run_model(ff, clean, config, n_chunks, client, voxel_block, report)
+        if config.method == "fwrf":  # feature maps, not flat features
+            ff_maps = fwrf_maps(ff, frun, settings, config.layers)
+            result = run_fit(*ff_maps, clean.train, clean.val, config, progress=report)
+            execution: dict[str, Any] = {"mode": "single", "n_chunks": 1}
+            if n_chunks is not None and n_chunks > 1:
+                execution.update(requested_chunks=n_chunks, note="not split: fwRF fits run whole")
+        else:
+            result, execution = _run_model(ff, clean, config, n_chunks, client, voxel_block, report)
         buckets, fields = _fit_record(rec.run_id, subject, roi, config, clean, ff, result)
         rec.insert_buckets(buckets)
         rec.complete({**fields, "execution": execution}, replace=force)
@@ -300,7 +309,7 @@ def _fit_record(run_id: str, subject: str, roi: str, config: Any, clean: Any, ff
         "n_voxels": int(clean.train.shape[1]),
         "n_voxels_total": int(clean.n_total),
         "n_dropped_nan": int(clean.n_dropped),
-        "n_features": int(ff.train.shape[1]),
+        "n_features": int(result.n_features if config.method == "fwrf" else ff.train.shape[1]),
         "splits": [documents.split_record(s) for s in result.splits],
         "summary": summary,
         "predictions": {

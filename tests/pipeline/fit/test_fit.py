@@ -12,10 +12,11 @@ from pipeline.evaluation.scores import r_pvalue
 from pipeline.evaluation.significance import fdr_significant, permutation_pvalues
 from pipeline.evaluation.splits import cs431_feature_subset, cs431_splits, holdout_split, index_hash
 from pipeline.fit.chunks import prepare
-from pipeline.fit.config import CS431_ALPHAS, FitConfig
+from pipeline.fit.config import CS431_ALPHAS, METHOD_NAMES, FitConfig
 from pipeline.fit.methods import METHODS
 from pipeline.fit.protocols import run_fit
 from pipeline.fit.results import FitResult
+from pipeline.models.fwrf_estimator import FwRF
 from pipeline.models.pls import PLS2, BatchedPLS
 from pipeline.models.ridge import DEFAULT_ALPHAS, KernelRidgeCV
 
@@ -104,7 +105,9 @@ def test_config_validation_names_the_field(kwargs, field):
 
 
 def test_methods_registry():
-    assert set(METHODS) == {"ridge", "pls"}
+    assert set(METHODS) == {"ridge", "pls", "fwrf"} == set(METHOD_NAMES)
+    fw = METHODS["fwrf"](FitConfig(method="fwrf", rf_centres=3))
+    assert isinstance(fw, FwRF) and fw.grid.n_centres == 3 and fw.standardize
     est = METHODS["ridge"](FitConfig(seed=4))
     assert isinstance(est, KernelRidgeCV) and est.random_state == 4 and est.standardize
     assert isinstance(METHODS["pls"](FitConfig(method="pls")), BatchedPLS)

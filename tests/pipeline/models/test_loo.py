@@ -37,7 +37,14 @@ def test_float32_loo_errors_match_float64_to_1e5_with_the_same_alphas():
     e32, _ = _loo(kernel, Y, np.float32)
     e64, _ = _loo(kernel, Y, np.float64)
     np.testing.assert_allclose(e32, e64, rtol=1e-5)
-    np.testing.assert_array_equal(e32.argmin(axis=0), e64.argmin(axis=0))
+    a32, a64 = e32.argmin(axis=0), e64.argmin(axis=0)
+    # the same alphas, except at exact near-ties: float32 products round by BLAS kernel
+    # (width, CPU), so a voxel whose two best alphas' float64 errors agree to 1e-6 may flip
+    cols = np.arange(a64.size)
+    differ = np.flatnonzero(a32 != a64)
+    assert differ.size <= 0.01 * a64.size
+    np.testing.assert_allclose(e64[a32[differ], cols[differ]], e64[a64[differ], cols[differ]],
+                               rtol=1e-6)
     # both float32 forms ran (direct at small penalties, deviation at large ones) ...
     direct, _, _ = _loo_plan(kernel.s, kernel.alphas, kernel.inv_diag,
                              kernel.U.T @ (Y - Y.mean(axis=0)), exact=False)
