@@ -10,6 +10,7 @@ Examples
 python scripts/run_fit.py
 python scripts/run_fit.py --features fe-1a2b3c --subject S1 --roi V4 --method ridge
 python scripts/run_fit.py --features fe-1a2b3c --subject S2 --roi V1 --method pls --target roi_mean
+python scripts/run_fit.py --features fe-all8 --subject S1 --roi V1 --method ridge --target voxels --layer all
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tracker.cli.progress import ProgressBars, err_console
 from tracker.db.settings import load_settings
 from tracker.db.store import Store
 from tracker.record import workflows
+from tracker.record.layers import fit_layers
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,6 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="per-voxel models or one model of the ROI average (default: both)")
     p.add_argument("--protocol", default="recommended",
                    help="recommended (CV inside training) or cs431 (the 2019 protocol)")
+    p.add_argument("--layer", help="layer(s) of a several-layer feature run, comma-separated, or all: "
+                   "one fit per layer (default: its primary layer)")
     p.add_argument("--seed", type=int, default=0, help="split seed")
     p.add_argument("--data-dir", help="vim-1 directory (default: the feature run's, or $TRACKER_DATA_DIR)")
     p.add_argument("--force", action="store_true", help="refit even if an identical fit completed")
@@ -57,7 +61,8 @@ def main(argv=None) -> int:
         outcomes = workflows.fit_from_options(
             store, settings, args.features, workflows.fit_subjects(args.subject), args.roi, configs,
             data_dir=args.data_dir, force=args.force, progress=bars.update,
-            log=lambda m: err_console.print(m), standard_features=FeatureConfig())
+            log=lambda m: err_console.print(m), standard_features=FeatureConfig(),
+            layers=fit_layers(store, args.features, args.layer))
         if args.json:
             print(json.dumps([o.run for o in outcomes], default=str, indent=2))
             return 0
@@ -68,9 +73,9 @@ def main(argv=None) -> int:
             err_console.print(f"the database could not be reached: {len(spooled)} run(s) are safe in the "
                               f"spool at {settings.spool_dir}; `tracker sync` uploads them")
             return 0
-        rows = queries.compare(store, ["subject", "method", "preprocessing"], roi=args.roi,
-                               split="validation", metric="r")
-    print_table(rows, ["subject", "method", "preprocessing", "n_runs", "n", "mean", "sem", "median"],
+        by = ["subject", "method", "layer" if args.layer is not None else "preprocessing"]
+        rows = queries.compare(store, by, roi=args.roi, split="validation", metric="r")
+    print_table(rows, [*by, "n_runs", "n", "mean", "sem", "median"],
                 title=f"Pearson r on validation images, {args.roi} voxels")
     return 0
 

@@ -21,6 +21,7 @@ from tracker.cli.common import (
 from tracker.cli.features import QuietOpt, RunJsonOpt
 from tracker.cli.progress import ProgressBars
 from tracker.record import workflows
+from tracker.record.layers import fit_layers
 
 
 @cli_errors
@@ -38,6 +39,9 @@ def fit_cmd(
         help="voxels (per-voxel models) or roi_mean (the ROI average); default: both.")] = None,
     protocol: Annotated[str, typer.Option(
         help="recommended (CV inside training) or cs431 (the 2019 protocol).")] = "recommended",
+    layer: Annotated[str | None, typer.Option(
+        help="Layer(s) of a several-layer feature run, comma-separated, or all: one fit per "
+             "layer (default: its primary layer).")] = None,
     seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
     data_dir: Annotated[Path | None, typer.Option(
         help="vim-1 directory (default: the feature run's, or $TRACKER_DATA_DIR).")] = None,
@@ -52,6 +56,8 @@ def fit_cmd(
     reused (--force refits).
 
     Example: [bold]tracker fit --features fe-1a2b --subject S1 --roi V4 --method ridge[/bold]
+
+    Layer sweep of an all-layer feature run: [bold]tracker fit --features fe-1a2b --layer all[/bold]
     """
     configs = workflows.fit_configs(method, target, protocol, seed)
     settings = settings_of(ctx)
@@ -60,13 +66,14 @@ def fit_cmd(
     with open_store(ctx) as store, ProgressBars(enabled=not (quiet or as_json)) as bars:
         outcomes = workflows.fit_from_options(
             store, settings, features, workflows.fit_subjects(subject), roi, configs,
-            data_dir=data_dir, force=force, progress=bars.update, log=err.print)
+            data_dir=data_dir, force=force, progress=bars.update, log=err.print,
+            layers=fit_layers(store, features, layer))
         if as_json:
             return print_json([o.run for o in outcomes])
-        rows = queries.compare(store, ["subject", "method", "preprocessing"], roi=roi,
-                               split="validation", metric="r")
+        by = ["subject", "method", "layer" if layer is not None else "preprocessing"]
+        rows = queries.compare(store, by, roi=roi, split="validation", metric="r")
     for o in outcomes:
         console.print(o.run_id + (" (reused)" if o.reused else ""))
-    print_table(rows, ["subject", "method", "preprocessing", "n_runs", "n", "mean", "sem", "median"],
+    print_table(rows, [*by, "n_runs", "n", "mean", "sem", "median"],
                 title=f"Pearson r on validation images, {roi} voxels")
     return None

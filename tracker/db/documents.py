@@ -77,6 +77,7 @@ def feature_run_doc(
         "data_dir": dataset["data_dir"],
         "created": utc_now(),
         "provenance": dict(provenance),
+        **({"layers": str(config.get("layer")).split(",")} if "," in str(config.get("layer", "")) else {}),
     }
 
 
@@ -88,8 +89,12 @@ def fit_run_doc(
     roi: str,
     provenance: Mapping,
     responses: Mapping[str, Any] | None = None,
+    layer: str | None = None,
 ) -> dict[str, Any]:
     """A new fit-run document; feature fields are copied in so queries need no join.
+
+    ``layer``: the one layer fitted of a several-layer feature run (``features.layer``;
+    the run's layers are kept in ``features.run_layers``); None: the run's own layer.
 
     ``responses`` (``dataset_id``, ``data_dir``, ``sha256``) names the data the response
     file was read from (it may differ from the feature run's); the fit is filed under
@@ -109,11 +114,12 @@ def fit_run_doc(
         "features": {
             "model": fconf.get("model"),
             "variant": fconf.get("variant"),
-            "layer": fconf.get("layer"),
+            "layer": layer if layer is not None else fconf.get("layer"),
             "weights": fconf.get("weights"),
             "preprocess": fconf.get("preprocess"),
             "preprocessing": preprocessing_label(fconf),
             "config_key": feature_run["config_key"],
+            **({"run_layers": str(fconf.get("layer", "")).split(",")} if layer is not None else {}),
         },
         "subject": subject,
         "roi": roi,

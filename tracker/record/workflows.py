@@ -27,6 +27,7 @@ from tracker.record import provenance
 from tracker.record.chunked import check_voxel_chunks, chunked_fit
 from tracker.record.datasets import register_dataset, responses_sha256
 from tracker.record.feature_files import resolve_feature_path
+from tracker.record.layers import fit_layer, streamable, streamed_fit
 from tracker.record.runs import RunRecorder
 from tracker.record.spool import Spool
 
@@ -101,11 +102,17 @@ def feature_key(store: Store, data_dir: Path, config: Any) -> tuple[str, dict[st
     return key, dataset, wsha
 
 
-def fit_key(feature_config_key: str, config: Any, subject: str, roi: str, responses: str) -> str:
+def fit_key(feature_config_key: str, config: Any, subject: str, roi: str, responses: str,
+            layer: str | None = None) -> str:
     """``config_key`` of a fit: its config, the feature run's key, subject, ROI and the
     sha256 of the response file it reads (``responses``), so a fit of other responses
-    (a copy with other rows, a file replaced in place) is never taken for this one."""
-    return content_key("fit", config.to_dict(), feature_config_key, subject, roi, responses)
+    (a copy with other rows, a file replaced in place) is never taken for this one.
+    ``layer``: the layer of a several-layer feature run
+    (:func:`tracker.record.layers.fit_layer`; None keeps single-layer keys unchanged)."""
+    parts: list[Any] = ["fit", config.to_dict(), feature_config_key, subject, roi, responses]
+    if layer is not None:
+        parts.append({"layer": layer})
+    return content_key(*parts)
 
 
 def extract_and_log(
@@ -197,8 +204,9 @@ def _outcome(rec: RunRecorder) -> Outcome:
     return Outcome(rec.final_run(), reused=rec.final_id != rec.run_id, spooled=rec.spooled is not None)
 
 
-def load_features(run: dict[str, Any], settings: Settings):
-    """Verified features of a completed feature run, flattened to (N, h*w*c) float32."""
+def load_features(run: dict[str, Any], settings: Settings, layer: str | None = None):
+    """Verified features of a completed feature run (``layer`` of a several-layer run:
+    default its primary one), flattened to (N, h*w*c) float32."""
     from pipeline.features.reader import read_feature_file
 
     if run.get("kind") != "features":
@@ -206,7 +214,7 @@ def load_features(run: dict[str, Any], settings: Settings):
     if run.get("status") != "COMPLETED":
         raise ConfigError(f"feature run {run['_id']} is {run.get('status')}, not COMPLETED")
     path = resolve_feature_path(run["output"], settings)
-    return read_feature_file(path, expected_sha256=run["output"]["sha256"], flatten=True)
+    return read_feature_file(path, expected_sha256=run["output"]["sha256"], flatten=True, layer=layer)
 
 
 def fit_and_log(
@@ -223,6 +231,7 @@ def fit_and_log(
     n_chunks: int | None = None,
     client: Any = None,
     voxel_block: int | None = None,
+    layer: str | None = None,
 ) -> Outcome:
     """Fit one encoding model (``config``: :class:`pipeline.fit.config.FitConfig`) and record it.
 
@@ -234,7 +243,9 @@ def fit_and_log(
     ``client`` (None: one after another here), merged into this one run. Chunking is an
     execution detail: same ``config_key``, same numbers; the run's ``execution`` field
     says how it ran. Other fits ignore it. ``voxel_block`` overrides the column block
-    chunks are aligned to (tests; the default is the estimator's).
+    chunks are aligned to (tests; the default is the estimator's). ``layer``: which layer
+    of a several-layer feature run (:func:`tracker.record.layers.fit_layer`); fits of the
+    recommended protocol read it as column blocks (:func:`tracker.record.layers.streamed_fit`).
     """
     _, frun = store.get_run(feature_run_id)
     subject, roi = canonical_subject(subject), canonical_roi(roi)
@@ -242,21 +253,27 @@ def fit_and_log(
     dataset = register_dataset(store, data_dir)
     responses = {"dataset_id": dataset["_id"], "data_dir": dataset["data_dir"],
                  "sha256": responses_sha256(dataset)}
-    key = fit_key(frun["config_key"], config, subject, roi, responses["sha256"])
+    chosen = fit_layer(frun, layer)
+    key = fit_key(frun["config_key"], config, subject, roi, responses["sha256"], layer=chosen)
     existing = store.find_completed("fit_runs", key)
     if existing is not None and not force:
         return Outcome(existing, True)
     clean = load_responses(data_dir, subject).select(roi)
     if callable(features):
         features = features()
-    ff = features if features is not None else load_features(frun, settings)
+    stream = streamable(config, preloaded=features is not None)
+    ff = features if features is not None or stream else load_features(frun, settings, chosen)
 
     doc = documents.fit_run_doc(config.to_dict(), key, frun, subject, roi, provenance.collect(
-        seeds={"split_seed": getattr(config, "seed", None)}), responses=responses)
+        seeds={"split_seed": getattr(config, "seed", None)}), responses=responses, layer=chosen)
     n_chunks = check_voxel_chunks(n_chunks, "n_chunks")
     with RunRecorder(store, "fit_runs", doc, spool=_spool(store, settings)) as rec:
         report = _chain(rec.progress, progress)
-        result, execution = _run_model(ff, clean, config, n_chunks, client, voxel_block, report)
+        if stream:
+            result, execution = streamed_fit(verify_feature_file(frun["output"], settings), chosen, clean,
+                                             config, n_chunks, client, voxel_block, report)
+        else:
+            result, execution = _run_model(ff, clean, config, n_chunks, client, voxel_block, report)
         buckets, fields = _fit_record(rec.run_id, subject, roi, config, clean, ff, result)
         rec.insert_buckets(buckets)
         rec.complete({**fields, "execution": execution}, replace=force)
@@ -296,7 +313,7 @@ def _fit_record(run_id: str, subject: str, roi: str, config: Any, clean: Any, ff
         "n_voxels": int(clean.train.shape[1]),
         "n_voxels_total": int(clean.n_total),
         "n_dropped_nan": int(clean.n_dropped),
-        "n_features": int(ff.train.shape[1]),
+        "n_features": int(ff.train.shape[1]) if ff is not None else int(result.n_features),
         "splits": [documents.split_record(s) for s in result.splits],
         "summary": summary,
         "predictions": {
@@ -411,7 +428,7 @@ def feature_config(
             extra["weights_map"] = json.loads(weights_map)
         except json.JSONDecodeError as err:
             raise ConfigError(f"--weights-map is not valid JSON: {err}") from None
-    layers = layer if "," not in layer else [x.strip() for x in layer.split(",")]
+    layers = layer if "," not in layer else [x.strip() for x in layer.split(",")]  # "all": conv1..fc8
     if model.startswith("keras:"):
         chain = {"preprocess": preprocess} if preprocess else {}
         return FeatureConfig.for_keras(model.removeprefix("keras:"), layers, batch_size=batch,
@@ -459,16 +476,21 @@ def fit_from_options(
     progress: ProgressFn | None = None,
     log: Callable[[str], None] = lambda msg: None,
     standard_features: Any = None,
+    layers: Iterable[str | None] = (None,),
 ) -> list[Outcome]:
     """What ``scripts/run_fit.py`` and ``tracker fit`` run: the fits of ``configs`` for
     ``subjects`` on feature run ``feature_run``, or with no feature run the standard
     comparison (on the configured data, generating the demo set if none is configured;
     features of ``standard_features``, default :class:`~pipeline.features.config.FeatureConfig`
-    defaults, extracted unless a finished run matches). Returns the fits' outcomes."""
-    configs = list(configs)
+    defaults, extracted unless a finished run matches). ``layers``: one fit per layer of a
+    several-layer feature run (None: its primary layer). Returns the fits' outcomes."""
+    configs, layers = list(configs), list(layers)
     if feature_run is not None:
         return [fit_and_log(store, settings, feature_run, s, roi, c, data_dir=data_dir, force=force,
-                            progress=progress) for s in subjects for c in configs]
+                            progress=progress, layer=lay)
+                for lay in layers for s in subjects for c in configs]
+    if layers != [None]:
+        raise ConfigError("--layer needs --features (a feature run holding those layers)")
     if standard_features is None:
         from pipeline.features.config import FeatureConfig
 
