@@ -37,17 +37,19 @@ def fit_layer(frun: Mapping[str, Any], layer: str | None) -> str | None:
     layer); for a several-layer run ``layer`` (default: the primary, first one), which
     must be one of its layers (ConfigError listing them otherwise).
     """
-    layers = run_layers(frun)
+    return choose_layer(run_layers(frun), layer, f"feature run {frun['_id']}")
+
+
+def choose_layer(layers: list[str], layer: str | None, what: str) -> str | None:
+    """:func:`fit_layer` for the layer list of a feature run (or of a feature config)."""
     if len(layers) <= 1:
         if layer is not None and layers and layer != layers[0]:
-            raise ConfigError(f"--layer {layer!r}: feature run {frun['_id']} holds layer "
-                              f"{layers[0]} only")
+            raise ConfigError(f"layer {layer!r}: {what} holds layer {layers[0]} only")
         return None
     if layer is None:
         return layers[0]
     if layer not in layers:
-        raise ConfigError(f"--layer {layer!r}: feature run {frun['_id']} holds layers "
-                          f"{', '.join(layers)}")
+        raise ConfigError(f"layer {layer!r}: {what} holds layers {', '.join(layers)}")
     return layer
 
 
