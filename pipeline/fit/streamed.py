@@ -30,7 +30,7 @@ from pipeline.fit.methods import _estimator
 from pipeline.models.kernels import FeatureScaler
 from pipeline.models.pls import PLSKernel
 
-__all__ = ["prepare_streamed"]
+__all__ = ["accumulate_kernels", "prepare_streamed"]
 
 #: ``(columns, {"train": (n_train, b), "val": (n_val, b)})`` per block ("val" may be absent)
 Blocks = Iterable[tuple[slice, dict[str, np.ndarray]]]
@@ -138,3 +138,23 @@ def prepare_streamed(
         timings[f"prepare:{acc.name}"] = acc.seconds + time.perf_counter() - t0
     return Prepared(config=config, n_train=n_train, n_val=n_val, n_features=n_features,
                     block=int(block), models=models, timings=timings)
+
+
+def accumulate_kernels(blocks: Blocks, n_train: int, n_val: int, standardize: bool = True
+                       ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Training kernel ``(n_train, n_train)``, validation cross kernel ``(n_val, n_train)``
+    and the number of feature columns, from column blocks of one feature space (features
+    centred, and with ``standardize`` scaled, on the training images), read once."""
+    jobs = [("validation", "validation", None)]
+    acc = _Accumulator("all", np.arange(n_train, dtype=np.int64), jobs, n_train, n_val, standardize, True)
+    n_features = 0
+    for cols, arrays in blocks:
+        train, val = arrays["train"], arrays.get("val")
+        if train.shape[0] != n_train or val is None or val.shape[0] != n_val:
+            raise ConfigError(f"feature block {cols} must hold {n_train} training and {n_val} "
+                              "validation rows.")
+        acc.add(train, val)
+        n_features += train.shape[1]
+    if n_features == 0:
+        raise ConfigError("the feature blocks held no columns.")
+    return acc.kernel(), acc.cross["validation"], n_features

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tracker.analysis import queries
+from pipeline.core.errors import ConfigError
+from tracker.analysis import partitions, queries
 from tracker.db.store import Store
 from tracker.figures.draw import (
     draw_bars,
@@ -26,6 +27,7 @@ from tracker.figures.figure_data import (
     scatter_pairs,
     volume_data,
 )
+from tracker.figures.partition import draw_partition_bars, draw_partition_scatter
 
 
 def make_all(store: Store, out_dir: Path, roi: str = "V4", metric: str = "r2_corr",
@@ -60,11 +62,29 @@ def standard_figures(store: Store, roi: str = "V4", metric: str = "r2_corr") -> 
     layers = layer_data(store, "validation", metric)
     if layers:
         yield f"layers_validation_{metric}", draw_layers(layers, "validation", metric)
+    for subject in sorted({r["subject"] for r in partitions.partition_rows(store)}):
+        yield from partition_figures(store, subject)
     best = queries.fit_summaries(store, {"roi": roi, "target": "voxels"}, "validation", metric)
     for subject in sorted({b["subject"] for b in best}):
         top = next(b for b in best if b["subject"] == subject)
         yield (f"volume_{subject}_{top['run_id']}_{metric}",
                draw_volume(volume_data(store, top["run_id"], "validation", metric)))
+
+
+def partition_figures(store: Store, subject: str, run_id: str | None = None) -> Iterator[tuple[str, Any]]:
+    """Stacked partition bars per pair of spaces of ``subject``; with ``run_id`` that
+    partition's per-voxel scatter too."""
+    rows = partitions.partition_rows(store, {"subject": subject})
+    for a, b in dict.fromkeys((r["a"], r["b"]) for r in rows):
+        pair = [r for r in rows if (r["a"], r["b"]) == (a, b)]
+        stem = f"partition_{subject}_{pair[0]['run_id']}"
+        yield stem, draw_partition_bars(pair, subject, a, b)
+    if run_id is not None:
+        _, run = store.get_run(run_id)
+        if run.get("kind") != "partition":
+            raise ConfigError(f"run {run['_id']} is not a partition run")
+        yield (f"partition_scatter_{run['_id']}",
+               draw_partition_scatter(partitions.partition_columns(store, run["_id"]), run))
 
 
 def save(fig: Any, stem: Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
