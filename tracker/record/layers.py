@@ -23,6 +23,29 @@ from pipeline.core.errors import ConfigError
 from tracker.record.chunked import chunked_fit
 
 ProgressFn = Callable[[str, int, int], None]
+#: (path, inode, size, mtime_ns) -> sha256 of feature files already hashed by this process
+_VERIFIED: dict[tuple, str] = {}
+
+
+def verified_path(output: Mapping[str, Any], settings: Any) -> Path:
+    """The recorded feature file here, its sha256 checked against the record once per
+    process and file state (a layer sweep fits many layers of one 5 GB file: it is hashed
+    once, again only if its inode, size or modification time change)."""
+    from pipeline.core.errors import IntegrityError
+    from pipeline.core.files import sha256_file
+    from tracker.record.feature_files import resolve_feature_path
+
+    path = resolve_feature_path(output, settings)
+    st = path.stat()
+    state = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if _VERIFIED.get(state) != output["sha256"]:
+        found = sha256_file(path)
+        if found != output["sha256"]:
+            raise IntegrityError(
+                f"feature file {path} changed since it was recorded: sha256 {found[:16]}... "
+                f"!= recorded {output['sha256'][:16]}...; re-extract with --force")
+        _VERIFIED[state] = found
+    return path
 
 
 def run_layers(frun: Mapping[str, Any]) -> list[str]:

@@ -26,9 +26,9 @@ from tracker.db.settings import Settings
 from tracker.db.store import Store
 from tracker.record import provenance
 from tracker.record.datasets import register_dataset, responses_sha256
-from tracker.record.layers import fit_layer, run_layers
+from tracker.record.layers import fit_layer, run_layers, verified_path
 from tracker.record.runs import RunRecorder
-from tracker.record.workflows import Outcome, verify_feature_file
+from tracker.record.workflows import Outcome
 
 ProgressFn = Callable[[str, int, int], None]
 #: the partition's settings (recorded as its config; part of its key)
@@ -110,7 +110,7 @@ def partition_and_log(store: Store, settings: Settings, a: str, b: str, subject:
         kernels, n_features = [], {}
         for tag, space, frun in (("A", space_a, frun_a), ("B", space_b, frun_b)):
             rec.progress(f"kernels:{tag}", len(kernels), 2)
-            path = verify_feature_file(frun["output"], settings)
+            path = verified_path(frun["output"], settings)
             counts = file_layers(path)[2]
             blocks = iter_column_blocks(path, space["file_layer"], ("train", "val"))
             K, K_val, n_features[tag] = accumulate_kernels(blocks, counts["train"], counts["val"])

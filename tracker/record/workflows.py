@@ -27,7 +27,7 @@ from tracker.record import provenance
 from tracker.record.chunked import check_voxel_chunks, chunked_fit
 from tracker.record.datasets import register_dataset, responses_sha256
 from tracker.record.feature_files import resolve_feature_path
-from tracker.record.layers import fit_layer, streamable, streamed_fit
+from tracker.record.layers import fit_layer, streamable, streamed_fit, verified_path
 from tracker.record.runs import RunRecorder
 from tracker.record.spool import Spool
 
@@ -270,7 +270,7 @@ def fit_and_log(
     with RunRecorder(store, "fit_runs", doc, spool=_spool(store, settings)) as rec:
         report = _chain(rec.progress, progress)
         if stream:
-            result, execution = streamed_fit(verify_feature_file(frun["output"], settings), chosen, clean,
+            result, execution = streamed_fit(verified_path(frun["output"], settings), chosen, clean,
                                              config, n_chunks, client, voxel_block, report)
         else:
             result, execution = _run_model(ff, clean, config, n_chunks, client, voxel_block, report)
