@@ -2,12 +2,13 @@
 
 ``A`` and ``B`` name feature spaces: a feature run (``fe-1a2b``), one layer of a
 several-layer feature run (``fe-1a2b:conv1``), or a fit run (``fi-3c4d``: its feature run
-and layer, and by default its subject and ROI). Both must hold the same images in the
-same order (equal image-hash digests). The kernels of each space are accumulated from
-feature blocks on disk (:func:`pipeline.fit.streamed.accumulate_kernels`), the three
-models (A, B, banded A+B) are fitted on all training images with their penalties chosen
-by CV inside them and scored on the validation images
-(:func:`pipeline.fit.partition.variance_partition`). The run is a ``partition_runs``
+and layer, and by default its subject and ROI). Both must come from the same dataset
+(the same images in the same order; their preprocessing may differ: raw vs
+retina-warped). The kernels of each space are accumulated from feature blocks on disk
+(:func:`pipeline.fit.streamed.accumulate_kernels`), the three models (A, B, banded A+B)
+are fitted on all training images with their penalties chosen by CV inside them and
+scored on the validation images (:func:`pipeline.fit.partition.variance_partition`).
+The run is a ``partition_runs``
 document; its per-voxel arrays are score columns of split ``validation``.
 """
 
@@ -88,10 +89,9 @@ def partition_and_log(store: Store, settings: Settings, a: str, b: str, subject:
     (space_a, frun_a, ctx_a), (space_b, frun_b, ctx_b) = resolve_space(store, a), resolve_space(store, b)
     if (space_a["config_key"], space_a["layer"]) == (space_b["config_key"], space_b["layer"]):
         raise ConfigError("A and B are the same feature space: name two layers, preprocessings or models")
-    digest_a = frun_a["output"].get("image_hashes_digest")
-    if digest_a != frun_b["output"].get("image_hashes_digest"):
-        raise ConfigError(f"feature runs {frun_a['_id']} and {frun_b['_id']} hold different images "
-                          "(image hash digests differ): both spaces must see the same images")
+    if frun_a.get("dataset_id") != frun_b.get("dataset_id"):
+        raise ConfigError(f"feature runs {frun_a['_id']} and {frun_b['_id']} were extracted from different "
+                          "datasets: both spaces must see the same images in the same order")
     subject = canonical_subject(_pick("subject", subject, [ctx_a, ctx_b]))
     roi = canonical_roi(_pick("roi", roi, [ctx_a, ctx_b]))
     data_dir = Path(data_dir) if data_dir is not None else Path(frun_a["data_dir"])
