@@ -89,14 +89,15 @@ def sweep(path: Path, layers: list[str], n_voxels: int, n_permutations: int) -> 
     config = FitConfig(n_permutations=n_permutations)
     rows = []
     for layer in layers:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         prep = prepare_streamed(iter_column_blocks(path, layer), counts["train"], counts["val"], config)
         t1 = time.perf_counter()
         result = fit_voxels(prep, Y_train, Y_val)
         t2 = time.perf_counter()
         rows.append({"layer": layer, "n_features": prep.n_features, "kernels_s": t1 - t0, "fit_s": t2 - t1,
-                     "fit_s_full": (t2 - t1) * FULL_VOXELS / n_voxels,
+                     "fit_s_full": (t2 - t1) * FULL_VOXELS / n_voxels, "cpu_s": time.process_time() - c0,
                      "median_val_r": float(np.median(result.splits[-1].r)), "peak_rss_gb": peak_rss_gb()})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress, one line per layer
     return rows
 
 
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"  {r['layer']:6s} {r['n_features']:7d} features: kernels {r['kernels_s']:6.1f} s, "
               f"fit {r['fit_s']:6.1f} s (at 25,915 voxels {r['fit_s_full']:6.1f} s), "
-              f"peak RSS {r['peak_rss_gb']:.2f} GB")
+              f"CPU {r['cpu_s']:6.1f} s, peak RSS {r['peak_rss_gb']:.2f} GB")
     print(f"sweep: {total:.0f} s; at 25,915 voxels {total_full:.0f} s (target < 600 s); "
           f"peak RSS {result['peak_rss_gb']:.2f} GB")
     return 0
