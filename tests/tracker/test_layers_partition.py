@@ -163,3 +163,23 @@ def test_partition_run_stores_the_partition_of_two_layers(world, monkeypatch):
                                    "--out", str(settings.home / "plots"), "--json"])
     assert res.exit_code == 0, res.output
     assert len(json.loads(res.stdout)) == 6  # bars of the two pairs of spaces and one scatter, png + svg
+
+
+def test_cli_all_layer_features_and_layer_sweep(world, monkeypatch):
+    settings, store, feat, data = world
+    for var, value in (("TRACKER_MONGO_URI", settings.mongo_uri), ("TRACKER_DB_NAME", settings.db_name),
+                       ("TRACKER_HOME", str(settings.home))):
+        monkeypatch.setenv(var, value)
+    runner = CliRunner()
+    res = runner.invoke(app, ["features", "--data-dir", str(data), "--layers", "all", "--batch-size", "40",
+                              "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["_id"] == feat.run_id  # the same all-layer run, reused
+    res = runner.invoke(app, ["fit", "--features", feat.run_id, "--layer", "all", "--subject", "S1",
+                              "--roi", "V3", "--method", "ridge", "--target", "voxels", "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    runs = json.loads(res.stdout)
+    assert [r["features"]["layer"] for r in runs] == list(ALL_LAYERS)
+    assert all(r["execution"]["features"] == "streamed" for r in runs)
+    rows = figure_data.layer_data(store, "validation", "r", {"roi": "V3"}, n_boot=0, strict=True)
+    assert [r["layer"] for r in rows] == list(ALL_LAYERS) and sum(r["best"] for r in rows) == 1
