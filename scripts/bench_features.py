@@ -20,6 +20,13 @@ python scripts/bench_features.py
 python scripts/bench_features.py --warp default --n-images 512 --batch-size 64
 python scripts/bench_features.py --variant tfutils --no-prefetch --json
 python scripts/bench_features.py --backend jax
+python scripts/bench_features.py --layers all --n-images 1870     # every layer vs conv3: images/s, peak RSS
+
+``--layers all`` (or a comma list) compares, in one run, the whole pipeline writing those
+layers (one forward pass, one chunked HDF5 file) with the conv3-only pipeline on the same
+synthetic raw images: each runs in its own child process (so each peak RSS,
+``ru_maxrss``, is its own), images generated batch by batch from a seed (never all held),
+alternating which goes first over ``--repeats``.
 """
 
 from __future__ import annotations
@@ -54,7 +61,76 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tf-threads", type=int, default=0, help="TensorFlow intra-op threads (0: all cores)")
     p.add_argument("--stages", action="store_true", help="also time each stage on its own")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--layers", help="all, or a comma list: every-layer pipeline vs conv3 only, "
+                   "images/s and peak RSS (child processes)")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # internal: one measured pipeline run
     return p.parse_args(argv)
+
+
+def synthetic_batches(n: int, size: int, batch_size: int, seed: int = 0):
+    """Seeded raw vim-1-like images, generated one batch at a time (none kept)."""
+    rng = np.random.default_rng(seed)
+    for i in range(0, n, batch_size):
+        yield rng.uniform(-0.55, 0.45, (min(batch_size, n - i), size, size)).astype(np.float32)
+
+
+def child_run(args: argparse.Namespace) -> dict:
+    """One pipeline run of ``args.child`` layers in this process: images/s, peak RSS."""
+    import resource
+
+    from pipeline.features.config import FeatureConfig
+    from pipeline.features.extractor import build_extractor
+    from pipeline.features.writer import write_feature_file
+
+    config = FeatureConfig.for_variant(args.variant, layer=args.child, weights=args.weights,
+                                       batch_size=args.batch_size, retina_warp=args.warp,
+                                       backend=args.backend, precision=args.precision)
+    extractor = build_extractor(config)
+    n_val = max(1, args.n_images * 120 // 1870)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        info = write_feature_file(
+            Path(tmp) / "bench.h5", extractor,
+            {"train": (args.n_images - n_val, synthetic_batches(args.n_images - n_val, args.size,
+                                                                  args.batch_size, 0)),
+             "val": (n_val, synthetic_batches(n_val, args.size, args.batch_size, 1))}, config)
+        seconds = time.perf_counter() - start
+    return {"layers": list(config.layers), "n_images": args.n_images, "seconds": seconds,
+            "images_per_s": args.n_images / seconds, "file_bytes": info.size_bytes,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "batch_size": extractor.batch_size}
+
+
+def compare_layers(args: argparse.Namespace) -> int:
+    """``--layers``: the every-layer pipeline against conv3 only, child processes, paired."""
+    import subprocess
+
+    layers = args.layers
+    runs: dict[str, list[dict]] = {"conv3": [], layers: []}
+    base = [sys.executable, __file__, "--n-images", str(args.n_images), "--size", str(args.size),
+            "--batch-size", str(args.batch_size), "--variant", args.variant, "--weights", args.weights]
+    if args.backend:
+        base += ["--backend", args.backend]
+    for r in range(args.repeats):
+        order = ["conv3", layers] if r % 2 == 0 else [layers, "conv3"]
+        for which in order:
+            out = subprocess.run([*base, "--child", which], capture_output=True, text=True, check=True)
+            runs[which].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    result = {which: {"images_per_s": statistics.median(r["images_per_s"] for r in rs),
+                      "peak_rss_gb": max(r["peak_rss_bytes"] for r in rs) / 1e9,
+                      "file_gb": rs[0]["file_bytes"] / 1e9, "runs": rs} for which, rs in runs.items()}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{args.n_images} synthetic {args.size}x{args.size} images, batch {args.batch_size}, "
+          f"{args.repeats} alternating runs per pipeline, one child process each")
+    for which, res in result.items():
+        rates = ", ".join(f"{r['images_per_s']:.1f}" for r in res["runs"])
+        print(f"{which:>10s}: {res['images_per_s']:6.1f} images/s ({rates}); peak RSS "
+              f"{res['peak_rss_gb']:.2f} GB; file {res['file_gb']:.2f} GB")
+    ratio = result[layers]["images_per_s"] / result["conv3"]["images_per_s"]
+    print(f"every layer / conv3 only: {100 * ratio:.0f} % of the images/s; the issue's RSS target < 3 GB")
+    return 0
 
 
 def raw_batches(images: np.ndarray, batch_size: int, copy: bool = False):
@@ -117,6 +193,11 @@ def stage_costs(extractor, raw: np.ndarray, batches: list, directory: Path) -> d
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.child:
+        print(json.dumps(child_run(args)))
+        return 0
+    if args.layers:
+        return compare_layers(args)
     from pipeline.features.config import FeatureConfig
     from pipeline.features.extractor import build_extractor
     from pipeline.features.writer import write_feature_file

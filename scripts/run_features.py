@@ -29,7 +29,7 @@ from tracker.analysis import names
 from tracker.cli.progress import ProgressBars, err_console
 from tracker.db.settings import load_settings
 from tracker.db.store import Store
-from tracker.record import workflows
+from tracker.record import options, workflows
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -67,8 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def feature_config(args: argparse.Namespace) -> FeatureConfig:
-    """The FeatureConfig the flags describe (:func:`tracker.record.workflows.feature_config`)."""
-    return workflows.feature_config(args.model, args.variant, args.layer, args.weights, args.weights_map,
+    """The FeatureConfig the flags describe (:func:`tracker.record.options.feature_config`)."""
+    return options.feature_config(args.model, args.variant, args.layer, args.weights, args.weights_map,
                                     args.preprocess, args.retina_warp, args.batch_size, args.backend,
                                     args.precision, args.device)
 
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     settings = load_settings(data_dir=args.data_dir)
     given, args.weights = args.weights, args.weights or "random:0"
     feature_config(args)  # every option checked before --weights is asked for
-    args.weights = workflows.resolve_weights(given, workflows.default_data_dir(settings), args.model)
+    args.weights = options.resolve_weights(given, workflows.default_data_dir(settings), args.model)
     config = feature_config(args)
     with Store.open(settings) as store, ProgressBars(enabled=not args.quiet) as bars:
         outcome = workflows.extract_and_log(store, settings, workflows.default_data_dir(settings), config,

@@ -10,6 +10,7 @@ Examples
 python scripts/run_fit.py
 python scripts/run_fit.py --features fe-1a2b3c --subject S1 --roi V4 --method ridge
 python scripts/run_fit.py --features fe-1a2b3c --subject S2 --roi V1 --method pls --target roi_mean
+python scripts/run_fit.py --features fe-all8 --subject S1 --roi V1 --method ridge --target voxels --layer all
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from tracker.cli.common import print_table
 from tracker.cli.progress import ProgressBars, err_console
 from tracker.db.settings import load_settings
 from tracker.db.store import Store
-from tracker.record import workflows
+from tracker.record import options, workflows
+from tracker.record.layers import fit_layers
 
 
 def _name(kind: str, many: bool = False):
@@ -56,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="voxels (per-voxel models) or roi_mean (the ROI average) (default: both)")
     p.add_argument("--protocol", default="recommended", type=_name("protocol"),
                    help="recommended (CV inside training) or cs431 (the 2019 protocol)")
+    p.add_argument("--layer", help="layer(s) of a several-layer feature run, comma-separated, or all: "
+                   "one fit per layer (default: its primary layer)")
     p.add_argument("--seed", type=int, default=0, help="split seed")
     p.add_argument("--data-dir", help="vim-1 directory (default: the feature run's, or $TRACKER_DATA_DIR)")
     p.add_argument("--force", action="store_true", help="refit even if an identical fit completed")
@@ -67,12 +71,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     settings = load_settings(data_dir=args.data_dir)
-    configs: list[FitConfig] = workflows.fit_configs(args.method, args.target, args.protocol, args.seed)
+    configs: list[FitConfig] = options.fit_configs(args.method, args.target, args.protocol, args.seed)
     with Store.open(settings) as store, ProgressBars(enabled=not args.quiet) as bars:
         outcomes = workflows.fit_from_options(
-            store, settings, args.features, workflows.fit_subjects(args.subject), args.roi, configs,
+            store, settings, args.features, options.fit_subjects(args.subject), args.roi, configs,
             data_dir=args.data_dir, force=args.force, progress=bars.update,
-            log=lambda m: err_console.print(m), standard_features=FeatureConfig())
+            log=lambda m: err_console.print(m), standard_features=FeatureConfig(),
+            layers=fit_layers(store, args.features, args.layer))
         if args.json:
             print(json.dumps([o.run for o in outcomes], default=str, indent=2))
             return 0
@@ -84,9 +89,9 @@ def main(argv=None) -> int:
                               f"spool at {settings.spool_dir}; `tracker sync` uploads them")
             return 0
         rows, by = queries.compare_series(
-            store, ["subject", "method", "preprocessing"], roi=None if args.roi == "all" else args.roi,
-            split="validation", metric="r", target=None,
-            extra={"_id": {"$in": [o.run_id for o in outcomes]}})
+            store, ["subject", "method", "layer" if args.layer is not None else "preprocessing"],
+            roi=None if args.roi == "all" else args.roi, split="validation", metric="r",
+            target=None, extra={"_id": {"$in": [o.run_id for o in outcomes]}})
     print_table(rows, [*by, "n_runs", "n", "mean", "sem", "median"],
                 title=f"Pearson r on validation images, {args.roi} voxels")
     return 0

@@ -25,6 +25,11 @@ LAYER_ORDER: tuple[str, ...] = ("conv1", "norm1", "pool1", "conv2", "norm2", "po
                                 "conv4", "conv5", "pool5", "fc6", "fc7", "fc8")
 
 
+#: what ``layer="all"`` means for AlexNet: the five convolutions (after their ReLU) and
+#: the three fully connected layers, input to output (the layer sweep of the figures)
+ALL_LAYERS: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+
+
 def layer_sort_key(name: Any) -> tuple:
     """Sort key: AlexNet order (conv1 ... fc8) first, then other names naturally
     (``block2`` before ``block10``)."""

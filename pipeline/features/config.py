@@ -8,7 +8,9 @@ The registries are the single source of valid choices (the CLI reads them):
 Models: ``model="alexnet"`` with ``variant`` "caffe" or "tfutils", or ``model="keras"``
 with ``variant`` the path of a user's Keras model file (``.keras``; ``model="keras:PATH"``
 is accepted and split into the two fields) and ``layer`` one of its layer names.
-Several layers come from one forward pass: ``layer="conv3,conv5"`` (or a list).
+Several layers come from one forward pass: ``layer="conv3,conv5"`` (or a list);
+``layer="all"`` (AlexNet) is :data:`pipeline.core.vocab.ALL_LAYERS` (conv1 ... fc8), stored
+as that list, so its key is the key of the list written out.
 
 The feature file a config produces: see :mod:`pipeline.features.writer`.
 """
@@ -24,6 +26,7 @@ import numpy as np
 
 from pipeline.core.errors import ConfigError
 from pipeline.core.keys import content_key
+from pipeline.core.vocab import ALL_LAYERS
 from pipeline.features.alexnet.checkpoints import normalize_name_map
 from pipeline.features.alexnet.layers import LAYERS, VARIANTS, get_variant
 from pipeline.features.backend import DEVICES, PRECISIONS, check_choice, resolve_backend
@@ -77,7 +80,7 @@ class FeatureConfig:
     model : "alexnet" or "keras" ("keras:PATH" sets variant to PATH)
     variant : AlexNet variant ("caffe", "tfutils"), or the Keras model file's path
     layer : one layer name, or several comma-separated ("conv3,conv5"; a list is joined);
-        the first is the primary layer
+        the first is the primary layer. "all" (AlexNet): conv1 ... fc8
     weights : AlexNet: "random:SEED", a ``bvlc_alexnet.npy`` path, a Keras ``*.h5``
         weights file or a TensorFlow checkpoint (see :func:`pipeline.features.alexnet.weights.load_weights`).
         Keras model: "file" (the weights saved in the model file; the default
@@ -140,6 +143,11 @@ class FeatureConfig:
                 f"model {self.model!r} is unknown; valid models: {', '.join(MODELS)} "
                 f"(keras: variant is the path of a .keras model file)."
             )
+        if self.layer == "all":
+            if self.model == "keras":
+                raise ConfigError("layer 'all' names AlexNet's conv1 ... fc8; for a Keras model "
+                                  "list its layers (comma-separated).")
+            set_(self, "layer", ",".join(ALL_LAYERS))
         layers = _split_layers(self.layer)
         set_(self, "layer", ",".join(layers))
         if isinstance(self.weights, Path):

@@ -1,9 +1,14 @@
-"""Reading a feature file: :func:`read_feature_file` checks format, hashes and layout.
+"""Reading a feature file: :func:`read_feature_file` checks format, hashes and layout;
+:func:`iter_column_blocks` streams one layer as blocks of feature columns (every image,
+a few thousand columns at a time: memory bounded by the number of images, not by the
+layer's width); :func:`file_layers` lists a file's layers and shapes without reading
+any features.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +20,8 @@ from pipeline.features.writer import _dataset_name, hashes_digest
 
 __all__ = [
     "FeatureFile",
+    "file_layers",
+    "iter_column_blocks",
     "read_feature_file",
 ]
 
@@ -189,3 +196,88 @@ def _check_contents(path: Path, names: list[str], features: dict, hashes: dict |
             f"feature file {path}: its image hashes do not match its "
             f"recorded image_hashes_digest {recorded}."
         )
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _open_layer(fh, path: Path, layer: str | None, splits: Sequence[str]):
+    """(chosen layer, {split: dataset}) of an open file."""
+    attrs = {k: _attr(v) for k, v in fh.attrs.items()}
+    layers = json.loads(attrs["layers"]) if "layers" in attrs else []
+    chosen = _choose_layer(path, layers, layer)
+    names = {s: _dataset_name(s, chosen or "", len(layers) > 1) for s in splits}
+    missing = [d for d in names.values() if d not in fh]
+    if missing:
+        raise DataFormatError(f"feature file {path} lacks dataset(s) {missing}; "
+                              f"it holds {sorted(fh.keys())}.")
+    return chosen, {s: fh[d] for s, d in names.items()}
+
+
+def file_layers(path: str | Path) -> tuple[list[str], dict[str, tuple[int, ...]], dict[str, int]]:
+    """``(layers, {layer: shape}, {split: images})`` of a feature file, no features read.
+
+    ``layers`` is ``[]`` for a file that does not name its layer; then the one shape is
+    under the key ``""``.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"feature file {path} does not exist.")
+    try:
+        with h5py.File(path, "r") as fh:
+            attrs = {k: _attr(v) for k, v in fh.attrs.items()}
+            layers = json.loads(attrs["layers"]) if "layers" in attrs else []
+            splits = json.loads(attrs["splits"]) if "splits" in attrs else ["train", "val"]
+            shapes, counts = {}, {}
+            for name in layers or [""]:
+                _, dsets = _open_layer(fh, path, name or None, splits)
+                shapes[name] = tuple(int(d) for d in dsets[splits[0]].shape[1:])
+                counts = {s: int(d.shape[0]) for s, d in dsets.items()}
+    except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+        raise DataFormatError(
+            f"feature file {path} is not a readable feature file ({type(exc).__name__}: {exc})."
+        ) from exc
+    return layers, shapes, counts
+
+
+def iter_column_blocks(
+    path: str | Path,
+    layer: str | None = None,
+    splits: Sequence[str] = ("train", "val"),
+    block: int = 4096,
+) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+    """One layer of a feature file as blocks of its flattened (C-order) feature columns.
+
+    Yields ``(columns, {split: (N_split, b) float32})`` for ``columns`` = ``slice(0,
+    block)``, ``slice(block, 2 block)``, ... (the last may be shorter): the same columns
+    as ``read_feature_file(path, flatten=True, layer=layer).features[split][:, columns]``,
+    read as slabs of the first feature axis, so at most about ``N x (block + one slab)``
+    floats per split are held. The file's sha256 is not checked here (check it first).
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"feature file {path} does not exist.")
+    block = int(block)
+    if block < 1:
+        raise ConfigError(f"block must be a positive number of columns, got {block!r}.")
+    with h5py.File(path, "r") as fh:
+        _, dsets = _open_layer(fh, path, layer, splits)
+        shape = dsets[splits[0]].shape[1:]
+        row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        step = max(1, -(-block // row))  # slices of the first axis per read
+        pending = {s: np.zeros((d.shape[0], 0), np.float32) for s, d in dsets.items()}
+        start = 0
+        for h0 in range(0, int(shape[0]), step):
+            for s, d in dsets.items():
+                slab = np.asarray(d[:, h0 : h0 + step], dtype=np.float32).reshape(d.shape[0], -1)
+                pending[s] = np.concatenate([pending[s], slab], axis=1) if pending[s].size else slab
+            last = h0 + step >= shape[0]
+            while pending[splits[0]].shape[1] >= block or (last and pending[splits[0]].shape[1]):
+                b = min(block, pending[splits[0]].shape[1])
+                yield slice(start, start + b), {s: np.ascontiguousarray(a[:, :b]) for s, a in pending.items()}
+                pending = {s: a[:, b:] for s, a in pending.items()}
+                start += b

@@ -20,6 +20,11 @@ With several layers the feature datasets are ``/{split}__{layer}`` (e.g. ``train
 ``val__conv5``) instead of ``/{split}``; ``layers`` lists them, the first being the
 *primary* layer that :func:`read_feature_file` returns unless asked for another. The
 per-image hashes are shared. A single-layer file keeps the ``/train`` ``/val`` layout.
+Several-layer datasets are *chunked* (:func:`chunk_shape`: one batch of rows by a slab
+of the first feature axis, about 1 MiB), so that writing a batch of rows and reading a
+block of feature columns for all rows (:func:`pipeline.features.reader.iter_column_blocks`)
+both touch whole chunks; every batch is written as it comes (memory: one batch of every
+layer, never a whole layer).
 
 ``image_hashes_digest`` (see :func:`hashes_digest`) summarises every per-image hash in
 order, so a tracker document can prove which images (and in which order) produced a file.
@@ -47,6 +52,7 @@ from pipeline.preprocess.images import image_sha256
 
 __all__ = [
     "FeatureFileInfo",
+    "chunk_shape",
     "hashes_digest",
     "write_feature_file",
 ]
@@ -206,6 +212,23 @@ def _extractor_layers(extractor) -> tuple[tuple[str, ...], dict[str, tuple[int, 
     return layers, {n: tuple(int(d) for d in shapes[n]) for n in layers}, named
 
 
+#: target bytes of one HDF5 chunk of a several-layer file
+CHUNK_BYTES = 1 << 20
+
+
+def chunk_shape(count: int, shape: Sequence[int], rows: int) -> tuple[int, ...]:
+    """The HDF5 chunk of a ``(count, *shape)`` float32 dataset written ``rows`` at a time.
+
+    ``rows`` images (at most ``count``) by as many slices of the first feature axis as fit
+    in :data:`CHUNK_BYTES` (at least one) by the whole of the other axes.
+    """
+    rows = max(1, min(int(rows) if rows > 0 else 64, int(count)))
+    shape = tuple(int(d) for d in shape)
+    inner = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    k = max(1, min(shape[0], CHUNK_BYTES // (4 * rows * inner)))
+    return (rows, k, *shape[1:])
+
+
 def _dataset_name(split: str, layer: str, multi: bool) -> str:
     return f"{split}__{layer}" if multi else split
 
@@ -270,8 +293,9 @@ def _checked_rows(feats: np.ndarray, name: str, split: str, done: int, n: int, l
 class _SplitWriter:
     """Writes the splits of one file: datasets, batches, duplicate guard, image hashes."""
 
-    def __init__(self, fh, layout: _Layout, guard: DuplicateGuard, progress) -> None:
+    def __init__(self, fh, layout: _Layout, guard: DuplicateGuard, progress, rows: int = 64) -> None:
         self.fh = fh
+        self.rows = rows
         self.layout = layout
         self.guard = guard
         self.progress = progress
@@ -286,8 +310,10 @@ class _SplitWriter:
         """Consume ``source`` up to the end of ``split`` (``count`` images)."""
         layout = self.layout
         for n in layout.layers:
+            chunks = chunk_shape(count, layout.shapes[n], self.rows) if layout.multi else None
             self.dsets[split, n] = self.fh.create_dataset(
-                _dataset_name(split, n, layout.multi), shape=(count, *layout.shapes[n]), dtype="float32"
+                _dataset_name(split, n, layout.multi), shape=(count, *layout.shapes[n]), dtype="float32",
+                chunks=chunks,
             )
         hashes: list[str] = []
         done = 0
@@ -351,7 +377,7 @@ def _write_contents(tmp: Path, extractor, checked, layout: _Layout, config: Feat
     source = (_Prefetcher if prefetch else _Inline)(extractor, checked)
     try:
         with h5py.File(tmp, "w") as fh:
-            writer = _SplitWriter(fh, layout, guard, progress)
+            writer = _SplitWriter(fh, layout, guard, progress, _batch_size(extractor))
             for split, (count, _batches) in checked.items():
                 writer.write_split(split, count, source)
             digest = hashes_digest(writer.hashes)

@@ -11,7 +11,7 @@ from pipeline.core.errors import ConfigError
 from pipeline.data.layout import GROUND_TRUTH_FILE
 from tracker.analysis import queries
 from tracker.cli import app
-from tracker.record.workflows import resolve_weights
+from tracker.record.options import resolve_weights
 
 from .seed_db import add_fit
 

@@ -25,6 +25,7 @@ from tracker.cli.export import export_cmd, report_cmd
 from tracker.cli.features import features_cmd
 from tracker.cli.fit import fit_cmd
 from tracker.cli.maint import gc_cmd, sync_cmd
+from tracker.cli.partition import partition_cmd
 from tracker.cli.plot import plot_app
 from tracker.cli.runs import runs_app
 from tracker.cli.scores import scores_app
@@ -58,6 +59,7 @@ app.add_typer(scores_app, name="scores")
 app.add_typer(plot_app, name="plot")
 app.command("features")(features_cmd)
 app.command("fit")(fit_cmd)
+app.command("partition")(partition_cmd)
 app.command("compare")(compare_cmd)
 app.command("contrast")(contrast_cmd)
 app.command("best")(best_cmd)

@@ -10,7 +10,7 @@ import typer
 
 from tracker.cli.common import cli_errors, console, err, open_store, print_json, settings_of
 from tracker.cli.progress import ProgressBars
-from tracker.record import workflows
+from tracker.record import options, workflows
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 RunJsonOpt = Annotated[bool, typer.Option("--json", help="Print the run document(s) as JSON.")]
@@ -61,12 +61,12 @@ def features_cmd(
     settings = settings_of(ctx)
     if data_dir is not None:
         settings = dataclasses.replace(settings, data_dir=data_dir)
-    options = (variant, layers, weights or "random:0", weights_map, preprocess, retina_warp,
-               batch_size, backend, precision, device)
-    workflows.feature_config(model, *options)  # every option checked before --weights is asked for
-    weights = workflows.resolve_weights(weights, workflows.default_data_dir(settings), model)
-    config = workflows.feature_config(model, variant, layers, weights, weights_map, preprocess,
-                                      retina_warp, batch_size, backend, precision, device)
+    flags = (variant, layers, weights or "random:0", weights_map, preprocess, retina_warp,
+             batch_size, backend, precision, device)
+    options.feature_config(model, *flags)  # every option checked before --weights is asked for
+    weights = options.resolve_weights(weights, workflows.default_data_dir(settings), model)
+    config = options.feature_config(model, variant, layers, weights, weights_map, preprocess,
+                                    retina_warp, batch_size, backend, precision, device)
     with open_store(ctx) as store, ProgressBars(enabled=not (quiet or as_json)) as bars:
         outcome = workflows.extract_and_log(store, settings, workflows.default_data_dir(settings), config,
                                             force=force, progress=bars.update)

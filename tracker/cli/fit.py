@@ -21,7 +21,8 @@ from tracker.cli.common import (
 from tracker.cli.features import QuietOpt, RunJsonOpt
 from tracker.cli.listing import name_callback
 from tracker.cli.progress import ProgressBars
-from tracker.record import workflows
+from tracker.record import options, workflows
+from tracker.record.layers import fit_layers
 
 
 def _roi_or_all(value: str) -> str:
@@ -49,6 +50,9 @@ def fit_cmd(
     protocol: Annotated[str, typer.Option(
         help="recommended (CV inside training) or cs431 (the 2019 protocol).",
         callback=name_callback("protocol"))] = "recommended",
+    layer: Annotated[str | None, typer.Option(
+        help="Layer(s) of a several-layer feature run, comma-separated, or all: one fit per "
+             "layer (default: its primary layer).")] = None,
     seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
     data_dir: Annotated[Path | None, typer.Option(
         help="vim-1 directory (default: the feature run's, or $TRACKER_DATA_DIR).")] = None,
@@ -63,20 +67,23 @@ def fit_cmd(
     reused (--force refits).
 
     Example: [bold]tracker fit --features fe-1a2b --subject S1 --roi V4 --method ridge[/bold]
+
+    Layer sweep of an all-layer feature run: [bold]tracker fit --features fe-1a2b --layer all[/bold]
     """
-    configs = workflows.fit_configs(method, target, protocol, seed)
+    configs = options.fit_configs(method, target, protocol, seed)
     settings = settings_of(ctx)
     if data_dir is not None:
         settings = dataclasses.replace(settings, data_dir=data_dir)
     with open_store(ctx) as store, ProgressBars(enabled=not (quiet or as_json)) as bars:
         outcomes = workflows.fit_from_options(
-            store, settings, features, workflows.fit_subjects(subject), roi, configs,
-            data_dir=data_dir, force=force, progress=bars.update, log=err.print)
+            store, settings, features, options.fit_subjects(subject), roi, configs,
+            data_dir=data_dir, force=force, progress=bars.update, log=err.print,
+            layers=fit_layers(store, features, layer))
         if as_json:
             return print_json([o.run for o in outcomes])
         rows, by = queries.compare_series(
-            store, ["subject", "method", "preprocessing"], roi=None if roi == "all" else roi,
-            split="validation", metric="r", target=None,
+            store, ["subject", "method", "layer" if layer is not None else "preprocessing"],
+            roi=None if roi == "all" else roi, split="validation", metric="r", target=None,
             extra={"_id": {"$in": [o.run_id for o in outcomes]}})
     for o in outcomes:
         console.print(o.run_id + (" (reused)" if o.reused else ""))

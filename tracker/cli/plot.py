@@ -113,13 +113,36 @@ def plot_distributions(ctx: typer.Context, split: SplitOpt = "validation", metri
 def plot_layers(ctx: typer.Context, split: SplitOpt = "validation", metric: MetricOpt = "r",
                 where: WhereOpt = None, subject: SubjectOpt = None, ceiling: CeilingOpt = False,
                 out: OutOpt = None, as_json: JsonOpt = False) -> None:
-    """Score vs layer per ROI and method (needs fits of 2+ layers)."""
+    """The hierarchy figure: score vs layer per ROI, one line per condition (fits equal
+    but for the layer), CIs, best layer starred. Needs fits of 2+ layers of one ROI."""
     with open_store(ctx) as store:
-        rows = figure_data.layer_data(store, split, metric, queries.run_filter(where, subject=subject))
+        rows = figure_data.layer_data(store, split, metric, queries.run_filter(where, subject=subject),
+                                      strict=True)
     if not rows:
-        raise ConfigError("no ROI has fits of two or more layers")
+        raise ConfigError("no ROI has fits of two or more layers of one condition")
     fig = draw.draw_layers(rows, split, metric, normalised=ceiling)
     _save(ctx, out, f"layers_{split}_{metric}{'_ceiling' if ceiling else ''}", fig, as_json)
+
+
+@plot_app.command("partition")
+@cli_errors
+def plot_partition(ctx: typer.Context, subject: Annotated[str, typer.Option(help="Subject.")] = "S1",
+                   run: Annotated[str | None, typer.Option(
+                       help="A partition run: also its per-voxel scatter.")] = None,
+                   out: OutOpt = None, as_json: JsonOpt = False) -> None:
+    """Variance partitions: per ROI stacked bars of unique A / shared / unique B (one figure
+    per pair of spaces), and with --run the per-voxel R² (A) vs R² (B) scatter."""
+    with open_store(ctx) as store:
+        figs = list(standard.partition_figures(store, subject, run))
+    if not figs:
+        raise ConfigError(f"no completed partition runs for {subject} (tracker partition A B)")
+    paths = [str(p) for name, fig in figs
+             for p in standard.save(fig, Path(out or settings_of(ctx).plots_dir) / name)]
+    if as_json:
+        return print_json(paths)
+    for p in paths:
+        console.print(p)
+    return None
 
 
 @plot_app.command("volume")

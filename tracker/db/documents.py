@@ -12,6 +12,10 @@ Documents (``schema_version`` on every one):
   field as a little-endian ``bson.Binary`` array (``dtype`` says which: int32 voxel ids,
   float64 metrics, p and hyper-parameters, uint8 significance flags); a field of more
   than ``BUCKET_SIZE`` voxels is cut into chunks. Built by :func:`score_buckets`.
+- ``partition_runs``: a variance partition between two feature spaces (``spaces.A``,
+  ``spaces.B``: feature run, layer, label) for one subject and ROI; its per-voxel R2 of
+  A, B, A+B and the unique / shared parts are score columns of split ``validation``
+  (:func:`column_buckets`).
 - ``noise_ceilings``: a noise-ceiling estimate per dataset, subject and split kind.
 
 :func:`utc_now` is the tracker's one clock: every timestamp it stores is UTC.
@@ -37,7 +41,10 @@ BUCKET_SIZE = 500_000
 COLUMN_DTYPES = {"voxel_ids": "<i4", "r": "<f8", "r2_corr": "<f8", "r2": "<f8", "hyper": "<f8",
                  "p": "<f8", "significant": "|u1",
                  # fwRF: each voxel's receptive field (degrees; pipeline.fit.fwrf.RF_COLUMNS)
-                 "rf_x_deg": "<f8", "rf_y_deg": "<f8", "rf_size_deg": "<f8"}
+                 "rf_x_deg": "<f8", "rf_y_deg": "<f8", "rf_size_deg": "<f8",
+                 # variance partitions (partition_runs): R2 of A, B, A+B, the parts, the penalties
+                 **dict.fromkeys(("r2_a", "r2_b", "r2_ab", "unique_a", "unique_b", "shared", "alpha_a",
+                                  "alpha_b"), "<f8")}
 
 
 def utc_now() -> datetime:
@@ -79,6 +86,7 @@ def feature_run_doc(
         "data_dir": dataset["data_dir"],
         "created": utc_now(),
         "provenance": dict(provenance),
+        **({"layers": str(config.get("layer")).split(",")} if "," in str(config.get("layer", "")) else {}),
     }
 
 
@@ -90,8 +98,12 @@ def fit_run_doc(
     roi: str,
     provenance: Mapping,
     responses: Mapping[str, Any] | None = None,
+    layer: str | None = None,
 ) -> dict[str, Any]:
     """A new fit-run document; feature fields are copied in so queries need no join.
+
+    ``layer``: the one layer fitted of a several-layer feature run (``features.layer``;
+    the run's layers are kept in ``features.run_layers``); None: the run's own layer.
 
     ``responses`` (``dataset_id``, ``data_dir``, ``sha256``) names the data the response
     file was read from (it may differ from the feature run's); the fit is filed under
@@ -111,12 +123,13 @@ def fit_run_doc(
         "features": {
             "model": fconf.get("model"),
             "variant": fconf.get("variant"),
-            "layer": fconf.get("layer"),
+            "layer": layer if layer is not None else fconf.get("layer"),
             "weights": fconf.get("weights"),
             "weights_sha256": feature_run.get("weights_sha256"),
             "preprocess": fconf.get("preprocess"),
             "preprocessing": preprocessing_label(fconf),
             "config_key": feature_run["config_key"],
+            **({"run_layers": str(fconf.get("layer", "")).split(",")} if layer is not None else {}),
         },
         "subject": subject,
         "roi": roi,
@@ -270,6 +283,49 @@ def prediction_docs(run_id: str, subject: str, roi: str, split: Any,
             block = np.ascontiguousarray(values[:, start:start + step].T)
             docs.append({**base, "field": name, "chunk": chunk, "n": int(block.shape[0]),
                          "n_images": int(n_images), "dtype": "<f4", "data": Binary(block.tobytes())})
+    return docs
+
+
+def partition_run_doc(config: Mapping[str, Any], config_key: str, spaces: Mapping[str, Any], subject: str,
+                      roi: str, responses: Mapping[str, Any], provenance: Mapping) -> dict[str, Any]:
+    """A new variance-partition run document (``pa-`` id; status set by the run recorder)."""
+    return {
+        "_id": new_run_id("pa"),
+        "schema_version": SCHEMA_VERSION,
+        "kind": "partition",
+        "status": "QUEUED",
+        "config": dict(config),
+        "config_key": config_key,
+        "spaces": {k: dict(v) for k, v in spaces.items()},
+        "dataset_id": responses["dataset_id"],
+        "responses": dict(responses),
+        "subject": subject,
+        "roi": roi,
+        "created": utc_now(),
+        "provenance": dict(provenance),
+    }
+
+
+def column_buckets(run_id: str, subject: str, roi: str, split: str, voxel_ids: Sequence[int],
+                   columns: Mapping[str, np.ndarray], bucket_size: int = BUCKET_SIZE) -> list[dict[str, Any]]:
+    """Score-column documents of any per-voxel float64 ``columns`` (names of
+    :data:`COLUMN_DTYPES`) and the voxel ids: the layout of :func:`score_buckets`."""
+    from bson import Binary
+
+    ids = np.asarray(voxel_ids, dtype=np.int64)
+    cols = {"voxel_ids": ids, **{k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}}
+    if any(a.shape != ids.shape for a in cols.values()):
+        raise ValueError(f"split {split}: per-voxel arrays and voxel ids differ in length")
+    base = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "subject": subject, "roi": roi,
+            "split": split}
+    docs = []
+    for chunk, start in enumerate(range(0, ids.size, bucket_size)):
+        sl = slice(start, start + bucket_size)
+        for name, values in cols.items():
+            dtype = COLUMN_DTYPES[name]
+            data = np.ascontiguousarray(values[sl], dtype=dtype).tobytes()
+            docs.append({**base, "field": name, "chunk": chunk, "n": len(ids[sl]), "dtype": dtype,
+                         "data": Binary(data)})
     return docs
 
 

@@ -44,7 +44,7 @@ def v0_to_v1(collection: str, doc: dict[str, Any]) -> dict[str, Any]:
     """
     out = dict(doc)
     if collection in RUN_COLLECTIONS:
-        out.setdefault("kind", "fit" if collection == "fit_runs" else "features")
+        out.setdefault("kind", {"fit_runs": "fit", "partition_runs": "partition"}.get(collection, "features"))
         out.setdefault("status", "DEAD")
         out.setdefault("created", out.get("started") or utc_now())
         out.setdefault("config", {})

@@ -30,7 +30,7 @@ from tracker.db.security import redact_text, redact_uri
 from tracker.db.server import EmbeddedServer
 from tracker.db.settings import Settings
 
-RUN_COLLECTIONS = ("feature_runs", "fit_runs")
+RUN_COLLECTIONS = ("feature_runs", "fit_runs", "partition_runs")
 #: per-voxel score columns, one per (run_id, split, field, chunk)
 COLUMNS = "voxel_columns"
 #: the unique key of a score column

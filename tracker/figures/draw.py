@@ -254,31 +254,48 @@ def draw_distributions(rows: list[dict], split: str, metric: str, normalised: bo
 
 
 def draw_layers(rows: list[dict], split: str, metric: str, normalised: bool = False):
-    """Median score (95% bootstrap CI) vs layer, one line per (ROI, method)."""
+    """The hierarchy figure: one panel per ROI, score vs layer (median over voxels, 95%
+    bootstrap CI) per condition, the best layer of each condition and ROI starred."""
+    from pipeline.core.vocab import layer_sort_key
+
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
-    layers: list[str] = []
-    for r in rows:
-        if r["layer"] not in layers:
-            layers.append(r["layer"])
-    for key in sorted({(r["roi"], r.get("series") or r["method"]) for r in rows}):
-        m = [r for r in rows if (r["roi"], r.get("series") or r["method"]) == key]
-        x = [layers.index(r["layer"]) for r in m]
-        label = f"{key[0]} {key[1]} (n = {_ns(sorted({r['n'] for r in m}))} voxels)"
-        if normalised:
-            ax.plot(x, [r["frac_ceiling"] for r in m], "o-", label=label)
-            continue
-        y = np.array([r["median"] for r in m], dtype=float)
-        lo = np.array([r["median_low"] if r["median_low"] is not None else r["median"] for r in m])
-        hi = np.array([r["median_high"] if r["median_high"] is not None else r["median"] for r in m])
-        ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=label)
-    ax.set_xticks(range(len(layers)), layers)
-    ax.set_xlabel("layer")
+    rois = list(dict.fromkeys(r["roi"] for r in rows))
+    layers = sorted({r["layer"] for r in rows}, key=layer_sort_key)
+    conditions = sorted({r["condition"] for r in rows})
+    cols = min(4, len(rois))
+    nrows = -(-len(rois) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols + 0.6, 2.7 * nrows + 0.6), squeeze=False,
+                             sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, roi in zip(axes.flat, rois):
+        for ci, cond in enumerate(conditions):
+            m = [r for r in rows if r["roi"] == roi and r["condition"] == cond]
+            if not m or (normalised and any(r["frac_ceiling"] is None for r in m)):
+                continue
+            x = np.array([layers.index(r["layer"]) for r in m])
+            color = colors[ci % len(colors)]
+            if normalised:
+                y = np.array([r["frac_ceiling"] for r in m], dtype=float)
+                ax.plot(x, y, "o-", color=color, label=cond)
+            else:
+                y = np.array([r["median"] for r in m], dtype=float)
+                lo = np.array([r["median_low"] if r["median_low"] is not None else r["median"] for r in m])
+                hi = np.array([r["median_high"] if r["median_high"] is not None else r["median"] for r in m])
+                ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", ms=3, capsize=2, color=color, label=cond)
+            b = [i for i, r in enumerate(m) if r["best"]]
+            ax.plot(x[b], y[b], "*", ms=13, color=color, markeredgecolor="k",
+                    label="best layer" if ci == 0 and roi == rois[0] else None)
+        ax.set_title(roi, fontsize=9)
+        ax.set_xticks(range(len(layers)), layers, rotation=45, fontsize=7)
+    for ax in list(axes.flat)[len(rois):]:
+        ax.set_visible(False)
     what = "mean / mean ceiling" if normalised else "median over voxels, 95% bootstrap CI"
-    ax.set_ylabel(_label(metric, normalised) + f"\n{what}")
-    ax.set_title(f"Score vs layer, {split} images (all else held fixed per line)", fontsize=10)
-    _legend_outside(ax)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(_label(metric, normalised) + f"\n{what}", fontsize=7)
+    axes.flat[0].legend(fontsize=6, frameon=False)
+    fig.suptitle(f"Score vs layer per ROI, {split} images (star: best layer)", fontsize=10)
     _caption(fig, rows)
+    fig.tight_layout()
     return fig
 
 

@@ -14,8 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.errors import ConfigError
 from pipeline.core.vocab import SPLITS, layer_sort_key
+from pipeline.data.layout import ROI_CODES
 from tracker.analysis import fields, queries, voxels
+from tracker.analysis.ceilings import CeilingTable
+from tracker.analysis.scores import load_scores
 from tracker.db.store import Store
 
 
@@ -139,21 +143,101 @@ def volume_data(store: Store, run_id: str, split: str = "validation", metric: st
             "slices": slices}
 
 
+#: what a hierarchy condition holds fixed besides the ROI (everything but the layer)
+CONDITION_FIELDS = ("subject", "method", "protocol", "target", "model", "variant", "weights",
+                    "preprocessing")
+
+
+def _condition(run: Mapping[str, Any]) -> tuple:
+    """A fit's identity without its layer and ROI: the fields above and its fit config."""
+    import json
+
+    fixed = tuple(str(fields.get_path(run, fields.GROUP_FIELDS[f])) for f in CONDITION_FIELDS)
+    return (*fixed, json.dumps(run.get("config", {}), sort_keys=True, default=str))
+
+
+def _condition_label(cond: tuple, varying: list[int]) -> str:
+    """``S1 ridge`` plus the condition fields that differ between the conditions shown."""
+    extra = [cond[i] for i in varying if CONDITION_FIELDS[i] not in ("subject", "method")]
+    return " ".join([cond[0], cond[1], *extra]) + (" (other fit config)" if len(varying) > len(extra) + 2
+                                                   else "")
+
+
 def layer_data(store: Store, split: str = "validation", metric: str = "r",
-               query: Mapping[str, Any] | None = None, n_boot: int = 1000) -> list[dict[str, Any]]:
-    """Score vs layer per ROI (and method): median over pooled voxels with bootstrap CI,
-    plus ``frac_ceiling`` where ceilings exist. Empty unless some ROI has 2+ layers."""
-    by, fixed = queries.series_by(store, ["roi", "method", "layer"], None, "voxels", query)
-    rows = queries.compare(store, by, roi=None, split=split, metric=metric, extra=query,
-                           n_boot=n_boot)
-    for r in rows:  # one series per condition but its layer
-        r["series"] = " ".join(str(r[f]) for f in by if f not in ("roi", "layer"))
-    keep = {k for k in {(r["roi"], r["series"]) for r in rows}
-            if len({r["layer"] for r in rows if (r["roi"], r["series"]) == k}) > 1}
-    out = [{**{k: r[k] for k in ("roi", "method", "layer", "n", "n_runs", "median", "median_low",
-                                 "median_high", "mean", "frac_ceiling", "series")}, "fixed": fixed}
-           for r in rows if (r["roi"], r["series"]) in keep and r["n"]]
-    return sorted(out, key=lambda r: (r["roi"], r["method"], layer_sort_key(r["layer"])))
+               query: Mapping[str, Any] | None = None, n_boot: int = 1000,
+               strict: bool = False) -> list[dict[str, Any]]:
+    """The hierarchy figure's data: score vs layer per ROI, one condition per layer.
+
+    Voxel-target fits are grouped into *conditions*: equal in every identity field but
+    the layer and the ROI (:data:`CONDITION_FIELDS` and the whole fit config), so a line
+    of the figure changes the layer only. A condition with two fits of one (ROI, layer)
+    (they differ in something else: data, backend, ...) is ambiguous: ``strict`` raises
+    a ConfigError naming the runs; otherwise that condition is left out. ROIs where a
+    condition has fewer than 2 layers are left out.
+
+    Rows (ROIs in vim-1 order, layers in network order): ``condition``, ``subject``,
+    ``method``, ``roi``, ``layer``, ``run_id``, ``n`` voxels, ``median`` with its seeded
+    bootstrap CI (``median_low``, ``median_high``), ``mean``, ``frac_ceiling`` (mean
+    score / mean noise ceiling, None without ceilings) and ``best`` (the layer with the
+    highest median of that condition and ROI).
+    """
+    runs = [r for r in queries.completed_fits(store, None, "voxels", query)
+            if "," not in str(fields.get_path(r, "features.layer"))]
+    cells: dict[tuple, dict[tuple, list[dict]]] = {}
+    for run in runs:
+        key = (run["roi"], str(fields.get_path(run, "features.layer")))
+        cells.setdefault(_condition(run), {}).setdefault(key, []).append(run)
+    keep = {}
+    for cond, by_cell in cells.items():
+        doubled = {k: v for k, v in by_cell.items() if len(v) > 1}
+        if doubled:
+            if strict:
+                (roi, layer), dup = next(iter(doubled.items()))
+                raise ConfigError(f"{len(dup)} fits of {cond[0]} {cond[1]} {roi} {layer} "
+                                  f"({', '.join(r['_id'] for r in dup)}) differ only outside the layer "
+                                  "sweep's fields: narrow them with --where (e.g. feature_run=...)")
+            continue
+        n_layers: dict[str, int] = {}
+        for roi, _ in by_cell:
+            n_layers[roi] = n_layers.get(roi, 0) + 1
+        swept = {k: v[0] for k, v in by_cell.items() if n_layers[k[0]] > 1}
+        if swept:
+            keep[cond] = swept
+    varying = [i for i in range(len(CONDITION_FIELDS) + 1) if len({c[i] for c in keep}) > 1]
+    scores = load_scores(store, [r["_id"] for c in keep.values() for r in c.values()], split, [metric])
+    table = CeilingTable(store, split)
+    rows = []
+    for cond, by_cell in keep.items():
+        for (roi, layer), run in by_cell.items():
+            s = scores.get(run["_id"])
+            if s is None:
+                continue
+            v = s.values[metric]
+            ci = queries.intervals(v, n_boot=n_boot)
+            c = table.for_run(run, s.voxel_ids, metric)
+            frac = float(np.nanmean(v) / np.nanmean(c)) if c is not None and np.isfinite(c).any() else None
+            rows.append({"condition": _condition_label(cond, varying), "subject": cond[0], "method": cond[1],
+                         "roi": roi, "layer": layer, "run_id": run["_id"], "n": int(np.isfinite(v).sum()),
+                         "median": float(np.nanmedian(v)), "median_low": ci["median_low"],
+                         "median_high": ci["median_high"], "mean": float(np.nanmean(v)),
+                         "frac_ceiling": frac, "best": False})
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        k = (r["condition"], r["roi"])
+        if k not in best or r["median"] > best[k]["median"]:
+            best[k] = r
+    for r in best.values():
+        r["best"] = True
+    from tracker.analysis.conditions import held_fixed, identities
+
+    ids = {r["run_id"] for r in rows}
+    fixed = held_fixed(list(identities(store, [r for r in runs if r["_id"] in ids]).values()),
+                       exclude=("layer",))
+    for r in rows:
+        r["fixed"] = fixed
+    order = {name: code for code, name in ROI_CODES.items() if code > 0}
+    return sorted(rows, key=lambda r: (order.get(r["roi"], 99), r["roi"], r["condition"],
+                                       layer_sort_key(r["layer"])))
 
 
 def scatter_pairs(store: Store, roi: str, method_a: str = "ridge", method_b: str = "pls") -> list[tuple]:

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tracker.analysis import queries
+from pipeline.core.errors import ConfigError
+from tracker.analysis import partitions, queries
 from tracker.db.store import Store
 from tracker.figures.draw import (
     draw_bars,
@@ -26,6 +27,7 @@ from tracker.figures.figure_data import (
     scatter_pairs,
     volume_data,
 )
+from tracker.figures.partition import draw_partition_bars, draw_partition_scatter
 from tracker.figures.rf_data import fwrf_vs_ridge_data, fwrf_vs_ridge_pairs, rf_data, size_fits
 from tracker.figures.rf_draw import draw_fwrf_vs_ridge, draw_rf_centres, draw_rf_size
 
@@ -63,6 +65,8 @@ def standard_figures(store: Store, roi: str = "V4", metric: str = "r") -> Iterat
     if layers:
         yield f"layers_validation_{metric}", draw_layers(layers, "validation", metric)
     yield from rf_figures(store, roi)
+    for subject in sorted({r["subject"] for r in partitions.partition_rows(store)}):
+        yield from partition_figures(store, subject)
     best = queries.fit_summaries(store, {"roi": roi, "target": "voxels"}, "validation", metric)
     for subject in sorted({b["subject"] for b in best}):
         top = next(b for b in best if b["subject"] == subject)
@@ -84,6 +88,20 @@ def rf_figures(store: Store, roi: str = "V4") -> Iterator[tuple[str, Any]]:
         yield f"rf_size_{subject}", draw_rf_size(mine, size_fits(mine), subject)
     for subject, a, b in fwrf_vs_ridge_pairs(store, roi):
         yield f"fwrf_vs_ridge_{subject}_{roi}", draw_fwrf_vs_ridge(fwrf_vs_ridge_data(store, a, b))
+def partition_figures(store: Store, subject: str, run_id: str | None = None) -> Iterator[tuple[str, Any]]:
+    """Stacked partition bars per pair of spaces of ``subject``; with ``run_id`` that
+    partition's per-voxel scatter too."""
+    rows = partitions.partition_rows(store, {"subject": subject})
+    for a, b in dict.fromkeys((r["a"], r["b"]) for r in rows):
+        pair = [r for r in rows if (r["a"], r["b"]) == (a, b)]
+        stem = f"partition_{subject}_{pair[0]['run_id']}"
+        yield stem, draw_partition_bars(pair, subject, a, b)
+    if run_id is not None:
+        _, run = store.get_run(run_id)
+        if run.get("kind") != "partition":
+            raise ConfigError(f"run {run['_id']} is not a partition run")
+        yield (f"partition_scatter_{run['_id']}",
+               draw_partition_scatter(partitions.partition_columns(store, run["_id"]), run))
 
 
 def save(fig: Any, stem: Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:

@@ -41,6 +41,7 @@ def chunked_fit(
     n_chunks: int,
     block: int | None = None,
     progress: ProgressFn | None = None,
+    prepared: Any = None,
 ) -> tuple[Any, dict[str, Any]]:
     """One fit split by voxel chunks: kernels once, chunks in parallel, one merged result.
 
@@ -62,6 +63,9 @@ def chunked_fit(
         Column block (default: the estimator's; tests use small ones).
     progress : callable, optional
         ``progress(stage, done, total)``: "prepare:<model>", then "chunks" as they finish.
+    prepared : pipeline.fit.chunks.Prepared, optional
+        Kernels computed already (e.g. from feature blocks on disk); then ``X_train`` and
+        ``X_val`` are not read.
 
     Returns
     -------
@@ -75,7 +79,8 @@ def chunked_fit(
         raise ConfigError("only voxel-target fits of the recommended protocol split by voxels")
     n_chunks = check_voxel_chunks(n_chunks, "n_chunks") or 1
     t_start = time.perf_counter()
-    prep = prepare(X_train, X_val, config, block=block, progress=progress)
+    prep = prepared if prepared is not None else prepare(X_train, X_val, config, block=block,
+                                                         progress=progress)
     t_prepare = time.perf_counter() - t_start
     Y_train, Y_val = _as_columns(Y_train), None if Y_val is None else _as_columns(Y_val)
     chunks = voxel_chunks(Y_train.shape[1], n_chunks, prep.block)

@@ -10,11 +10,16 @@ A sweep spec (TOML) lists values per field; the grid is their product::
     layer = ["conv3"]
     retina_warp = ["none", "default"]
 
-    [fits]                          # subject / roi and FitConfig fields
+    [fits]                          # subject / roi / layer and FitConfig fields
     subject = ["S1", "S2"]
     roi = ["V4"]
     method = ["ridge", "pls"]
     target = ["voxels"]
+
+A *layer sweep* extracts every layer in one pass and fits each from that one feature
+run: ``layer = "all"`` under ``[features]`` (conv1 ... fc8) and ``layer = "all"`` (or a
+list) under ``[fits]`` (see ``sweeps/layers.toml``); ``[fits] layer`` must name layers the
+feature run holds, and each fit's key and document record its layer.
 
 Every task has the ``config_key`` it will record, computed before anything runs, so a
 task whose key already COMPLETED is skipped and a finished sweep re-runs as a no-op.
@@ -53,6 +58,7 @@ from tracker.db.settings import Settings
 from tracker.db.store import Store
 from tracker.record.chunked import check_voxel_chunks
 from tracker.record.datasets import register_dataset, responses_sha256
+from tracker.record.layers import choose_layer
 from tracker.record.workflows import extract_and_log, feature_key, fit_and_log, fit_key
 
 NONE_WORDS = {"none", "raw", "off", "false", ""}
@@ -80,11 +86,14 @@ class FitTask:
     roi: str
     config: Any  # pipeline.fit.config.FitConfig
     key: str
+    layer: str | None = None  # the layer of a several-layer feature run
 
     @property
     def label(self) -> str:
-        return f"fit {self.subject} {self.roi} {self.config.method} ({self.config.target}) " \
-               f"on {self.feature.label.removeprefix('features ')}"
+        on = self.feature.label.removeprefix('features ')
+        if self.layer is not None:
+            on = f"{self.layer} of {on}"
+        return f"fit {self.subject} {self.roi} {self.config.method} ({self.config.target}) on {on}"
 
 
 @dataclass
@@ -159,15 +168,27 @@ def expand(spec: SweepSpec, store: Store, data_dir: Path) -> tuple[list[FeatureT
         key, _, _ = feature_key(store, data_dir, config)
         feature_tasks.append(FeatureTask(config, key))
     fit_tasks = []
-    fit_fields = {k: v for k, v in spec.fits.items() if k not in {"subject", "roi"}}
+    fit_fields = {k: v for k, v in spec.fits.items() if k not in {"subject", "roi", "layer"}}
     for feat in feature_tasks:
-        for subject in spec.fits["subject"]:
-            for roi in spec.fits["roi"]:
-                for values in _product(fit_fields):
-                    config = _make(FitConfig, values, "fits")
-                    fit_tasks.append(FitTask(feat, subject, roi, config,
-                                             fit_key(feat.key, config, subject, roi, responses)))
+        for layer in _fit_layers(spec.fits.get("layer", [None]), feat):
+            for subject in spec.fits["subject"]:
+                for roi in spec.fits["roi"]:
+                    for values in _product(fit_fields):
+                        config = _make(FitConfig, values, "fits")
+                        key = fit_key(feat.key, config, subject, roi, responses, layer=layer)
+                        fit_tasks.append(FitTask(feat, subject, roi, config, key, layer))
     return feature_tasks, fit_tasks
+
+
+def _fit_layers(values: list[Any], feat: FeatureTask) -> list[str | None]:
+    """The ``[fits] layer`` values for one feature task (``"all"``: each of its layers),
+    each as :func:`tracker.record.layers.choose_layer` records it."""
+    layers = list(feat.config.layers)
+    names: list[str | None] = []
+    for value in values:
+        names += layers if value == "all" else [None if value is None else str(value)]
+    what = f"sweep spec [fits] layer: {feat.label}"
+    return list(dict.fromkeys(choose_layer(layers, name, what) for name in names))
 
 
 # ----------------------------------------------------------------- status
@@ -220,7 +241,8 @@ def run_fit_task(settings: Settings, data_dir: str, task: FitTask, feature: dict
     def fit(store: Store, client: Any = None) -> Any:
         return fit_and_log(store, settings, feature["run_id"], task.subject, task.roi, task.config,
                            data_dir=Path(data_dir), progress=progress,
-                           n_chunks=voxel_chunks, client=client, voxel_block=voxel_block)
+                           n_chunks=voxel_chunks, client=client, voxel_block=voxel_block,
+                           layer=task.layer)
 
     with Store.open(settings, init=False) as store:
         if voxel_chunks and voxel_chunks > 1 and chunkable(task.config):

@@ -7,7 +7,6 @@ the same config on the same inputs returns the completed run instead of recomput
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Callable, Iterable
@@ -17,7 +16,7 @@ from typing import Any
 
 from pipeline.core.errors import ConfigError, DataFormatError, IntegrityError
 from pipeline.core.keys import content_key
-from pipeline.data.layout import SUBJECTS, canonical_roi, canonical_subject
+from pipeline.data.layout import canonical_roi, canonical_subject
 from pipeline.data.responses import load_responses
 from pipeline.data.stimuli import iter_stimuli, stimulus_count
 from tracker.db import documents
@@ -27,6 +26,7 @@ from tracker.record import provenance
 from tracker.record.chunked import check_voxel_chunks, chunked_fit
 from tracker.record.datasets import register_dataset, responses_sha256
 from tracker.record.feature_files import fwrf_maps, resolve_feature_path
+from tracker.record.layers import fit_layer, streamable, streamed_fit, verified_path
 from tracker.record.runs import RunRecorder
 from tracker.record.spool import Spool
 
@@ -101,11 +101,17 @@ def feature_key(store: Store, data_dir: Path, config: Any) -> tuple[str, dict[st
     return key, dataset, wsha
 
 
-def fit_key(feature_config_key: str, config: Any, subject: str, roi: str, responses: str) -> str:
+def fit_key(feature_config_key: str, config: Any, subject: str, roi: str, responses: str,
+            layer: str | None = None) -> str:
     """``config_key`` of a fit: its config, the feature run's key, subject, ROI and the
     sha256 of the response file it reads (``responses``), so a fit of other responses
-    (a copy with other rows, a file replaced in place) is never taken for this one."""
-    return content_key("fit", config.to_dict(), feature_config_key, subject, roi, responses)
+    (a copy with other rows, a file replaced in place) is never taken for this one.
+    ``layer``: the layer of a several-layer feature run
+    (:func:`tracker.record.layers.fit_layer`; None keeps single-layer keys unchanged)."""
+    parts: list[Any] = ["fit", config.to_dict(), feature_config_key, subject, roi, responses]
+    if layer is not None:
+        parts.append({"layer": layer})
+    return content_key(*parts)
 
 
 def extract_and_log(
@@ -197,8 +203,9 @@ def _outcome(rec: RunRecorder) -> Outcome:
     return Outcome(rec.final_run(), reused=rec.final_id != rec.run_id, spooled=rec.spooled is not None)
 
 
-def load_features(run: dict[str, Any], settings: Settings):
-    """Verified features of a completed feature run, flattened to (N, h*w*c) float32."""
+def load_features(run: dict[str, Any], settings: Settings, layer: str | None = None):
+    """Verified features of a completed feature run (``layer`` of a several-layer run:
+    default its primary one), flattened to (N, h*w*c) float32."""
     from pipeline.features.reader import read_feature_file
 
     if run.get("kind") != "features":
@@ -206,7 +213,7 @@ def load_features(run: dict[str, Any], settings: Settings):
     if run.get("status") != "COMPLETED":
         raise ConfigError(f"feature run {run['_id']} is {run.get('status')}, not COMPLETED")
     path = resolve_feature_path(run["output"], settings)
-    return read_feature_file(path, expected_sha256=run["output"]["sha256"], flatten=True)
+    return read_feature_file(path, expected_sha256=run["output"]["sha256"], flatten=True, layer=layer)
 
 
 def fit_and_log(
@@ -223,6 +230,7 @@ def fit_and_log(
     n_chunks: int | None = None,
     client: Any = None,
     voxel_block: int | None = None,
+    layer: str | None = None,
 ) -> Outcome:
     """Fit one encoding model (``config``: :class:`pipeline.fit.config.FitConfig`) and record it.
 
@@ -234,7 +242,9 @@ def fit_and_log(
     ``client`` (None: one after another here), merged into this one run. Chunking is an
     execution detail: same ``config_key``, same numbers; the run's ``execution`` field
     says how it ran. Other fits ignore it. ``voxel_block`` overrides the column block
-    chunks are aligned to (tests; the default is the estimator's).
+    chunks are aligned to (tests; the default is the estimator's). ``layer``: which layer
+    of a several-layer feature run (:func:`tracker.record.layers.fit_layer`); fits of the
+    recommended protocol read it as column blocks (:func:`tracker.record.layers.streamed_fit`).
     """
     collection, frun = store.get_run(feature_run_id)
     if collection != "feature_runs":
@@ -245,17 +255,19 @@ def fit_and_log(
     dataset = register_dataset(store, data_dir)
     responses = {"dataset_id": dataset["_id"], "data_dir": dataset["data_dir"],
                  "sha256": responses_sha256(dataset)}
-    key = fit_key(frun["config_key"], config, subject, roi, responses["sha256"])
+    chosen = fit_layer(frun, layer)
+    key = fit_key(frun["config_key"], config, subject, roi, responses["sha256"], layer=chosen)
     existing = store.find_completed("fit_runs", key)
     if existing is not None and not force:
         return Outcome(existing, True)
     clean = load_responses(data_dir, subject).select(roi)
     if callable(features):
         features = features()
-    ff = features if features is not None else load_features(frun, settings)
+    stream = config.method != "fwrf" and streamable(config, preloaded=features is not None)
+    ff = features if features is not None or stream else load_features(frun, settings, chosen)
 
     doc = documents.fit_run_doc(config.to_dict(), key, frun, subject, roi, provenance.collect(
-        seeds={"split_seed": getattr(config, "seed", None)}), responses=responses)
+        seeds={"split_seed": getattr(config, "seed", None)}), responses=responses, layer=chosen)
     n_chunks = check_voxel_chunks(n_chunks, "n_chunks")
     from pipeline.fit.protocols import run_fit
 
@@ -267,6 +279,9 @@ def fit_and_log(
             execution: dict[str, Any] = {"mode": "single", "n_chunks": 1}
             if n_chunks is not None and n_chunks > 1:
                 execution.update(requested_chunks=n_chunks, note="not split: fwRF fits run whole")
+        elif stream:
+            result, execution = streamed_fit(verified_path(frun["output"], settings), chosen, clean,
+                                             config, n_chunks, client, voxel_block, report)
         else:
             result, execution = _run_model(ff, clean, config, n_chunks, client, voxel_block, report)
         buckets, fields = _fit_record(rec.run_id, subject, roi, config, clean, ff, result)
@@ -309,7 +324,8 @@ def _fit_record(run_id: str, subject: str, roi: str, config: Any, clean: Any, ff
         "n_voxels": int(clean.train.shape[1]),
         "n_voxels_total": int(clean.n_total),
         "n_dropped_nan": int(clean.n_dropped),
-        "n_features": int(result.n_features if config.method == "fwrf" else ff.train.shape[1]),
+        "n_features": int(result.n_features if config.method == "fwrf" or ff is None
+                          else ff.train.shape[1]),
         "splits": [documents.split_record(s) for s in result.splits],
         "summary": summary,
         "predictions": {
@@ -394,108 +410,7 @@ def standard_comparison(
     return outcomes
 
 
-# ------------------------------------------------- command-line options -> configs
-def resolve_weights(weights: str | None, data_dir: Path, model: str = "alexnet") -> str:
-    """The ``--weights`` to use: as given; else seeded random weights only where that is
-    the point (the synthetic demo data, or a Keras model file's own weights).
-
-    Untrained features are never the silent default on real data: there a ConfigError
-    asks for a weights file, or ``random:SEED`` to extract untrained features on purpose.
-    """
-    from pipeline.data.layout import GROUND_TRUTH_FILE
-
-    if weights is not None:
-        return weights
-    if model.startswith("keras:") or (Path(data_dir) / GROUND_TRUTH_FILE).is_file():
-        return "random:0"
-    raise ConfigError(
-        f"--weights is required for {data_dir} (not the synthetic demo data): give a weights "
-        "file (bvlc_alexnet.npy, a TensorFlow checkpoint prefix or a Keras .weights.h5), or "
-        "random:SEED to extract untrained features on purpose (every table then says "
-        "'untrained (random:SEED)')")
-
-
-def feature_config(
-    model: str = "alexnet",
-    variant: str = "caffe",
-    layer: str = "conv3",
-    weights: str = "random:0",
-    weights_map: str | None = None,
-    preprocess: str | None = None,
-    retina_warp: str | None = None,
-    batch_size: str = "64",
-    backend: str | None = None,
-    precision: str = "strict",
-    device: str = "auto",
-) -> Any:
-    """The :class:`pipeline.features.config.FeatureConfig` that command-line options describe.
-
-    Shared by ``scripts/run_features.py`` and ``tracker features``; the config's own
-    validation names a bad field.
-
-    Parameters
-    ----------
-    model
-        ``alexnet`` or ``keras:PATH`` (any Keras model file; ``layer`` names its layer).
-    variant, weights, preprocess, retina_warp
-        As the :class:`~pipeline.features.config.FeatureConfig` fields (``preprocess`` None: the
-        variant's chain).
-    layer
-        A layer, or several comma-separated (extracted in one pass).
-    weights_map
-        Checkpoint variable names as JSON text, or None.
-    batch_size
-        Images per batch (a whole number as text), or ``auto``.
-    backend, precision, device
-        ``--backend`` tensorflow|jax|torch (None: ``$KERAS_BACKEND``, else TensorFlow),
-        ``--precision`` strict|fast, ``--device`` auto|cpu|gpu.
-    """
-    from pipeline.features.config import FeatureConfig
-
-    batch = batch_size if batch_size == "auto" else _whole(batch_size, "--batch-size")
-    extra: dict[str, Any] = {"retina_warp": retina_warp, "backend": backend, "precision": precision,
-                             "device": device}
-    if weights_map:
-        try:
-            extra["weights_map"] = json.loads(weights_map)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"--weights-map is not valid JSON: {err}") from None
-    layers = layer if "," not in layer else [x.strip() for x in layer.split(",")]
-    if model.startswith("keras:"):
-        chain = {"preprocess": preprocess} if preprocess else {}
-        return FeatureConfig.for_keras(model.removeprefix("keras:"), layers, batch_size=batch,
-                                       **chain, **extra)
-    if preprocess is None:
-        return FeatureConfig.for_variant(variant, model=model, layer=layers, weights=weights,
-                                         batch_size=batch, **extra)
-    return FeatureConfig(model=model, variant=variant, layer=layers, weights=weights,
-                         preprocess=preprocess, batch_size=batch, **extra)
-
-
-def _whole(text: str, flag: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r}: expected a whole number or 'auto'") from None
-
-
-def fit_configs(method: str | None = None, target: str | None = None, protocol: str = "recommended",
-                seed: int = 0) -> list[Any]:
-    """The :class:`pipeline.fit.config.FitConfig` list that fit options describe (shared by
-    ``scripts/run_fit.py`` and ``tracker fit``): ``method`` None fits ridge and PLS,
-    ``target`` None both per-voxel models and the ROI average."""
-    from pipeline.fit.config import FitConfig
-
-    methods = [method] if method else ["ridge", "pls"]
-    targets = [target] if target else ["voxels", "roi_mean"]
-    return [FitConfig(method=m, protocol=protocol, target=t, seed=seed) for m in methods for t in targets]
-
-
-def fit_subjects(subject: str | None = None) -> list[str]:
-    """``[subject]``, or every vim-1 subject when None."""
-    return [subject] if subject else list(SUBJECTS)
-
-
+# ------------------------------------------------- command-line options -> fits
 def fit_from_options(
     store: Store,
     settings: Settings,
@@ -508,18 +423,23 @@ def fit_from_options(
     progress: ProgressFn | None = None,
     log: Callable[[str], None] = lambda msg: None,
     standard_features: Any = None,
+    layers: Iterable[str | None] = (None,),
 ) -> list[Outcome]:
     """What ``scripts/run_fit.py`` and ``tracker fit`` run: the fits of ``configs`` for
     ``subjects`` on feature run ``feature_run``, or with no feature run the standard
     comparison (on the configured data, generating the demo set if none is configured;
     features of ``standard_features``, default :class:`~pipeline.features.config.FeatureConfig`
-    defaults, extracted unless a finished run matches). Returns the fits' outcomes."""
-    configs = list(configs)
+    defaults, extracted unless a finished run matches). ``layers``: one fit per layer of a
+    several-layer feature run (None: its primary layer). Returns the fits' outcomes."""
+    configs, layers = list(configs), list(layers)
     if data_dir is not None:
         check_data_dir(data_dir)
     if feature_run is not None:
         return [fit_and_log(store, settings, feature_run, s, roi, c, data_dir=data_dir, force=force,
-                            progress=progress) for s in subjects for c in configs]
+                            progress=progress, layer=lay)
+                for lay in layers for s in subjects for c in configs]
+    if layers != [None]:
+        raise ConfigError("--layer needs --features (a feature run holding those layers)")
     if standard_features is None:
         from pipeline.features.config import FeatureConfig
 
