@@ -15,8 +15,8 @@ extrapolated linearly to the full count (its cost is linear in voxels: column bl
 Examples
 --------
 python scripts/bench_layers.py --n-images 1870 --n-voxels 25915          # the issue's sweep
-python scripts/bench_layers.py --n-images 1870 --n-voxels 4000 --keep /tmp/all.h5
-python scripts/bench_layers.py --feature-file /tmp/all.h5 --n-voxels 25915 --layers conv1,fc6
+python scripts/bench_layers.py --n-images 1870 --n-voxels 4000 --keep all_layers.h5
+python scripts/bench_layers.py --feature-file all_layers.h5 --n-voxels 25915 --layers conv1,fc6
 """
 
 from __future__ import annotations

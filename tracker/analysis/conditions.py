@@ -27,6 +27,7 @@ backend, float precision), which ``tracker runs diff`` still shows.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -55,10 +56,6 @@ CONDITION_FIELDS: tuple[str, ...] = (
 )
 #: what ``--by`` accepts besides condition fields
 EXTRA_BY_FIELDS: tuple[str, ...] = (*VOXEL_FIELDS, "feature_run")
-#: fit-run document paths of the fields a database filter can select on
-FEATURE_PATHS = {"model": "features.model", "variant": "features.variant",
-                 "weights": "features.weights", "layer": "features.layer",
-                 "preprocessing": "features.preprocessing"}
 #: the fit-run fields :func:`identities` reads
 READ_FIELDS: tuple[str, ...] = ("subject", "roi", "target", "dataset_id", "config",
                                 "features", "feature_run_id", "responses.sha256", "n_voxels")
@@ -79,8 +76,6 @@ def _text(value: Any) -> str:
 
 def _grid(config: Mapping[str, Any]) -> str:
     """``alphas: 25 in 0.01..1e+10 [ab12cd]``: count, range and a short hash of the values."""
-    import hashlib
-
     parts = []
     for k in _GRID_KEYS:
         values = config.get(k)

@@ -154,7 +154,8 @@ def _paired_stats(pa, pb, n_boot: int, seed: int) -> dict[str, Any]:
 
 
 def voxel_inputs(store: Store, sel, runs, pool, split: str):
-    """(ids, held-out predictions) of one side's fits, or a reason they cannot be tested."""
+    """(ids, held-out predictions) of one side's fits, or a reason they cannot be tested
+    (``sel`` has been pooled: its voxel ids are known)."""
     if split != predictions.PREDICTION_SPLIT:
         return None, f"per-voxel test runs on the {predictions.PREDICTION_SPLIT} images only"
     if pool.n_combined:
@@ -162,8 +163,7 @@ def voxel_inputs(store: Store, sel, runs, pool, split: str):
     held = predictions.load_predictions(store, [r["_id"] for r in runs], split)
     if len(held) < len(runs):
         return None, "fits logged without held-out predictions (before they were stored)"
-    _, ids = queries.read_scores(store, runs, split, "r")
-    return (ids, held), None
+    return (sel.ids, held), None
 
 
 def _voxel_test(store, sides, members, pools, split, alpha, n_perm, perm_seed) -> dict[str, Any]:

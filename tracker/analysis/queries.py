@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -242,10 +242,13 @@ class Selection:
     idents: dict[str, dict[str, str]]
     groups: dict[tuple, list[dict]]
     split: str
+    #: run id -> voxel ids, filled by :meth:`pool`
+    ids: dict[str, np.ndarray] = field(default_factory=dict)
 
     def pool(self, store: Store, metric: str) -> dict[tuple, Pooled]:
         """Each group pooled to one ``metric`` value per distinct (subject, voxel)."""
         scores, ids = read_scores(store, self.runs, self.split, metric)
+        self.ids = ids
         table = CeilingTable(store, self.split)
         known = any(table.known(r) for r in self.runs)
 

@@ -184,6 +184,15 @@ def plot_winners(ctx: typer.Context,
     for p in paths:
         console.print(str(p))
     return None
+def _rf_rows(ctx: typer.Context, subject: str, split: str, all_voxels: bool) -> list[dict]:
+    """The fwRF rows of ``subject`` (BH-significant voxels unless ``all_voxels``)."""
+    with open_store(ctx) as store:
+        rows = rf_data.rf_data(store, subject, split, significant_only=not all_voxels)
+    if not rows:
+        raise ConfigError(f"no completed per-voxel fwrf fits with receptive fields for {subject}")
+    return rows
+
+
 @plot_app.command("rf-centres")
 @cli_errors
 def plot_rf_centres(ctx: typer.Context, subject: Annotated[str, typer.Option(help="Subject.")] = "S1",
@@ -192,10 +201,7 @@ def plot_rf_centres(ctx: typer.Context, subject: Annotated[str, typer.Option(hel
                         "--all-voxels", help="Every voxel, not only the BH-significant ones.")] = False,
                     out: OutOpt = None, as_json: JsonOpt = False) -> None:
     """fwRF receptive-field centres on the visual field (degrees), one panel per ROI."""
-    with open_store(ctx) as store:
-        rows = rf_data.rf_data(store, subject, split, significant_only=not all_voxels)
-    if not rows:
-        raise ConfigError(f"no completed per-voxel fwrf fits with receptive fields for {subject}")
+    rows = _rf_rows(ctx, subject, split, all_voxels)
     _save(ctx, out, f"rf_centres_{subject}", rf_draw.draw_rf_centres(rows, subject), as_json)
 
 
@@ -207,10 +213,7 @@ def plot_rf_size(ctx: typer.Context, subject: Annotated[str, typer.Option(help="
                      "--all-voxels", help="Every voxel, not only the BH-significant ones.")] = False,
                  out: OutOpt = None, as_json: JsonOpt = False) -> None:
     """fwRF receptive-field size against eccentricity per ROI, with a fitted line each."""
-    with open_store(ctx) as store:
-        rows = rf_data.rf_data(store, subject, split, significant_only=not all_voxels)
-    if not rows:
-        raise ConfigError(f"no completed per-voxel fwrf fits with receptive fields for {subject}")
+    rows = _rf_rows(ctx, subject, split, all_voxels)
     fig = rf_draw.draw_rf_size(rows, rf_data.size_fits(rows), subject)
     _save(ctx, out, f"rf_size_{subject}", fig, as_json)
 

@@ -57,16 +57,6 @@ def condition_label(row: Mapping[str, Any], extra_fields: list[str]) -> str:
     return ", ".join(f"{f}={row[f]}" for f in extra_fields)
 
 
-def caption(fixed: Mapping[str, str], n: int | None = None) -> str:
-    """``held fixed: model alexnet, layer conv3, ...; n voxels`` for a figure caption."""
-    keep = [f"{k} {v}" for k, v in fixed.items()
-            if k in ("model", "weights", "layer", "preprocessing", "method", "protocol", "target")]
-    text = "held fixed: " + ", ".join(keep) if keep else ""
-    if any(k == "weights" and v.startswith("random:") for k, v in fixed.items()):
-        text += f" (untrained {fixed['weights']})"
-    return text + (f"; {n} voxels" if n is not None else "")
-
-
 def roi_average_data(store: Store, subject: str, roi: str = "V4", split: str = "validation") -> list[dict]:
     """Predicted vs measured ROI-average responses of each completed ROI-average fit."""
     runs = queries.completed_fits(store, roi, target="roi_mean", extra={"subject": subject})

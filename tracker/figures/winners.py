@@ -13,19 +13,15 @@ from typing import Any
 import numpy as np
 
 from tracker.analysis.scores import VOLUME_SHAPE, voxel_coords
-from tracker.figures.draw import METRIC_LABELS, _plt
+from tracker.figures.draw import METRIC_LABELS, _plt, caption_text
 
 
 def caption(rows: Sequence[Mapping[str, Any]]) -> str:
     """What the figure shows and what was held fixed (first ROI's fixed fields)."""
     if not rows:
         return ""
-    fixed = rows[0].get("fixed") or {}
-    keep = [f"{k} {fixed[k]}" for k in ("model", "weights", "layer", "preprocessing", "method",
-                                        "protocol") if k in fixed]
-    text = f"candidates: {rows[0]['over']}; held fixed: {', '.join(keep) or '-'}"
-    untrained = sorted({r["untrained"] for r in rows if r.get("untrained")})
-    return text + ("; " + ", ".join(untrained) if untrained else "")
+    untrained = next((r["untrained"] for r in rows if r.get("untrained")), None)
+    return f"Candidates: {rows[0]['over']}. " + caption_text(rows[0].get("fixed"), untrained)
 
 
 def draw_winner_share(rows: Sequence[Mapping[str, Any]]):
